@@ -1,0 +1,143 @@
+"""PyTorch datasets over cine cases: training clips and whole validation cases, plus k-fold splits.
+
+Items are dicts for MONAI dictionary transforms, channel-first with **frames as channels**, so that one
+random spatial draw of a MONAI transform applies to every frame of a clip:
+
+* :class:`CineClipDataset` item: ``image`` ``(L, H, W)`` float32, ``label`` ``(L, H, W)`` int64 (``-1`` =
+  no label), ``name`` (case), ``slice`` (z index), ``start`` (first frame index).
+* :class:`CineCaseDataset` item: ``image`` ``(Z, T, H, W)`` float32, ``label`` ``(Z, T, H, W)`` int64, ``name``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from cosinetrack.data.cine import IGNORE_LABEL, read_cine_case
+
+__all__ = ["CineClipDataset", "CineCaseDataset", "split_cases", "read_cases"]
+
+
+def split_cases(
+    cases: Sequence[Mapping[str, Any]], num_folds: int = 1, fold: int = 0, seed: int = 0, val_fraction: float = 0.25
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """Split cases (patients, never slices or frames) into training and validation lists.
+
+    With ``num_folds >= 2`` this is k-fold cross-validation: the cases are shuffled with ``seed`` and
+    dealt into ``num_folds`` folds of near-equal size; fold ``fold`` validates, the others train. With
+    ``num_folds == 1`` a ``val_fraction`` of the shuffled cases (at least one) validates.
+    """
+    cases = list(cases)
+    if len(cases) < 2:
+        raise ValueError(f"need at least 2 cases to split into training and validation, got {len(cases)}")
+    order = np.random.default_rng(seed).permutation(len(cases))
+    if num_folds >= 2:
+        if not 0 <= fold < num_folds:
+            raise ValueError(f"fold must be in [0, {num_folds}), got {fold}")
+        if num_folds > len(cases):
+            raise ValueError(f"num_folds={num_folds} is more than the {len(cases)} cases")
+        val_idx = set(order[fold::num_folds].tolist())
+    else:
+        n_val = max(1, round(val_fraction * len(cases)))
+        val_idx = set(order[:n_val].tolist())
+    train = [c for i, c in enumerate(cases) if i not in val_idx]
+    val = [c for i, c in enumerate(cases) if i in val_idx]
+    return train, val
+
+
+def read_cases(
+    cases: Sequence[Mapping[str, Any]], file_layout: str = "auto", label_map: Mapping[Any, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Read every case once: ``[{"name", "image": (Z,T,H,W), "label": (Z,T,H,W)}]``."""
+    out = []
+    for case in cases:
+        image, label = read_cine_case(case, file_layout=file_layout, label_map=label_map)
+        out.append({"name": case.get("name", str(case["image"][0])), "image": image, "label": label})
+    return out
+
+
+class CineClipDataset(torch.utils.data.Dataset):
+    """Clips of ``clip_length`` consecutive frames of one slice, for training.
+
+    Every (case, slice, start frame) whose clip holds at least one labelled frame is one item. A
+    sequence shorter than ``clip_length`` gives one clip of its full length (so keep ``batch_size`` 1
+    then, as the paper does for recurrent training). With ``clip_length=1`` only labelled frames are
+    items: this is the non-recurrent setting.
+
+    Args:
+        cases: case dicts (see :mod:`cosinetrack.data.cine`) or already read cases from :func:`read_cases`.
+        clip_length: frames per clip (paper: 10 for recurrent networks, 1 for non-recurrent ones).
+        transform: a MONAI (dictionary) transform applied to each item.
+        file_layout, label_map: passed to :func:`~cosinetrack.data.cine.read_cine_case`.
+    """
+
+    def __init__(
+        self,
+        cases: Sequence[Mapping[str, Any]],
+        clip_length: int = 10,
+        transform: Callable | None = None,
+        file_layout: str = "auto",
+        label_map: Mapping[Any, Any] | None = None,
+    ) -> None:
+        if clip_length < 1:
+            raise ValueError(f"clip_length must be >= 1, got {clip_length}")
+        self.cases = [c if isinstance(c.get("image"), np.ndarray) else None for c in cases]
+        if any(c is None for c in self.cases):
+            self.cases = read_cases(cases, file_layout=file_layout, label_map=label_map)
+        self.clip_length = clip_length
+        self.transform = transform
+        self.index: list[tuple[int, int, int, int]] = []
+        for k, case in enumerate(self.cases):
+            label = case["label"]
+            num_slices, num_frames = label.shape[:2]
+            length = min(clip_length, num_frames)
+            labelled = (label != IGNORE_LABEL).reshape(num_slices, num_frames, -1).any(-1)
+            for z in range(num_slices):
+                for t0 in range(num_frames - length + 1):
+                    if labelled[z, t0 : t0 + length].any():
+                        self.index.append((k, z, t0, length))
+        if not self.index:
+            raise ValueError("no clip with a labelled frame: check that the data set has label files")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        k, z, t0, length = self.index[i]
+        case = self.cases[k]
+        item = {
+            "image": np.ascontiguousarray(case["image"][z, t0 : t0 + length]),
+            "label": np.ascontiguousarray(case["label"][z, t0 : t0 + length]),
+            "name": case["name"],
+            "slice": z,
+            "start": t0,
+        }
+        return self.transform(item) if self.transform is not None else item
+
+
+class CineCaseDataset(torch.utils.data.Dataset):
+    """Whole cases, one item each, for validation and evaluation (all slices, all frames).
+
+    Args: as :class:`CineClipDataset`, without ``clip_length``.
+    """
+
+    def __init__(
+        self,
+        cases: Sequence[Mapping[str, Any]],
+        transform: Callable | None = None,
+        file_layout: str = "auto",
+        label_map: Mapping[Any, Any] | None = None,
+    ) -> None:
+        self.cases = read_cases(cases, file_layout=file_layout, label_map=label_map)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        case = self.cases[i]
+        item = {"image": case["image"], "label": case["label"], "name": case["name"]}
+        return self.transform(item) if self.transform is not None else item

@@ -1,0 +1,88 @@
+"""Prediction over a folder of the user's cine images: read, normalise, stream, argmax, write NIfTI."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from cosinetrack.data.cine import read_cine_case
+from cosinetrack.engines.checkpoint import load_weights
+from cosinetrack.engines.inferer import stream_frames
+from cosinetrack.io.atomic import atomic_directory
+from cosinetrack.io.nifti import write_case_labels
+
+__all__ = ["robust_scale", "predict_case", "predict_to_folder"]
+
+
+def robust_scale(image: np.ndarray, i_min: float = 10.0, i_max: float = 10.0) -> np.ndarray:
+    """Map each slice of ``(Z, T, H, W)`` to ``[-1, 1]`` by its ``i_min/2`` and ``100 - i_max/2`` percentiles.
+
+    The same normalisation as :func:`cosinetrack.transforms.robust_normalization` (per slice).
+    """
+    flat = image.reshape(image.shape[0], -1)
+    lo = np.percentile(flat, i_min / 2.0, axis=1)[:, None, None, None]
+    hi = np.percentile(flat, 100.0 - i_max / 2.0, axis=1)[:, None, None, None]
+    return ((image - lo) / np.maximum(hi - lo, 1e-8) * 2.0 - 1.0).astype(np.float32)
+
+
+@torch.inference_mode()
+def predict_case(
+    network: torch.nn.Module, image: np.ndarray, image_size: Sequence[int], device: str | torch.device = "cpu",
+    i_min: float = 10.0, i_max: float = 10.0,
+) -> np.ndarray:
+    """Class labels ``(Z, T, H, W)`` for a raw image ``(Z, T, H, W)``; slices are the batch, frames streamed."""
+    x = torch.from_numpy(robust_scale(image, i_min, i_max)).unsqueeze(2).to(device)
+    network.eval()
+    labels = np.empty(image.shape, dtype=np.uint8)
+
+    def keep(t: int, out: torch.Tensor) -> None:
+        labels[:, t] = out.argmax(dim=1).cpu().numpy()
+
+    stream_frames(network, x, image_size, on_frame=keep)
+    return labels
+
+
+def predict_to_folder(
+    network: torch.nn.Module,
+    cases: Sequence[Mapping[str, Any]],
+    out_dir: str,
+    ckpt_path: str | None = None,
+    image_size: Sequence[int] = (256, 256),
+    file_layout: str = "auto",
+    i_min: float = 10.0,
+    i_max: float = 10.0,
+    output_label_map: Mapping[Any, Any] | None = None,
+    device: str | torch.device = "cpu",
+    overwrite: bool = False,
+) -> list[str]:
+    """Predict every case and write ``<input name>_pred.nii.gz`` files into ``out_dir``.
+
+    ``out_dir`` appears complete or not at all (written in a temporary folder, then renamed); an existing
+    ``out_dir`` is an error unless ``overwrite``. It may not be an input folder. ``output_label_map``
+    maps predicted classes to the values written (e.g. ``{"1": 2, "2": 3}`` for ACDC's convention).
+    """
+    if ckpt_path:
+        load_weights(network, ckpt_path, map_location=device)
+    inputs = {os.path.dirname(os.path.abspath(p)) for c in cases for p in c["image"]}
+    if os.path.abspath(out_dir) in inputs:
+        raise ValueError(f"{out_dir}: the output folder is an input folder; choose another 'output_dir'")
+    lut = None
+    if output_label_map:
+        lut = np.arange(256, dtype=np.uint8)
+        for k, v in dict(output_label_map).items():
+            lut[int(k)] = int(v)
+    written = []
+    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+        for case in cases:
+            image, _ = read_cine_case({"image": case["image"]}, file_layout=file_layout)
+            labels = predict_case(network, image, image_size, device, i_min, i_max)
+            if lut is not None:
+                labels = lut[labels]
+            names = write_case_labels(labels, case, tmp, file_layout, suffix="_pred")
+            written += [os.path.join(out_dir, os.path.basename(p)) for p in names]
+            print(f"{case.get('name', case['image'][0])}: {len(names)} file(s)", flush=True)
+    return written

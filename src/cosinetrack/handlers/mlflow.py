@@ -1,0 +1,240 @@
+"""MLflow experiment tracking for bundle runs: one MLflow run per training, with config, curves, figures.
+
+* :func:`default_tracking_uri` / :func:`default_artifact_location`: the project's default store, a SQLite
+  database plus an artifact folder under ``mlruns/`` (MLflow 3 refuses plain file stores).
+* :func:`export_bundle_config`: writes the merged, overridden bundle config of the running
+  ``monai.bundle`` workflow to a JSON file (logged as an artifact) and :func:`flatten_params` turns it
+  into MLflow params.
+* :class:`MLflowRunHandler`: MONAI's ``MLFlowHandler`` with params logged in MLflow-sized batches.
+* :class:`MLflowFigureHandler`: after each validation, logs a PNG of input | ground truth | prediction.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from monai.handlers import MLFlowHandler
+from monai.utils import path_to_sqlite_uri, path_to_uri
+
+from cosinetrack.io.atomic import atomic_write_text
+
+__all__ = [
+    "default_tracking_uri",
+    "default_artifact_location",
+    "export_bundle_config",
+    "flatten_params",
+    "make_run_name",
+    "MLflowRunHandler",
+    "MLflowFigureHandler",
+]
+
+_MAX_PARAMS_PER_BATCH = 100
+_MAX_PARAM_LENGTH = 500
+
+
+def default_tracking_uri(mlruns_dir: str) -> str:
+    """``sqlite:///<mlruns_dir>/mlflow.db`` (the folder is created)."""
+    os.makedirs(mlruns_dir, exist_ok=True)
+    return path_to_sqlite_uri(os.path.join(os.path.abspath(mlruns_dir), "mlflow.db"))
+
+
+def default_artifact_location(tracking_uri: str, mlruns_dir: str) -> str | None:
+    """``<mlruns_dir>/artifacts`` for a local SQLite store; ``None`` (the server decides) otherwise."""
+    if tracking_uri.startswith("sqlite:"):
+        return path_to_uri(os.path.join(os.path.abspath(mlruns_dir), "artifacts"))
+    return None
+
+
+def make_run_name(*parts: Any) -> str:
+    """``task-variant-dataset-YYYYmmdd-HHMMSS``: readable in the MLflow UI and unique per start."""
+    words = [str(p) for p in parts if p not in (None, "")]
+    return "-".join(words + [time.strftime("%Y%m%d-%H%M%S")])
+
+
+def _running_bundle_config() -> dict | None:
+    """The merged raw config of the ``monai.bundle`` ConfigParser that is evaluating this call, if any."""
+    from monai.bundle import ConfigParser
+
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            candidate = frame.f_locals.get("self")
+            if isinstance(candidate, ConfigParser):
+                return candidate.get()
+            frame = frame.f_back
+    finally:
+        del frame
+    return None
+
+
+def export_bundle_config(path: str, config: Mapping[str, Any] | None = None) -> str:
+    """Write the bundle config (merged files plus command-line overrides, expressions unevaluated) to ``path``.
+
+    Without ``config``, the config of the ``monai.bundle`` workflow that evaluates this expression is
+    found on the call stack. Returns ``path`` (so a config item can reference it as an artifact).
+    """
+    config = dict(config) if config is not None else _running_bundle_config()
+    if config is None:
+        raise RuntimeError("export_bundle_config found no running monai.bundle ConfigParser; pass 'config'")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write_text(path, json.dumps(config, indent=2, default=str, sort_keys=True))
+    return path
+
+
+def flatten_params(config: Mapping[str, Any] | str, prefix: str = "") -> dict[str, str]:
+    """Flatten a (nested) config, or a JSON file of one, into ``{"a.b.c": "value"}`` MLflow params."""
+    if isinstance(config, str):
+        with open(config) as f:
+            config = json.load(f)
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten_params(value, prefix=f"{name}."))
+        else:
+            text = json.dumps(value, default=str) if not isinstance(value, str) else value
+            out[name] = text if len(text) <= _MAX_PARAM_LENGTH else text[: _MAX_PARAM_LENGTH - 3] + "..."
+    return out
+
+
+class MLflowRunHandler(MLFlowHandler):
+    """MONAI's ``MLFlowHandler``, logging any number of params (MLflow takes 100 per batch) and tagging the run.
+
+    Takes every ``MLFlowHandler`` argument, plus ``tags``: run tags (task, variant, data set, ...).
+    Handlers with the same ``run_name`` (trainer and evaluator) write into one run.
+    """
+
+    def __init__(self, *args: Any, tags: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
+
+    def attach(self, engine: Engine) -> None:
+        super().attach(engine)
+        if not engine.has_event_handler(self.failed, Events.EXCEPTION_RAISED):
+            engine.add_event_handler(Events.EXCEPTION_RAISED, self.failed)
+
+    def failed(self, engine: Engine, error: BaseException) -> None:
+        """Mark the run FAILED (so a later run with the same name never appends to it) and re-raise."""
+        if self.cur_run is not None:
+            status = mlflow.entities.RunStatus.to_string(mlflow.entities.RunStatus.FAILED)
+            self.client.set_terminated(self.cur_run.info.run_id, status)
+            self.cur_run = None
+        raise error
+
+    def start(self, engine: Engine) -> None:
+        super().start(engine)
+        if self.tags and self.cur_run is not None:
+            tags = [mlflow.entities.RunTag(k, v) for k, v in self.tags.items()]
+            self.client.log_batch(run_id=self.cur_run.info.run_id, metrics=[], params=[], tags=tags)
+
+    def _log_params(self, params: dict[str, Any]) -> None:
+        if not self.cur_run:
+            raise ValueError("Current Run is not Active to log params")
+        existing = self.client.get_run(self.cur_run.info.run_id).data.params
+        items = [
+            mlflow.entities.Param(str(k), str(v)[:_MAX_PARAM_LENGTH]) for k, v in params.items() if str(k) not in existing
+        ]
+        for i in range(0, len(items), _MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(
+                run_id=self.cur_run.info.run_id, metrics=[], params=items[i : i + _MAX_PARAMS_PER_BATCH], tags=[]
+            )
+
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
+        """Log one file into the current run (no-op before the run started)."""
+        if self.cur_run is not None and os.path.isfile(path):
+            self.client.log_artifact(self.cur_run.info.run_id, path, artifact_path)
+
+
+class MLflowFigureHandler:
+    """Log a figure of a few validation frames (input | ground truth | prediction) after each evaluation.
+
+    Attach to the evaluator. It keeps the first ``num_cases`` cases of an evaluation (only the few frames
+    drawn), draws them with ``draw_fn`` and logs the PNG into the run of ``run_handler``.
+
+    Args:
+        run_handler: the :class:`MLflowRunHandler` whose run receives the figure.
+        draw_fn: ``draw_fn(samples) -> matplotlib Figure``; ``samples`` is a list of dicts with ``image``
+            ``(F, H, W)``, ``label`` ``(F, H, W)``, ``pred`` ``(F, H, W)`` numpy arrays and ``title``.
+        num_cases: how many validation cases to draw.
+        num_frames: how many frames (evenly spread over time) per case.
+        step_fn: maps the evaluator's epoch (the trainer epoch it validates) to the step in the file
+            name, e.g. ``lambda epoch: epoch * epoch_length`` for the trainer iteration.
+        name: artifact folder and file prefix.
+    """
+
+    def __init__(
+        self,
+        run_handler: MLflowRunHandler,
+        draw_fn: Callable[[list[dict[str, Any]]], Any] | None = None,
+        num_cases: int = 2,
+        num_frames: int = 4,
+        step_fn: Callable[[int], int] | None = None,
+        name: str = "validation",
+    ) -> None:
+        from cosinetrack.viz.panels import segmentation_panel
+
+        self.run_handler = run_handler
+        self.draw_fn = draw_fn or segmentation_panel
+        self.num_cases = num_cases
+        self.num_frames = num_frames
+        self.step_fn = step_fn
+        self.name = name
+        self.samples: list[dict[str, Any]] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.COMPLETED, self._log)
+
+    def _reset(self, engine: Engine) -> None:
+        self.samples = []
+
+    def _collect(self, engine: Engine) -> None:
+        if len(self.samples) >= self.num_cases:
+            return
+        out = engine.state.output
+        image, label, pred = out["image"], out["label"], out["pred"]  # (Z,T,C,H,W), (Z,T,H,W), (Z,T,K,H,W)
+        pred = pred.argmax(dim=2) if pred.ndim == 5 else pred
+        z = image.shape[0] // 2
+        if label is not None:
+            fg = (label[:, :] > 0).flatten(1).sum(1)
+            z = int(torch.argmax(fg)) if fg.numel() else z
+        t_all = image.shape[1]
+        if label is not None:
+            labelled = (label[z] >= 0).flatten(1).all(1).nonzero().flatten().tolist()
+        else:
+            labelled = []
+        frames = labelled or list(range(t_all))
+        idx = np.unique(np.linspace(0, len(frames) - 1, min(self.num_frames, len(frames))).round().astype(int))
+        ts = [frames[i] for i in idx]
+        self.samples.append(
+            {
+                "image": image[z, ts, 0].detach().cpu().numpy(),
+                "label": None if label is None else label[z, ts].detach().cpu().numpy(),
+                "pred": pred[z, ts].detach().cpu().numpy(),
+                "title": f"case {engine.state.iteration}, slice {z}, frames {ts}",
+            }
+        )
+
+    def _log(self, engine: Engine) -> None:
+        if not self.samples or self.run_handler.cur_run is None:
+            return
+        import matplotlib.pyplot as plt
+
+        step = self.step_fn(engine.state.epoch) if self.step_fn is not None else engine.state.epoch
+        fig = self.draw_fn(self.samples)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, f"{self.name}_{int(step):07d}.png")
+            fig.savefig(path, dpi=80)
+            self.run_handler.log_artifact(path, f"figures/{self.name}")
+        plt.close(fig)

@@ -1,0 +1,122 @@
+"""The paper's preprocessing and augmentation (appendix 2), built from MONAI dictionary transforms.
+
+Items are channel-first with frames as channels (``image`` ``(L, H, W)``, ``label`` ``(L, H, W)``), so
+one random draw of each transform moves every frame of a clip the same way.
+
+* **Intensity** (:func:`robust_normalization`): map to ``[-1, 1]`` with a robust minimum and maximum,
+  the median of the lowest ``i_min`` % and of the highest ``i_max`` % of the values, which are the
+  ``i_min / 2`` and ``100 - i_max / 2`` percentiles. Then (training) shift by ``U(-i_shift, i_shift)``
+  and scale by ``U(1 - i_scale, 1 + i_scale)``.
+* **Spatial** (:func:`clip_train_transforms`): scale to fit ``image_size``; flip each axis with
+  probability ``flip_prob``; one resampling that rotates by ``U(-rotate_deg, rotate_deg)``, scales by
+  ``U(1 - scale, 1 + scale)``, translates by ``U(-translate, translate)`` px and deforms elastically
+  (control points every ``elastic_spacing`` px moved by ``elastic_magnitude`` px). MONAI draws the
+  control-point offsets from a normal distribution scaled by ``U(0, elastic_magnitude / 2)``, so about
+  95 % of the offsets stay within ``elastic_magnitude``; the paper moves them uniformly by up to ``b``.
+* Pixels outside the original image (fit padding and augmentation padding) get label ``-1`` = no loss;
+  ``padding_mode`` decides only what the *image* shows there (``"zeros"``: LV-MRI, ``"reflection"``:
+  the mirror padding of the leaf and cell tasks).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from monai.transforms import (
+    Compose,
+    EnsureTyped,
+    Rand2DElasticd,
+    RandFlipd,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+    ScaleIntensityRangePercentilesd,
+    ShiftIntensityd,
+)
+
+from cosinetrack.transforms.spatial import FitToSized
+
+__all__ = ["robust_normalization", "clip_train_transforms", "clip_eval_transforms"]
+
+_TORCH_PAD = {"zeros": "constant", "reflection": "reflect", "border": "replicate"}
+
+
+def robust_normalization(i_min: float = 10.0, i_max: float = 10.0, key: str = "image", per_channel: bool = False):
+    """Map intensities to ``[-1, 1]`` using the medians of the lowest ``i_min`` % / highest ``i_max`` %.
+
+    ``per_channel=True`` normalises each leading index separately (one slice of a ``(Z, T, H, W)`` case).
+    """
+    return ScaleIntensityRangePercentilesd(
+        keys=key, lower=i_min / 2.0, upper=100.0 - i_max / 2.0, b_min=-1.0, b_max=1.0, clip=False,
+        relative=False, channel_wise=per_channel,
+    )
+
+
+def clip_train_transforms(
+    image_size: Sequence[int] = (256, 256),
+    i_min: float = 10.0,
+    i_max: float = 10.0,
+    i_shift: float = 0.25,
+    i_scale: float = 0.25,
+    translate: float = 20.0,
+    flip_prob: float = 0.0,
+    rotate_deg: float = 15.0,
+    scale: float = 0.25,
+    elastic_magnitude: float = 8.0,
+    elastic_spacing: float = 32.0,
+    padding_mode: str = "zeros",
+    augment: bool = True,
+) -> Compose:
+    """The training pipeline for one clip dict ``{"image": (L, H, W), "label": (L, H, W)}``.
+
+    Defaults are the paper's LV-MRI settings; ``augment=False`` keeps only normalisation and fitting.
+    """
+    keys = ("image", "label")
+    size = tuple(int(s) for s in image_size)
+    transforms = [
+        EnsureTyped(keys=keys, track_meta=False),
+        robust_normalization(i_min, i_max),
+        ShiftIntensityd(keys="label", offset=1),  # label -1 (no loss) becomes 0, so padding means "no loss"
+        FitToSized(keys=keys, spatial_size=size, mode=("bilinear", "nearest"), padding_mode=_TORCH_PAD[padding_mode]),
+    ]
+    if augment:
+        transforms += [
+            RandShiftIntensityd(keys="image", offsets=i_shift, prob=1.0),
+            RandScaleIntensityd(keys="image", factors=i_scale, prob=1.0),
+        ]
+        if flip_prob > 0:
+            transforms += [RandFlipd(keys=keys, prob=flip_prob, spatial_axis=axis) for axis in (0, 1)]
+        transforms.append(
+            Rand2DElasticd(
+                keys=keys,
+                spacing=(elastic_spacing, elastic_spacing),
+                magnitude_range=(0.0, elastic_magnitude / 2.0),
+                prob=1.0,
+                rotate_range=(math.radians(rotate_deg),),
+                scale_range=(scale, scale),
+                translate_range=(translate, translate),
+                spatial_size=size,
+                mode=("bilinear", "nearest"),
+                padding_mode=(padding_mode, "zeros"),
+            )
+        )
+    transforms += [
+        ShiftIntensityd(keys="label", offset=-1),
+        EnsureTyped(keys="image", dtype="float32", track_meta=False),
+        EnsureTyped(keys="label", dtype="int64", track_meta=False),
+    ]
+    return Compose(transforms)
+
+
+def clip_eval_transforms(i_min: float = 10.0, i_max: float = 10.0) -> Compose:
+    """Evaluation pipeline for a whole case ``{"image": (Z, T, H, W), ...}``: per-slice normalisation only.
+
+    Fitting to the network size happens in the inferer, which also scales predictions back.
+    """
+    return Compose(
+        [
+            EnsureTyped(keys=("image", "label"), track_meta=False, allow_missing_keys=True),
+            robust_normalization(i_min, i_max, per_channel=True),
+            EnsureTyped(keys="image", dtype="float32", track_meta=False),
+        ]
+    )
