@@ -5,7 +5,6 @@
 * :mod:`cosinetrack.data.datasets`: training clips and whole validation cases; k-fold splits.
 """
 
-from cosinetrack.data import synthetic_cine
 from cosinetrack.data.cine import (
     IGNORE_LABEL,
     find_msd_cases,
@@ -25,5 +24,4 @@ __all__ = [
     "read_cine_case",
     "resolve_cases",
     "split_cases",
-    "synthetic_cine",
 ]

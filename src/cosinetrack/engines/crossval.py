@@ -86,7 +86,8 @@ def cross_validate(
         pooled: list[dict] = []
         for fold in range(num_folds):
             print(f"\n=== variant {name}, fold {fold + 1}/{num_folds} ===", flush=True)
-            report = run_training(config, **{**dict(overrides or {}), **dict(variant), "num_folds": num_folds, "fold": fold})
+            run_overrides = {**dict(overrides or {}), **dict(variant), "num_folds": num_folds, "fold": fold}
+            report = run_training(config, **run_overrides)
             pooled += report.get("per_case", [])
         folds[name] = pooled
         results[name] = summarize_folds(pooled)

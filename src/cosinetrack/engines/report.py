@@ -35,7 +35,8 @@ def report_training(
     best_epoch = getattr(evaluator.state, "best_metric_epoch", None)
     names = list(case_names or [])
     per_case = [
-        {"case": names[i] if i < len(names) else i, **m} for i, m in enumerate(getattr(evaluator.state, "case_metrics", []))
+        {"case": names[i] if i < len(names) else i, **m}
+        for i, m in enumerate(getattr(evaluator.state, "case_metrics", []))
     ]
     result = {
         "iterations": trainer.state.iteration,

@@ -142,7 +142,9 @@ class MLflowRunHandler(MLFlowHandler):
             raise ValueError("Current Run is not Active to log params")
         existing = self.client.get_run(self.cur_run.info.run_id).data.params
         items = [
-            mlflow.entities.Param(str(k), str(v)[:_MAX_PARAM_LENGTH]) for k, v in params.items() if str(k) not in existing
+            mlflow.entities.Param(str(k), str(v)[:_MAX_PARAM_LENGTH])
+            for k, v in params.items()
+            if str(k) not in existing
         ]
         for i in range(0, len(items), _MAX_PARAMS_PER_BATCH):
             self.client.log_batch(

@@ -1,0 +1,35 @@
+"""Shared fixtures. Real data lives in ../shared/data beside the repository; tests that need it fail
+(never skip) when it is missing, so CI notices a lost data mount."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("COSINETRACK_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real data folder; a missing folder fails the test with a clear message."""
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"real data folder {SHARED_DATA} is missing (set COSINETRACK_SHARED_DATA or mount ../shared/data)")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Synthetic data caches go to a per-session temporary folder, never the user's ~/.cache."""
+    monkeypatch.setenv("COSINETRACK_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def save_nifti(path: Path, array: np.ndarray) -> Path:
+    """Write ``array`` as NIfTI with an identity affine (test helper)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(array, np.eye(4)), str(path))
+    return path

@@ -1,0 +1,82 @@
+"""Splits, clip datasets and the augmentation pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cosinetrack.data import IGNORE_LABEL, CineClipDataset, split_cases
+from cosinetrack.transforms import clip_eval_transforms, clip_train_transforms, fit_to_size, undo_fit
+
+
+def _case(name, z=1, t=6, h=20, w=28, labelled=None):
+    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    image = rng.random((z, t, h, w)).astype(np.float32)
+    label = rng.integers(0, 3, (z, t, h, w))
+    if labelled is not None:
+        label[:, [k for k in range(t) if k not in labelled]] = IGNORE_LABEL
+    return {"name": name, "image": image, "label": label}
+
+
+def test_kfold_split_is_disjoint_and_covers_all_cases():
+    cases = [{"name": f"c{i}"} for i in range(10)]
+    seen = []
+    for fold in range(3):
+        train, val = split_cases(cases, num_folds=3, fold=fold, seed=1)
+        assert not {c["name"] for c in train} & {c["name"] for c in val}
+        assert len(train) + len(val) == 10
+        seen += [c["name"] for c in val]
+    assert sorted(seen) == sorted(c["name"] for c in cases)
+    with pytest.raises(ValueError, match="fold"):
+        split_cases(cases, num_folds=3, fold=3)
+
+
+def test_clip_dataset_skips_clips_without_labels_and_handles_short_sequences():
+    ds = CineClipDataset([_case("a", t=6, labelled=[5])], clip_length=3)
+    assert [s for _, _, s, _ in ds.index] == [3]  # only the clip holding frame 5
+    ds = CineClipDataset([_case("b", t=2)], clip_length=10)
+    assert len(ds) == 1 and ds[0]["image"].shape == (2, 20, 28)
+    ds = CineClipDataset([_case("c", z=2, t=4, labelled=[1, 3])], clip_length=1)
+    assert len(ds) == 4  # non-recurrent: labelled frames only
+
+
+def test_train_transforms_shape_range_and_one_draw_for_all_frames():
+    image = np.repeat(np.random.default_rng(0).random((1, 30, 40)).astype(np.float32), 4, axis=0)
+    label = np.repeat(np.random.default_rng(1).integers(0, 3, (1, 30, 40)), 4, axis=0)
+    label[2] = IGNORE_LABEL
+    pipeline = clip_train_transforms((32, 32), flip_prob=0.5)
+    pipeline.set_random_state(3)
+    out = pipeline({"image": image, "label": label})
+    assert out["image"].shape == (4, 32, 32) and out["label"].shape == (4, 32, 32)
+    assert out["label"].dtype == torch.int64 and out["image"].dtype == torch.float32
+    # identical input frames stay identical: one random draw moved every frame of the clip
+    torch.testing.assert_close(out["image"][0], out["image"][3])
+    torch.testing.assert_close(out["label"][0], out["label"][1])
+    assert (out["label"][2] == IGNORE_LABEL).all()  # an unlabelled frame stays unlabelled
+    assert set(out["label"].unique().tolist()) <= {-1, 0, 1, 2}
+    # fit padding (30x40 into 32x32 leaves rows of padding) carries no loss
+    plain = clip_train_transforms((32, 32), augment=False)({"image": image, "label": label})
+    assert (plain["label"][0, 0] == IGNORE_LABEL).all() and (plain["label"][0, 16] != IGNORE_LABEL).all()
+
+
+def test_robust_normalization_maps_percentiles_to_unit_range():
+    image = np.linspace(0, 100, 1000, dtype=np.float32).reshape(1, 1, 10, 100)
+    out = clip_eval_transforms(i_min=10, i_max=10)({"image": image})["image"]
+    flat = out.flatten()
+    assert torch.isclose(torch.quantile(flat, 0.05), torch.tensor(-1.0), atol=0.01)
+    assert torch.isclose(torch.quantile(flat, 0.95), torch.tensor(1.0), atol=0.01)
+
+
+@pytest.mark.parametrize("size", [(30, 44), (64, 20), (32, 32)])
+def test_fit_and_undo_fit_round_trip(size):
+    x = torch.rand(2, 3, *size)
+    fitted, geo = fit_to_size(x, (32, 32))
+    assert fitted.shape == (2, 3, 32, 32)
+    back = undo_fit(fitted, geo)
+    assert back.shape == x.shape
+    if size == (32, 32):
+        torch.testing.assert_close(back, x)
+    labels = torch.randint(0, 3, (1, 1, *size)).float()
+    lf, geo = fit_to_size(labels, (64, 64), mode="nearest")
+    assert set(lf.unique().tolist()) <= {0.0, 1.0, 2.0}

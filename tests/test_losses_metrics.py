@@ -1,0 +1,61 @@
+"""Cross-entropy with sparse labels on both stacks, and the IoU metrics on hand-made cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cosinetrack.losses import ClipCrossEntropyLoss, StackedLoss
+from cosinetrack.metrics import case_iou, central_slices, class_iou, summarize
+
+
+def test_clip_cross_entropy_ignores_unlabelled_pixels():
+    logits = torch.randn(2, 3, 4, 5, 6)  # (B, T, K, H, W)
+    target = torch.randint(0, 4, (2, 3, 5, 6))
+    target[:, 1] = -1
+    loss = ClipCrossEntropyLoss()(logits, target)
+    keep = target != -1
+    ref = F.cross_entropy(logits.permute(0, 1, 3, 4, 2)[keep], target[keep])
+    torch.testing.assert_close(loss, ref)
+
+
+def test_clip_cross_entropy_all_unlabelled_is_zero_with_gradient():
+    logits = torch.randn(1, 2, 3, 4, 4, requires_grad=True)
+    loss = ClipCrossEntropyLoss()(logits, torch.full((1, 2, 4, 4), -1))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(logits.grad).all()
+
+
+def test_stacked_loss_sums_over_stacks():
+    a, b = torch.randn(1, 2, 3, 4, 4), torch.randn(1, 2, 3, 4, 4)
+    t = torch.randint(0, 3, (1, 2, 4, 4))
+    ce = ClipCrossEntropyLoss()
+    torch.testing.assert_close(StackedLoss(ce)((a, b), t), ce(a, t) + ce(b, t))
+
+
+def test_class_iou_by_hand():
+    gt = np.array([[1, 1, 0, 0]])
+    pred = np.array([[1, 0, 1, 0]])
+    assert class_iou(pred, gt, 1) == 1 / 3  # |{0}| / |{0,1,2}|
+    assert np.isnan(class_iou(np.zeros_like(gt), np.zeros_like(gt), 2))
+    # unlabelled pixels are not counted even if predicted
+    assert class_iou(np.array([[1, 1]]), np.array([[1, -1]]), 1) == 1.0
+
+
+def test_central_slices_pick_middle_of_slices_with_both_classes():
+    label = np.zeros((9, 1, 4, 4), int)
+    for z in range(2, 8):  # slices 2..7 show both classes
+        label[z, 0, 0, 0], label[z, 0, 1, 1] = 1, 2
+    assert central_slices(label, [1, 2], 3).tolist() == [3, 4, 5]
+    assert central_slices(label[:2], [1, 2], 3).tolist() == [0, 1]
+
+
+def test_case_iou_and_summary():
+    gt = np.zeros((1, 1, 2, 2), int)
+    gt[0, 0, 0] = 1
+    gt[0, 0, 1] = 2
+    perfect = case_iou(gt, gt, {"myo": 1, "cav": 2})
+    assert perfect == {"myo": 1.0, "cav": 1.0}
+    s = summarize([{"myo": 1.0}, {"myo": 0.5}], ["myo"])
+    assert s["myo"] == 0.75 and s["myo_std"] == 0.25
