@@ -81,11 +81,18 @@ def export_bundle_config(path: str, config: Mapping[str, Any] | None = None) -> 
     """Write the bundle config (merged files plus command-line overrides, expressions unevaluated) to ``path``.
 
     Without ``config``, the config of the ``monai.bundle`` workflow that evaluates this expression is
-    found on the call stack. Returns ``path`` (so a config item can reference it as an artifact).
+    found on the call stack. Returns ``path`` (so a config item can reference it as an artifact). An
+    existing ``path`` means the output folder belongs to another run: that is an error, so a run never
+    overwrites another run's checkpoints.
     """
     config = dict(config) if config is not None else _running_bundle_config()
     if config is None:
         raise RuntimeError("export_bundle_config found no running monai.bundle ConfigParser; pass 'config'")
+    if os.path.exists(path):
+        raise FileExistsError(
+            f"{os.path.dirname(os.path.abspath(path))}: this output folder already holds a run; "
+            "choose a new --output_dir (nothing was overwritten)"
+        )
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     atomic_write_text(path, json.dumps(config, indent=2, default=str, sort_keys=True))
     return path
