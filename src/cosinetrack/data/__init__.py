@@ -3,6 +3,8 @@
 * :mod:`cosinetrack.data.cine`: NIfTI cine MRI cases (2D+t, 3D, 3D+t) -> ``(Z, T, H, W)`` arrays.
 * :mod:`cosinetrack.data.synthetic_cine`: the embedded synthetic cine-MRI data set.
 * :mod:`cosinetrack.data.datasets`: training clips and whole validation cases; k-fold splits.
+* :mod:`cosinetrack.data.cvppp`: the CVPPP leaf layout (RGBA images, palette label PNGs, counts csv).
+* :mod:`cosinetrack.data.synthetic_leaves`: the embedded synthetic rosette data set (CVPPP layout).
 """
 
 from cosinetrack.data.cine import (
