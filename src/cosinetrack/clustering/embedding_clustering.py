@@ -1,0 +1,650 @@
+"""Clustering of pixel embeddings into instance label images (Payer et al., MICCAI 2018, §2.3).
+
+Every foreground pixel ``p`` of the ``T`` frames of the input becomes one data point
+``[e_p / ||e_p||, c * y_p, c * x_p]`` (the L2-normalised embedding followed by the pixel's row and
+column scaled by the ``coordinate_scale`` ``c``; frames of a pair share coordinates, no time axis is
+added). The points are grouped with HDBSCAN (``min_samples = min_cluster_size = m_pts``), clusters
+smaller than ``t_size = m_pts / 2`` pixels are dropped, and the clusters become instances ``1..K``.
+Background pixels are found and left out before clustering (the reference code's rule, which also
+makes HDBSCAN many times faster); see :func:`cluster_embeddings` for the options and the additions
+to the paper (cluster-level background rule, connected-component splitting, subsampling).
+Clustering all ``T`` frames jointly gives an instance the same id in every frame, which is how the
+paper links overlapping frame pairs ``(t, t + 1)``.
+
+Shapes: the embeddings of one image are ``(D, H, W)``, those of ``T`` frames ``(T, D, H, W)``; the
+labels are ``int32`` ``(H, W)`` or ``(T, H, W)`` with ``0`` = background. Coordinates are in pixels of
+the embedding image.
+
+Besides :func:`cluster_embeddings` this module has the building blocks it is made of
+(:func:`normalize_embeddings`, :func:`estimate_background_embedding`, :func:`embedding_data_points`,
+:func:`filter_small_instances`, :func:`relabel_consecutive`) and two helpers for tests and
+benchmarks: :func:`synthetic_embeddings` (embeddings a well-trained network might output for a label image)
+and :func:`mean_best_iou`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import hdbscan
+import numpy as np
+import torch
+from scipy import ndimage
+from scipy.spatial import cKDTree
+from skimage.measure import label as connected_components
+
+__all__ = [
+    "BACKGROUND_RULES",
+    "cluster_embeddings",
+    "normalize_embeddings",
+    "estimate_background_embedding",
+    "embedding_data_points",
+    "filter_small_instances",
+    "relabel_consecutive",
+    "synthetic_embeddings",
+    "mean_best_iou",
+]
+
+#: names accepted by ``background=`` (besides ``None`` and an explicit embedding vector).
+BACKGROUND_RULES = ("auto", "dominant", "median", "largest", "none")
+NOISE_RULES = ("background", "nearest")
+
+
+def _to_numpy(x: Any, name: str) -> np.ndarray:
+    """``x`` (array, tensor or MetaTensor, any device) as a numpy array."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        if hasattr(x, "as_tensor"):  # monai MetaTensor -> plain tensor
+            x = x.as_tensor()
+        if x.dtype == torch.bfloat16:  # no numpy equivalent
+            x = x.float()
+        return x.numpy()
+    try:
+        return np.asarray(x)
+    except Exception as e:  # pragma: no cover - exotic inputs
+        raise ValueError(f"{name}: cannot be converted to an array ({e})") from e
+
+
+def _as_frames(embeddings: Any) -> tuple[np.ndarray, bool]:
+    """Validate ``(D, H, W)`` / ``(T, D, H, W)`` embeddings; returns float32 ``(T, D, H, W)`` and
+    whether the input had no frame axis."""
+    emb = _to_numpy(embeddings, "embeddings")
+    if emb.dtype == object or not (np.issubdtype(emb.dtype, np.floating) or np.issubdtype(emb.dtype, np.integer)):
+        raise ValueError(f"embeddings: expected a real-valued array, got dtype {emb.dtype}")
+    if emb.ndim not in (3, 4):
+        raise ValueError(
+            f"embeddings: expected shape (D, H, W) for one image or (T, D, H, W) for T frames clustered "
+            f"jointly, got {emb.ndim} dimensions {tuple(emb.shape)}"
+        )
+    single = emb.ndim == 3
+    if single:
+        emb = emb[None]
+    if min(emb.shape) == 0:
+        raise ValueError(f"embeddings: every axis of (T, D, H, W) must be non-empty, got {tuple(emb.shape)}")
+    emb = emb.astype(np.float32, copy=False)
+    if not np.isfinite(emb).all():
+        raise ValueError("embeddings: contain NaN or infinite values")
+    return emb, single
+
+
+def normalize_embeddings(embeddings: np.ndarray, axis: int = -3, eps: float = 1e-8) -> np.ndarray:
+    """L2-normalise embeddings along ``axis`` (the embedding axis ``D``): ``e / max(||e||, eps)``.
+
+    Args:
+        embeddings: e.g. ``(D, H, W)``, ``(T, D, H, W)`` (``axis=-3``) or ``(N, D)`` (``axis=-1``).
+        axis: the embedding axis.
+        eps: lower bound of the norm, so all-zero embeddings stay zero instead of becoming NaN.
+
+    Returns:
+        float32 array of the same shape with unit (or zero) vectors along ``axis``.
+    """
+    emb = np.asarray(embeddings, dtype=np.float32)
+    norm = np.sqrt(np.sum(emb * emb, axis=axis, keepdims=True))
+    return emb / np.maximum(norm, eps)
+
+
+def estimate_background_embedding(
+    embeddings: Any,
+    rule: str = "dominant",
+    threshold: float = 0.95,
+    num_candidates: int = 32,
+    max_samples: int = 16384,
+    seed: int = 0,
+) -> np.ndarray:
+    """The unit embedding of the background, estimated from the embeddings of an image or video.
+
+    Args:
+        embeddings: ``(D, H, W)`` or ``(T, D, H, W)``, need not be normalised.
+        rule: ``"median"``: the element-wise median of the normalised embeddings of all pixels,
+            normalised (the rule of the authors' reference code, which computes it on the first frame
+            pair of a video). It is only the background's embedding when the background covers
+            clearly more than half of the pixels. ``"dominant"``: the most populated direction: among
+            the median and ``num_candidates`` randomly drawn pixel embeddings, the one with the most
+            pixels within cosine ``threshold`` of it, refined to the mean direction of those pixels.
+            It equals ``"median"`` when the background dominates, and still finds the background when
+            it covers less than half of the image (as long as no instance direction covers more).
+        threshold: cosine similarity at and above which a pixel counts as "the same direction".
+        num_candidates: number of random pixel embeddings tried by ``"dominant"``.
+        max_samples: ``"dominant"`` counts on at most this many randomly drawn pixels.
+        seed: seed of the random draws (results are deterministic for a given seed).
+
+    Returns:
+        ``(D,)`` float32 unit vector.
+    """
+    emb, _ = _as_frames(embeddings)
+    t, d, h, w = emb.shape
+    feats = normalize_embeddings(emb, axis=1).transpose(0, 2, 3, 1).reshape(-1, d)
+    median = normalize_embeddings(np.median(feats, axis=0), axis=-1)
+    if rule == "median":
+        return median
+    if rule != "dominant":
+        raise ValueError(f"rule: expected 'median' or 'dominant', got {rule!r}")
+    rng = np.random.default_rng(seed)
+    sample = feats if feats.shape[0] <= max_samples else feats[rng.choice(feats.shape[0], max_samples, replace=False)]
+    picks = sample[rng.choice(sample.shape[0], min(num_candidates, sample.shape[0]), replace=False)]
+    candidates = np.concatenate([median[None], picks], axis=0)
+    counts = np.count_nonzero(sample @ candidates.T >= threshold, axis=0)
+    best = candidates[int(np.argmax(counts))]
+    close = sample[sample @ best >= threshold]
+    if close.shape[0] == 0:
+        return best
+    return normalize_embeddings(close.mean(axis=0), axis=-1)
+
+
+def embedding_data_points(unit_embeddings: np.ndarray, mask: np.ndarray, coordinate_scale: float) -> np.ndarray:
+    """Data points ``[e_p, c * y_p, c * x_p]`` of the pixels in ``mask``, in raster order ``(t, y, x)``.
+
+    Args:
+        unit_embeddings: ``(T, D, H, W)`` normalised embeddings.
+        mask: ``(T, H, W)`` bool, the pixels to cluster.
+        coordinate_scale: ``c``, multiplies the pixel row ``y`` and column ``x``.
+
+    Returns:
+        ``(N, D + 2)`` float64 array, ``N = mask.sum()``.
+    """
+    _, ys, xs = np.nonzero(mask)
+    feats = unit_embeddings.transpose(0, 2, 3, 1)[mask]
+    coords = np.stack([ys, xs], axis=1).astype(np.float64) * float(coordinate_scale)
+    return np.concatenate([feats.astype(np.float64), coords], axis=1)
+
+
+def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
+    """Relabel to ``0..K`` with ids in order of first appearance in raster order (``0`` stays ``0``).
+
+    Args:
+        labels: integer array of any shape; non-positive values are background.
+
+    Returns:
+        int32 array of the same shape.
+    """
+    labels = np.asarray(labels)
+    flat = labels.ravel()
+    ids, first = np.unique(flat, return_index=True)
+    keep = ids > 0
+    ids, first = ids[keep], first[keep]
+    out = np.zeros(flat.shape, dtype=np.int32)
+    if ids.size:
+        order = ids[np.argsort(first, kind="stable")]
+        lut = np.zeros(int(ids.max()) + 1, dtype=np.int32)
+        lut[order] = np.arange(1, order.size + 1, dtype=np.int32)
+        pos = flat > 0
+        out[pos] = lut[flat[pos]]
+    return out.reshape(labels.shape)
+
+
+def filter_small_instances(
+    labels: np.ndarray, min_size: float, split_components: bool = False, connectivity: int = 1
+) -> np.ndarray:
+    """Remove instances smaller than ``min_size`` pixels, counted per frame.
+
+    Args:
+        labels: ``(T, H, W)`` (or ``(H, W)``) integer labels, ``0`` = background.
+        min_size: ``t_size``; an instance keeps a frame's pixels only if it has at least ``min_size``
+            of them in that frame (with ``split_components``: only its connected pieces of at least
+            ``min_size`` pixels).
+        split_components: split every instance into its connected pieces per frame and give every
+            piece an id of its own. The ids stay linked over the frames: a piece takes the id of the
+            piece of the same instance in the previous frame that it overlaps most (greedily, largest
+            overlap first), else of the nearest (centroid) still unmatched piece of the same instance
+            in the previous frame, else the instance's own id if not used yet, else a new id. So a
+            cluster holding two far-apart objects becomes two instances with ids consistent over the
+            frames, and a piece that splits off (e.g. a dividing cell) gets a new id.
+        connectivity: ``1`` (4-neighbourhood) or ``2`` (8-neighbourhood) for the pieces.
+
+    Returns:
+        int64 labels of the same shape (not yet consecutive; see :func:`relabel_consecutive`).
+    """
+    labels = np.asarray(labels)
+    single = labels.ndim == 2
+    lab = (labels[None] if single else labels).astype(np.int64, copy=False)
+    out = np.zeros(lab.shape, dtype=np.int64)
+    if not split_components:
+        for t in range(lab.shape[0]):
+            counts = np.bincount(lab[t].ravel())
+            keep = counts >= min_size
+            keep[0] = False
+            out[t] = np.where(keep[lab[t]], lab[t], 0)
+        return out[0] if single else out
+
+    used: set[int] = set()
+    next_id = int(lab.max(initial=0)) + 1
+    prev: dict[int, tuple[int, np.ndarray]] = {}  # id in frame t-1 -> (instance, centroid)
+    h, w = lab.shape[1:]
+    ys, xs = np.mgrid[:h, :w]
+    for t in range(lab.shape[0]):
+        frame = lab[t]
+        comp = connected_components(frame, background=0, connectivity=connectivity)
+        sizes = np.bincount(comp.ravel())
+        owner = np.zeros(sizes.size, dtype=np.int64)
+        owner[comp.ravel()] = frame.ravel()
+        safe = np.maximum(sizes, 1)
+        centroids = np.stack(
+            [np.bincount(comp.ravel(), ys.ravel()) / safe, np.bincount(comp.ravel(), xs.ravel()) / safe], axis=1
+        )
+        kept = [k for k in range(1, sizes.size) if sizes[k] >= min_size]
+        new_id = np.zeros(sizes.size, dtype=np.int64)
+        taken: set[int] = set()
+        if prev and kept:
+            same = (comp > 0) & (out[t - 1] > 0) & (frame == lab[t - 1])
+            pairs, counts = np.unique(np.stack([comp[same], out[t - 1][same]]), axis=1, return_counts=True)
+            for j in np.argsort(-counts, kind="stable"):
+                k, pid = int(pairs[0, j]), int(pairs[1, j])
+                if sizes[k] >= min_size and new_id[k] == 0 and pid not in taken:
+                    new_id[k] = pid
+                    taken.add(pid)
+        for k in sorted(kept, key=lambda k: -sizes[k]):
+            if new_id[k]:
+                continue
+            inst = int(owner[k])
+            free = [pid for pid, (i, _) in prev.items() if i == inst and pid not in taken]
+            if free:
+                dist = [float(np.sum((prev[pid][1] - centroids[k]) ** 2)) for pid in free]
+                new_id[k] = free[int(np.argmin(dist))]
+            elif inst not in used and inst not in taken:
+                new_id[k] = inst
+            else:
+                new_id[k] = next_id
+                next_id += 1
+            taken.add(int(new_id[k]))
+        used |= taken
+        prev = {int(new_id[k]): (int(owner[k]), centroids[k]) for k in kept}
+        out[t] = new_id[comp]
+    return out[0] if single else out
+
+
+def _run_hdbscan(
+    points: np.ndarray,
+    min_samples: int,
+    min_cluster_size: int,
+    cluster_selection_epsilon: float,
+    allow_single_cluster: bool | str,
+    approx_min_span_tree: bool,
+    algorithm: str,
+    n_jobs: int,
+    hdbscan_kwargs: dict[str, Any] | None,
+) -> np.ndarray:
+    """HDBSCAN labels (``-1`` = noise) of ``points`` ``(N, F)``; all noise when no cluster is possible."""
+    n = points.shape[0]
+    if n < max(min_cluster_size, 2):
+        return np.full(n, -1, dtype=np.int64)
+
+    def fit(single: bool) -> np.ndarray:
+        clusterer = hdbscan.HDBSCAN(
+            min_cluster_size=min_cluster_size,
+            min_samples=min(min_samples, n - 1),
+            algorithm=algorithm,
+            approx_min_span_tree=approx_min_span_tree,
+            core_dist_n_jobs=n_jobs,
+            allow_single_cluster=single,
+            cluster_selection_epsilon=float(cluster_selection_epsilon),
+            **(hdbscan_kwargs or {}),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            return np.asarray(clusterer.fit_predict(points), dtype=np.int64)
+
+    if allow_single_cluster == "auto":
+        labels = fit(False)
+        # no cluster at all: the points (all foreground by the background rule) are one instance.
+        # (HDBSCAN's own allow_single_cluster=True labels only the densest few points of it.)
+        return np.zeros(n, dtype=np.int64) if (labels < 0).all() else labels
+    return fit(bool(allow_single_cluster))
+
+
+def _nearest_labels(query: np.ndarray, ref: np.ndarray, ref_labels: np.ndarray, n_jobs: int) -> np.ndarray:
+    """Label of the nearest point of ``ref`` (data-point space) for every row of ``query``."""
+    if ref.shape[0] == 0:
+        return np.full(query.shape[0], -1, dtype=np.int64)
+    _, idx = cKDTree(ref).query(query, k=1, workers=n_jobs)
+    return ref_labels[idx]
+
+
+def _resolve_mask(mask: Any, shape: tuple[int, int, int]) -> np.ndarray:
+    """``foreground_mask`` ``(H, W)`` or ``(T, H, W)`` as bool ``(T, H, W)``."""
+    m = _to_numpy(mask, "foreground_mask").astype(bool)
+    t, h, w = shape
+    if m.shape in ((h, w), (1, h, w)):
+        return np.broadcast_to(m.reshape(h, w), shape)
+    if m.shape == (t, h, w):
+        return m
+    raise ValueError(
+        f"foreground_mask: expected shape ({h}, {w}), (1, {h}, {w}) or ({t}, {h}, {w}), got {tuple(m.shape)}"
+    )
+
+
+def cluster_embeddings(
+    embeddings: Any,
+    coordinate_scale: float = 0.001,
+    min_samples: int = 50,
+    min_cluster_size: int | None = None,
+    min_size: float | None = None,
+    background: str | Sequence[float] | np.ndarray | None = "auto",
+    background_threshold: float = 0.95,
+    foreground_mask: Any = None,
+    max_background_similarity: float | None = 0.5,
+    noise: str = "background",
+    split_components: bool = False,
+    connectivity: int = 1,
+    max_points: int | None = None,
+    cluster_selection_epsilon: float = 0.0,
+    allow_single_cluster: bool | str = "auto",
+    approx_min_span_tree: bool = True,
+    algorithm: str = "best",
+    n_jobs: int = 1,
+    eps: float = 1e-8,
+    seed: int = 0,
+    hdbscan_kwargs: dict[str, Any] | None = None,
+) -> np.ndarray:
+    """Cluster pixel embeddings of one image or of ``T`` frames jointly into an instance label image.
+
+    Steps: (1) L2-normalise the embeddings over ``D``; (2) mark background pixels (``background``,
+    ``foreground_mask``) and leave them out; (3) run HDBSCAN on the data points
+    ``[e_p, c * y_p, c * x_p]`` of the remaining pixels of all frames together; (4) turn HDBSCAN noise
+    into background (or into the nearest cluster, ``noise="nearest"``), and clusters that point at the
+    background (``max_background_similarity``) too; (5) drop instances with fewer
+    than ``min_size`` pixels in a frame (optionally per connected piece, ``split_components``);
+    (6) relabel ``1..K`` in order of first appearance (raster order over ``t, y, x``).
+
+    Args:
+        embeddings: ``(D, H, W)`` (one image) or ``(T, D, H, W)`` (``T >= 1`` frames clustered jointly,
+            e.g. a pair of consecutive frames), numpy array or torch tensor, raw network output (it
+            is normalised here).
+        coordinate_scale: ``c``, the factor of the pixel coordinates (in pixels of the embedding image)
+            appended to the unit embeddings. The paper: 0.001 (CVPPP, Fluo-GOWT1, Fluo-SIM+) to 0.1
+            (Fluo-MSC). ``0`` clusters by embedding alone; larger values split far-apart instances that
+            share an embedding direction.
+        min_samples: ``m_pts``, HDBSCAN ``min_samples`` (the neighbourhood size of its core distance).
+        min_cluster_size: HDBSCAN ``min_cluster_size``; ``None`` = ``min_samples`` (the paper).
+        min_size: ``t_size`` in pixels; ``None`` = ``min_samples / 2`` (the paper). Counted per frame:
+            an instance keeps its pixels in a frame only if it has at least ``min_size`` of them there,
+            so a pair of frames never gets a sliver of a few pixels as an instance in one frame.
+        background: how background pixels are found:
+
+            - ``"auto"`` (default): the ``foreground_mask`` alone when one is given, else ``"dominant"``.
+            - ``"dominant"``: the most populated embedding direction (see
+              :func:`estimate_background_embedding`) is the background embedding; pixels with cosine
+              similarity ``>= background_threshold`` to it are background and are left out *before*
+              clustering. Like ``"median"`` when the background covers most of the image, and robust
+              when it covers less than half of it (e.g. close-up plants); fails only when no background
+              is visible at all (then it removes the largest instance direction - pass ``None``).
+            - ``"median"``: the reference-code rule: the element-wise median embedding is the
+              background embedding, same threshold.
+            - an embedding vector ``(D,)`` (e.g. the median of the first frame pair of a video, from
+              :func:`estimate_background_embedding`, or ``e_1`` for a network trained with a fixed
+              background embedding): same threshold.
+            - ``"largest"``: no removal before clustering; all pixels are clustered and the cluster
+              with the most pixels (over all frames) becomes background. Much slower (HDBSCAN then
+              sees every pixel) and only meant for comparison with the paper's wording.
+            - ``None`` or ``"none"``: no background rule (all pixels outside ``foreground_mask``, if
+              given, are background; HDBSCAN noise is background in any case).
+
+            Removing the background first is what makes HDBSCAN fast: most pixels are background.
+        background_threshold: cosine similarity to the background embedding at and above which a pixel
+            is background (reference code: 0.95).
+        foreground_mask: optional bool ``(H, W)`` or ``(1, H, W)`` (all frames) or ``(T, H, W)``; pixels outside it are
+            background. Combined (logical and) with a background rule other than ``"auto"``.
+        max_background_similarity: a cluster whose mean unit embedding has a cosine similarity of at
+            least this to the background embedding becomes background (default ``0.5``). These are the
+            rings of mixed background/instance embeddings that a smooth network output has around
+            instances and that would otherwise become instances of their own; real instances are
+            trained to be orthogonal to the background (cosine ~0). Only used when there is a
+            background embedding (``"auto"`` without mask, ``"dominant"``, ``"median"``, a vector).
+            ``None``: off, as in the paper and the reference code.
+        noise: ``"background"`` (default, the paper and reference code): HDBSCAN noise points (label
+            ``-1``, typically pixels on instance borders) become background. ``"nearest"``: each noise
+            point joins the cluster of its nearest clustered point in data-point space.
+        split_components: split every instance into connected components per frame, as the reference
+            code does (see :func:`filter_small_instances`). Useful with small ``coordinate_scale``, when
+            far-apart instances sharing an embedding direction end up in one cluster.
+        connectivity: ``1`` (4-neighbourhood) or ``2`` (8-neighbourhood) for ``split_components``.
+        max_points: if more than this many pixels are left for HDBSCAN, it clusters a random subset of
+            ``max_points`` of them (with ``min_samples`` and ``min_cluster_size`` scaled by the
+            sampling fraction, since the density drops by it) and every other pixel takes the label of
+            its nearest sampled point. ``None`` (default): no subsampling.
+        cluster_selection_epsilon: HDBSCAN's ``cluster_selection_epsilon``: clusters that split at a
+            data-point distance below this are kept together. ``0`` (default, the paper). About ``0.3``
+            (cosine ~0.955 between unit embeddings) stops HDBSCAN from cutting one instance into a core
+            and a rim when the network's embeddings drift towards the background near the border; it
+            also keeps same-direction instances together unless ``coordinate_scale`` times their
+            distance in pixels exceeds it (use ``split_components`` then).
+        allow_single_cluster: ``"auto"`` (default): HDBSCAN without ``allow_single_cluster``; if it finds
+            no cluster at all, all points left after background removal form one instance (one cell, one
+            ventricle), subject to ``min_size``. ``True`` / ``False``: HDBSCAN's own option (``True`` is
+            not a good choice: HDBSCAN then measures the root's stability from distance infinity and
+            often prefers one all-foreground cluster over the real instances, and when it selects the
+            root it keeps only its densest points).
+        approx_min_span_tree: HDBSCAN option (faster, default ``True``).
+        algorithm: HDBSCAN ``algorithm`` (``"best"``, ``"boruvka_kdtree"``, ``"boruvka_balltree"``,
+            ``"prims_kdtree"``, ...).
+        n_jobs: HDBSCAN ``core_dist_n_jobs`` and the workers of the nearest-neighbour queries.
+        eps: lower bound of the embedding norm in the normalisation.
+        seed: seed of the random draws (``"dominant"`` background, ``max_points``).
+        hdbscan_kwargs: further keyword arguments for :class:`hdbscan.HDBSCAN`.
+
+    Returns:
+        int32 labels ``(H, W)`` for ``(D, H, W)`` input or ``(T, H, W)`` for ``(T, D, H, W)`` input;
+        ``0`` = background, instances ``1..K``; an instance has the same id in all frames.
+
+    Raises:
+        ValueError: bad shapes, non-finite embeddings or invalid options.
+    """
+    emb, single = _as_frames(embeddings)
+    t, d, h, w = emb.shape
+    min_samples = int(min_samples)
+    if min_samples < 1:
+        raise ValueError(f"min_samples: must be >= 1, got {min_samples}")
+    min_cluster_size = min_samples if min_cluster_size is None else int(min_cluster_size)
+    if min_cluster_size < 2:
+        raise ValueError(f"min_cluster_size: must be >= 2 (HDBSCAN), got {min_cluster_size}")
+    min_size = min_samples / 2 if min_size is None else float(min_size)
+    if coordinate_scale < 0 or not np.isfinite(coordinate_scale):
+        raise ValueError(f"coordinate_scale: must be finite and >= 0, got {coordinate_scale}")
+    if noise not in NOISE_RULES:
+        raise ValueError(f"noise: expected one of {NOISE_RULES}, got {noise!r}")
+    if connectivity not in (1, 2):
+        raise ValueError(f"connectivity: expected 1 or 2, got {connectivity}")
+    if allow_single_cluster not in (True, False, "auto"):
+        raise ValueError(f"allow_single_cluster: expected True, False or 'auto', got {allow_single_cluster!r}")
+    if max_points is not None and int(max_points) < 2:
+        raise ValueError(f"max_points: must be >= 2 or None, got {max_points}")
+
+    unit = normalize_embeddings(emb, axis=1, eps=eps)
+    fg = np.ones((t, h, w), dtype=bool)
+    if foreground_mask is not None:
+        fg = fg & _resolve_mask(foreground_mask, (t, h, w))
+
+    rule: str | None
+    bg_vector: np.ndarray | None = None
+    if background is None or isinstance(background, str):
+        rule = "none" if background is None else background
+        if rule not in BACKGROUND_RULES:
+            raise ValueError(f"background: expected one of {BACKGROUND_RULES}, None or a ({d},) vector, got {rule!r}")
+        if rule == "auto":
+            rule = "none" if foreground_mask is not None else "dominant"
+        if rule in ("dominant", "median"):
+            bg_vector = estimate_background_embedding(unit, rule, background_threshold, seed=seed)
+    else:
+        rule = "vector"
+        vec = _to_numpy(background, "background").astype(np.float32).ravel()
+        if vec.shape != (d,) or not np.isfinite(vec).all() or not np.any(vec):
+            raise ValueError(f"background: a vector must be finite, non-zero and of shape ({d},), got {vec.shape}")
+        bg_vector = normalize_embeddings(vec, axis=-1)
+    if bg_vector is not None:
+        fg &= np.einsum("tdhw,d->thw", unit, bg_vector) < background_threshold
+
+    points = embedding_data_points(unit, fg, coordinate_scale)
+    n = points.shape[0]
+    ms, mcs = min_samples, min_cluster_size
+    sample_idx: np.ndarray | None = None
+    if max_points is not None and n > int(max_points):
+        frac = int(max_points) / n
+        sample_idx = np.sort(np.random.default_rng(seed).choice(n, int(max_points), replace=False))
+        ms = max(1, round(min_samples * frac))
+        mcs = max(2, round(min_cluster_size * frac))
+    fit_points = points if sample_idx is None else points[sample_idx]
+    fit_labels = _run_hdbscan(
+        fit_points,
+        ms,
+        mcs,
+        cluster_selection_epsilon,
+        allow_single_cluster,
+        approx_min_span_tree,
+        algorithm,
+        n_jobs,
+        hdbscan_kwargs,
+    )
+    if noise == "nearest":
+        is_noise = fit_labels < 0
+        if is_noise.any() and not is_noise.all():
+            fit_labels = fit_labels.copy()
+            fit_labels[is_noise] = _nearest_labels(
+                fit_points[is_noise], fit_points[~is_noise], fit_labels[~is_noise], n_jobs
+            )
+    if sample_idx is None:
+        point_labels = fit_labels
+    else:
+        point_labels = np.full(n, -1, dtype=np.int64)
+        point_labels[sample_idx] = fit_labels
+        rest = np.ones(n, dtype=bool)
+        rest[sample_idx] = False
+        point_labels[rest] = _nearest_labels(points[rest], fit_points, fit_labels, n_jobs)
+    if max_background_similarity is not None and bg_vector is not None and (point_labels >= 0).any():
+        ids = point_labels >= 0
+        sums = np.zeros((int(point_labels.max()) + 1, d))
+        np.add.at(sums, point_labels[ids], points[ids, :d])
+        sim = (sums @ bg_vector) / np.maximum(np.linalg.norm(sums, axis=1), 1e-12)
+        point_labels = np.where(ids & (sim[np.maximum(point_labels, 0)] >= max_background_similarity), -1, point_labels)
+    if rule == "largest" and (point_labels >= 0).any():
+        largest = np.argmax(np.bincount(point_labels[point_labels >= 0]))
+        point_labels = np.where(point_labels == largest, -1, point_labels)
+
+    labels = np.zeros((t, h, w), dtype=np.int64)
+    labels[fg] = point_labels + 1
+    labels = filter_small_instances(labels, min_size, split_components, connectivity)
+    labels = relabel_consecutive(labels)
+    return labels[0] if single else labels
+
+
+# ----------------------------------------------------------------------------------------------------
+# helpers for tests and benchmarks
+
+
+def synthetic_embeddings(
+    labels: np.ndarray,
+    dim: int = 16,
+    num_directions: int = 6,
+    neighbour_radius: float = 2.0,
+    noise: float = 0.02,
+    smooth: float = 1.0,
+    scale_range: tuple[float, float] = (0.5, 2.0),
+    directions: np.ndarray | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Embeddings a well-trained network might output for an instance label image (for tests).
+
+    Background (label 0) gets direction ``e_1``; the instances get unit directions orthogonal to it,
+    drawn from a palette of ``num_directions`` random directions (mutually orthogonal as far as ``dim``
+    allows) by greedy graph colouring, so that instances closer than ``neighbour_radius`` pixels differ
+    (the paper's neighbour set ``N_i``, the four-colour idea); instances further apart may share one.
+    The direction field is smoothed with a Gaussian of ``smooth`` pixels (mixed embeddings on borders,
+    as a CNN produces), Gaussian noise of standard deviation ``noise`` per component is added and every
+    pixel is scaled by a random factor in ``scale_range`` (the network output is not normalised).
+    An instance keeps its direction in every frame.
+
+    Args:
+        labels: ``(H, W)`` or ``(T, H, W)`` non-negative integer labels.
+        dim: embedding size ``D`` (``>= 2``).
+        num_directions: palette size for instances.
+        neighbour_radius: instances whose pixels come this close (pixels, any frame) get different
+            directions when the palette allows (the paper: ``r_N = 50`` for cells, all leaves for CVPPP).
+        noise: per-component noise standard deviation.
+        smooth: Gaussian sigma in pixels of the direction field (``0``: none).
+        scale_range: range of the random per-pixel norm.
+        directions: optional ``(max_label + 1, dim)`` directions to use instead (row 0 = background).
+        seed: random seed.
+
+    Returns:
+        float32 ``(D, H, W)`` or ``(T, D, H, W)``.
+    """
+    lab = np.asarray(labels)
+    single = lab.ndim == 2
+    lab3 = lab[None] if single else lab
+    rng = np.random.default_rng(seed)
+    n_lab = int(lab3.max(initial=0)) + 1
+    if directions is None:
+        # palette orthogonal to the background e_1, mutually orthogonal as far as dim allows
+        palette = rng.normal(size=(num_directions, dim))
+        palette[:, 0] = 0.0
+        k = min(num_directions, dim - 1)
+        q, _ = np.linalg.qr(palette[:k, 1:].T)
+        palette[:k, 1:] = q.T
+        palette /= np.linalg.norm(palette, axis=1, keepdims=True)
+        # neighbours: instances closer than neighbour_radius pixels (in any frame)
+        adjacency = [set() for _ in range(n_lab)]
+        for frame in lab3:
+            for i in np.unique(frame[frame > 0]):
+                near = ndimage.distance_transform_edt(frame != i) <= neighbour_radius
+                adjacency[i].update(int(v) for v in np.unique(frame[near]) if v > 0 and v != i)
+        colour = np.zeros(n_lab, dtype=np.int64)
+        for i in rng.permutation(np.arange(1, n_lab)):
+            used = {colour[j] for j in adjacency[i] if colour[j] > 0}
+            free = [c for c in range(1, num_directions + 1) if c not in used]
+            colour[i] = rng.choice(free) if free else rng.integers(1, num_directions + 1)
+        directions = np.zeros((n_lab, dim))
+        directions[0, 0] = 1.0
+        directions[1:] = palette[colour[1:] - 1]
+    directions = np.asarray(directions, dtype=np.float64)
+    field = directions[lab3].transpose(0, 3, 1, 2)  # (T, D, H, W)
+    if smooth > 0:
+        field = ndimage.gaussian_filter(field, sigma=(0, 0, smooth, smooth))
+    field = field + rng.normal(scale=noise, size=field.shape)
+    field /= np.maximum(np.linalg.norm(field, axis=1, keepdims=True), 1e-12)
+    field *= rng.uniform(*scale_range, size=(field.shape[0], 1) + field.shape[2:])
+    field = field.astype(np.float32)
+    return field[0] if single else field
+
+
+def mean_best_iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Mean over ground-truth instances of the best IoU with any predicted instance (``0`` = background).
+
+    For ``(T, H, W)`` inputs an instance is the set of its pixels in all frames, so a tracked instance
+    must keep one id through the frames to score 1. Returns NaN when ``gt`` has no instance.
+    """
+    pred = np.asarray(pred).ravel().astype(np.int64)
+    gt = np.asarray(gt).ravel().astype(np.int64)
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred and gt differ in size: {pred.size} vs {gt.size}")
+    g_ids = np.unique(gt[gt > 0])
+    if g_ids.size == 0:
+        return float("nan")
+    np_ = int(pred.max(initial=0)) + 1
+    ng = int(gt.max()) + 1
+    inter = np.bincount(gt * np_ + pred, minlength=ng * np_).reshape(ng, np_)
+    g_size = inter.sum(axis=1)
+    p_size = inter.sum(axis=0)
+    union = g_size[:, None] + p_size[None, :] - inter
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    iou[:, 0] = 0.0
+    return float(iou[g_ids].max(axis=1).mean())
