@@ -1,0 +1,103 @@
+"""The LV-MRI bundle end to end through the user's command line: train, evaluate, infer, MLflow."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import nibabel as nib
+import pytest
+from conftest import REPO_ROOT
+
+TINY = ["--image_size", "[32,32]", "--num_levels", "3", "--num_filters", "8", "--num_threads", "2"]
+SYNTH = ["--synthetic#num_cases", "4", "--synthetic#image_size", "[40,48]", "--synthetic#num_frames", "6"]
+
+
+def run_bundle(run_id: str, configs: list[str], *args: str, tmp: Path) -> subprocess.CompletedProcess:
+    files = [str(REPO_ROOT / c) for c in configs]
+    config = str(files) if len(files) > 1 else files[0]
+    cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config]
+    env = dict(os.environ, COSINETRACK_CACHE=str(tmp / "cache"))
+    proc = subprocess.run(cmd + list(args), cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        pytest.fail(f"{' '.join(cmd + list(args))} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny training run of the user's command; shared by the tests below."""
+    tmp = tmp_path_factory.mktemp("lv")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    out = tmp / "run"
+    proc = run_bundle(
+        "training", ["bundles/lv_mri/train.json"], "--max_iterations", "4", "--val_interval", "2", *TINY, *SYNTH,
+        "--tracking_uri", uri, "--experiment_name", "test", "--output_dir", str(out), tmp=tmp,
+    )
+    return tmp, uri, out, proc
+
+
+def test_training_logs_a_complete_mlflow_run(trained):
+    tmp, uri, out, proc = trained
+    assert "val_iou_myo" in proc.stdout and "Validation after 4 iterations" in proc.stdout
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("test").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name.startswith("lv_mri-recurrent-synthetic-cine")
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 4
+    assert {"val_iou", "val_iou_myo", "val_iou_cav", "lr_group_0"} <= set(run.data.metrics)
+    assert run.data.params["num_levels"] == "3" and run.data.params["recurrent"] == "true"
+    assert run.data.tags["task"] == "lv_mri"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.json", "model_best.pt", "figures"} <= artifacts
+    figures = [a.path for a in client.list_artifacts(run.info.run_id, "figures/validation")]
+    assert len(figures) == 2 and all(f.endswith(".png") for f in figures)
+    assert (out / "model_best.pt").is_file()
+
+
+def test_evaluate_prints_iou_table(trained):
+    tmp, uri, out, _ = trained
+    proc = run_bundle(
+        "evaluating", ["bundles/lv_mri/train.json", "bundles/lv_mri/evaluate.json"], *TINY, *SYNTH,
+        "--ckpt_path", str(out / "model_best.pt"), "--tracking_uri", uri, "--experiment_name", "test",
+        "--output_dir", str(tmp / "eval"), tmp=tmp,
+    )
+    assert "| case | myo | cav |" in proc.stdout and "mean ± std" in proc.stdout
+
+
+def test_inference_writes_nifti_like_inputs_and_refuses_existing_output(trained):
+    tmp, _, out, _ = trained
+    images = tmp / "cache" / os.listdir(tmp / "cache")[0] / "imagesTr"
+    pred = tmp / "pred"
+    args = [*TINY, "--ckpt_path", str(out / "model_best.pt"), "--input_dir", str(images.parent)]
+    args += ["--output_dir", str(pred)]
+    run_bundle("inference", ["bundles/lv_mri/train.json", "bundles/lv_mri/inference.json"], *args, tmp=tmp)
+    written = sorted(pred.iterdir())
+    assert len(written) == 4 and written[0].name == "synth000_pred.nii.gz"
+    ref = nib.load(str(images / "synth000.nii.gz"))
+    got = nib.load(str(written[0]))
+    assert got.shape == ref.shape and set(got.get_fdata().ravel().tolist()) <= {0, 1, 2}
+    before = written[0].stat().st_mtime_ns
+    with pytest.raises(BaseException, match="already exists"):
+        run_bundle("inference", ["bundles/lv_mri/train.json", "bundles/lv_mri/inference.json"], *args, tmp=tmp)
+    assert written[0].stat().st_mtime_ns == before  # nothing the user owns is overwritten
+
+
+def test_nonrecurrent_cross_validation_comparison(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = run_bundle(
+        "cross_validation", ["bundles/lv_mri/train.json", "bundles/lv_mri/compare.json"],
+        "--cv_folds", "2", "--max_iterations", "2", "--val_interval", "2", *TINY, *SYNTH,
+        "--tracking_uri", uri, "--experiment_name", "cv", tmp=tmp_path,
+    )
+    assert "2-fold cross-validation" in proc.stdout
+    table = proc.stdout.split("2-fold cross-validation")[1]
+    assert "| recurrent |" in table and "| nonrecurrent |" in table and "(n=4)" in table
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("cv").experiment_id])
+    assert len(runs) == 5  # 2 variants x 2 folds + the summary
+    summary = [r for r in runs if "cv2" in r.info.run_name][0]
+    assert "recurrent_myo" in summary.data.metrics and "nonrecurrent_cav" in summary.data.metrics
