@@ -292,3 +292,17 @@ def test_conv3x3_fused_float32_matches_autograd(relu: bool, with_residual: bool)
     params = [x, conv.weight, conv.bias] + ([res] if res is not None else [])
     for g1, g2 in zip(torch.autograd.grad((y * w).sum(), params), torch.autograd.grad((ref * w).sum(), params)):
         torch.testing.assert_close(g1, g2, atol=1e-3, rtol=1e-4)
+
+
+def test_benchmark_script_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_network.py"
+    spec = importlib.util.spec_from_file_location("bench_network", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main("--size 16 --levels 2 --filters 4 --frames 2 --repeats 1 --threads 1".split())
+    out = capsys.readouterr().out
+    assert "| recurrent | train fwd+bwd |" in out and "| non-recurrent | clip forward |" in out
+    assert "ratio recurrent / non-recurrent" in out

@@ -104,12 +104,23 @@ def conv3x3_weight_grad(grad_out: Tensor, x: Tensor) -> Tensor:
 _PAD, _STRIDE, _DILATION = [1, 1], [1, 1], [1, 1]
 
 
+def _has_fused_op() -> bool:
+    try:  # private oneDNN op (used by torch.compile's CPU backend); fall back if a build lacks it
+        return hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_HAS_FUSED_OP = _has_fused_op()
+
+
 def _fused_conv_available(x: Tensor, weight: Tensor) -> bool:
     """Whether oneDNN's fused conv + add + ReLU kernels apply (CPU float32)."""
     return (
         x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
+        and _HAS_FUSED_OP
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
     )
