@@ -63,6 +63,8 @@ from cosinetrack.data.cvppp import (
     write_cvppp_label,
     write_leaf_counts,
 )
+from cosinetrack.data.generated import is_generated_by, move_generated_into_place
+from cosinetrack.data.generated import read_dataset_json as _read_dataset_json
 from cosinetrack.data.synthetic_cine import case_seed, default_cache_dir
 
 __all__ = [
@@ -78,6 +80,15 @@ __all__ = [
 #: Bumped whenever the generated content changes, so that cached data sets are recognised as stale.
 GENERATOR_VERSION = 1
 _MODULE_ID = "cosinetrack.data.synthetic_leaves"
+
+
+
+def _is_generated(data: dict | None) -> bool:
+    return is_generated_by(data, _MODULE_ID)
+
+
+def _move_into_place(tmp: str, out_dir: str) -> None:
+    move_generated_into_place(tmp, out_dir, _MODULE_ID)
 MIN_LEAVES = 5
 MAX_LEAVES = 20
 _GOLDEN_ANGLE = np.pi * (3.0 - np.sqrt(5.0))  # 137.5 degrees
@@ -367,18 +378,8 @@ def _plant_name(index: int) -> str:
     return f"plant{index + 1:03d}"
 
 
-def _read_dataset_json(out_dir: str) -> dict | None:
-    try:
-        with open(os.path.join(out_dir, "dataset.json"), encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
-def _is_generated(data: dict | None) -> bool:
-    gen = data.get("generator") if data else None
-    return isinstance(gen, dict) and gen.get("module") == _MODULE_ID
 
 
 def _same_params(data: dict | None, params: dict) -> bool:
@@ -502,27 +503,6 @@ def write_synthetic_leaf_dataset(
     return find_cvppp_plants(out_dir)
 
 
-def _move_into_place(tmp: str, out_dir: str) -> None:
-    """Rename the finished folder ``tmp`` to ``out_dir``, replacing an empty or generated ``out_dir``."""
-    if not os.path.lexists(out_dir):
-        try:
-            os.replace(tmp, out_dir)
-            return
-        except OSError:
-            if not os.path.lexists(out_dir):
-                raise
-            # someone else created it meanwhile: fall through and judge what is there now
-    if os.listdir(out_dir) and not _is_generated(_read_dataset_json(out_dir)):
-        raise FileExistsError(f"{out_dir}: appeared meanwhile and was not made by {_MODULE_ID}")
-    trash = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=os.path.dirname(out_dir))
-    os.rmdir(trash)
-    os.replace(out_dir, trash)
-    try:
-        os.replace(tmp, out_dir)
-    except BaseException:
-        os.replace(trash, out_dir)
-        raise
-    shutil.rmtree(trash, ignore_errors=True)
 
 
 def ensure_synthetic_leaf_dataset(cache_dir: str | os.PathLike | None = None, **params: Any) -> str:
