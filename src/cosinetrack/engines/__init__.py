@@ -3,7 +3,7 @@
 from cosinetrack.engines.checkpoint import load_weights, require_dir, require_file
 from cosinetrack.engines.crossval import cross_validate, run_training
 from cosinetrack.engines.inferer import StreamingInferer, stream_frames
-from cosinetrack.engines.predict import predict_case, predict_to_folder, robust_scale
+from cosinetrack.engines.predict import predict_case, predict_to_folder
 from cosinetrack.engines.prepare import PrepareCaseBatch, PrepareClipBatch
 from cosinetrack.engines.report import format_table, report_evaluation, report_training
 
@@ -16,7 +16,6 @@ __all__ = [
     "load_weights",
     "predict_case",
     "predict_to_folder",
-    "robust_scale",
     "run_training",
     "report_evaluation",
     "require_dir",

@@ -14,19 +14,9 @@ from cosinetrack.engines.checkpoint import load_weights
 from cosinetrack.engines.inferer import stream_frames
 from cosinetrack.io.atomic import atomic_directory
 from cosinetrack.io.nifti import write_case_labels
+from cosinetrack.transforms.augment import clip_eval_transforms
 
-__all__ = ["robust_scale", "predict_case", "predict_to_folder"]
-
-
-def robust_scale(image: np.ndarray, i_min: float = 10.0, i_max: float = 10.0) -> np.ndarray:
-    """Map each slice of ``(Z, T, H, W)`` to ``[-1, 1]`` by its ``i_min/2`` and ``100 - i_max/2`` percentiles.
-
-    The same normalisation as :func:`cosinetrack.transforms.robust_normalization` (per slice).
-    """
-    flat = image.reshape(image.shape[0], -1)
-    lo = np.percentile(flat, i_min / 2.0, axis=1)[:, None, None, None]
-    hi = np.percentile(flat, 100.0 - i_max / 2.0, axis=1)[:, None, None, None]
-    return ((image - lo) / np.maximum(hi - lo, 1e-8) * 2.0 - 1.0).astype(np.float32)
+__all__ = ["predict_case", "predict_to_folder"]
 
 
 @torch.inference_mode()
@@ -35,7 +25,8 @@ def predict_case(
     i_min: float = 10.0, i_max: float = 10.0,
 ) -> np.ndarray:
     """Class labels ``(Z, T, H, W)`` for a raw image ``(Z, T, H, W)``; slices are the batch, frames streamed."""
-    x = torch.from_numpy(robust_scale(image, i_min, i_max)).unsqueeze(2).to(device)
+    x = clip_eval_transforms(i_min, i_max)({"image": image})["image"]  # the validation normalisation, per slice
+    x = torch.as_tensor(x).unsqueeze(2).to(device)
     network.eval()
     labels = np.empty(image.shape, dtype=np.uint8)
 
