@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -33,3 +35,18 @@ def save_nifti(path: Path, array: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(array, np.eye(4)), str(path))
     return path
+
+
+def run_bundle(run_id: str, configs: list[str], *args: str, tmp: Path) -> subprocess.CompletedProcess:
+    """Run ``python -m monai.bundle run <run_id>`` from the repository root, as a user does; fail on error.
+
+    The synthetic data cache goes to ``tmp / "cache"``.
+    """
+    files = [str(REPO_ROOT / c) for c in configs]
+    config = str(files) if len(files) > 1 else files[0]
+    cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config]
+    env = dict(os.environ, COSINETRACK_CACHE=str(tmp / "cache"))
+    proc = subprocess.run(cmd + list(args), cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        pytest.fail(f"{' '.join(cmd + list(args))} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc

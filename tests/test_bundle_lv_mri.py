@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import mlflow
 import nibabel as nib
 import pytest
-from conftest import REPO_ROOT
+from conftest import run_bundle
 
 TINY = ["--image_size", "[32,32]", "--num_levels", "3", "--num_filters", "8", "--num_threads", "2"]
 SYNTH = ["--synthetic#num_cases", "4", "--synthetic#image_size", "[40,48]", "--synthetic#num_frames", "6"]
-
-
-def run_bundle(run_id: str, configs: list[str], *args: str, tmp: Path) -> subprocess.CompletedProcess:
-    files = [str(REPO_ROOT / c) for c in configs]
-    config = str(files) if len(files) > 1 else files[0]
-    cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config]
-    env = dict(os.environ, COSINETRACK_CACHE=str(tmp / "cache"))
-    proc = subprocess.run(cmd + list(args), cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        pytest.fail(f"{' '.join(cmd + list(args))} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
-    return proc
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from cosinetrack.clustering.handlers import (
     cluster_folder,
     instance_palette,
     read_instance_png,
+    restore_label_size,
     write_instance_png,
 )
 from cosinetrack.clustering.transforms import ClusterEmbeddings, ClusterEmbeddingsd, check_cluster_kwargs
@@ -42,6 +43,7 @@ __all__ = [
     "mean_best_iou",
     "normalize_embeddings",
     "read_instance_png",
+    "restore_label_size",
     "relabel_consecutive",
     "synthetic_embeddings",
     "write_instance_png",

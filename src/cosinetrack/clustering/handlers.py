@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
+from monai.engines.utils import IterationEvents
 from PIL import Image
 
 from cosinetrack.clustering.embedding_clustering import _to_numpy, cluster_embeddings
 from cosinetrack.clustering.transforms import check_cluster_kwargs
 from cosinetrack.io.atomic import atomic_file
+from cosinetrack.transforms.spatial import fit_geometry, undo_fit
 
 __all__ = [
     "EmbeddingClusteringHandler",
@@ -29,6 +31,7 @@ __all__ = [
     "cluster_folder",
     "instance_palette",
     "read_instance_png",
+    "restore_label_size",
     "write_instance_png",
 ]
 
@@ -167,6 +170,21 @@ class InstancePNGWriter:
         return paths
 
 
+def restore_label_size(labels: torch.Tensor | np.ndarray, size: Sequence[int]) -> torch.Tensor:
+    """Labels ``(..., h, w)`` on a network canvas back to the original image size ``(H, W)``.
+
+    The canvas is the one :func:`~cosinetrack.transforms.fit_to_size` makes of an ``(H, W)`` image
+    (scaled keeping the aspect ratio, padded symmetrically); the padding is cropped and the labels are
+    resampled with nearest-neighbour interpolation. Returns int32 ``(..., H, W)``.
+    """
+    lab = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
+    lead = lab.shape[:-2]
+    flat = lab.reshape(-1, 1, *lab.shape[-2:]).float()
+    geo = fit_geometry(size, lab.shape[-2:])
+    out = undo_fit(flat, geo, mode="nearest")
+    return out.round().to(torch.int32).reshape(*lead, *out.shape[-2:])
+
+
 def _is_batched_array(x: Any) -> bool:
     return isinstance(x, (torch.Tensor, np.ndarray))
 
@@ -193,6 +211,12 @@ class EmbeddingClusteringHandler:
         writer: optional callable ``writer(labels, engine, index)``.
         mask_key: optional key of foreground masks ``(B, H, W)`` / ``(B, T, H, W)`` (or per item) in the
             output, passed as ``foreground_mask``.
+        restore_size_key: optional key (e.g. ``"image"``) of an output whose last two axes give the size
+            ``(H, W)`` of the original input. The embeddings are then taken to lie on the network's
+            fitted canvas (:class:`~cosinetrack.engines.StreamingInferer` with ``restore_size=False``):
+            they are clustered there, as the paper does, and the labels are cropped and resampled
+            (nearest) to ``(H, W)`` with :func:`~cosinetrack.transforms.undo_fit`. ``t_size`` is then in
+            canvas pixels. ``None``: labels have the embeddings' size.
         cluster_kwargs: options of :func:`~cosinetrack.clustering.cluster_embeddings`.
     """
 
@@ -203,8 +227,10 @@ class EmbeddingClusteringHandler:
         stack: int | None = -1,
         writer: Writer | None = None,
         mask_key: str | None = None,
+        restore_size_key: str | None = None,
         **cluster_kwargs: Any,
     ) -> None:
+        self.restore_size_key = restore_size_key
         self.output_key = output_key
         self.result_key = result_key
         self.stack = stack
@@ -213,9 +239,17 @@ class EmbeddingClusteringHandler:
         self.cluster_kwargs = check_cluster_kwargs(cluster_kwargs)
 
     def attach(self, engine: Engine) -> None:
-        """Run this handler on ``Events.ITERATION_COMPLETED`` of ``engine``."""
-        if not engine.has_event_handler(self, Events.ITERATION_COMPLETED):
-            engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+        """Run this handler after the model of every iteration of ``engine``.
+
+        On MONAI engines that is ``IterationEvents.MODEL_COMPLETED``, so the instances exist before the
+        metrics (which update on ``ITERATION_COMPLETED``) read them; on plain Ignite engines it is
+        ``Events.ITERATION_COMPLETED``.
+        """
+        event = IterationEvents.MODEL_COMPLETED if IterationEvents.MODEL_COMPLETED in engine._allowed_events else (
+            Events.ITERATION_COMPLETED
+        )
+        if not engine.has_event_handler(self, event):
+            engine.add_event_handler(event, self)
 
     def _select(self, value: Any) -> Any:
         if isinstance(value, (tuple, list)) and self.stack is not None:
@@ -224,11 +258,14 @@ class EmbeddingClusteringHandler:
             return value[self.stack]
         return value
 
-    def _cluster(self, embeddings: Any, mask: Any) -> torch.Tensor:
+    def _cluster(self, embeddings: Any, mask: Any, size: Sequence[int] | None = None) -> torch.Tensor:
         kwargs = dict(self.cluster_kwargs)
         if mask is not None:
             kwargs["foreground_mask"] = mask
-        return torch.from_numpy(cluster_embeddings(embeddings, **kwargs))
+        labels = torch.from_numpy(cluster_embeddings(embeddings, **kwargs))
+        if size is not None:
+            labels = restore_label_size(labels, size)
+        return labels
 
     def __call__(self, engine: Engine) -> None:
         output = engine.state.output
@@ -248,7 +285,12 @@ class EmbeddingClusteringHandler:
                 items = list(value)
             else:
                 raise ValueError(f"output[{self.output_key!r}]: expected a tensor/array or a list, got {type(value)}")
-            labels = [self._cluster(x, None if masks is None else masks[i]) for i, x in enumerate(items)]
+            sizes = [None] * len(items)
+            if self.restore_size_key is not None:
+                sizes = [tuple(output[self.restore_size_key][i].shape[-2:]) for i in range(len(items))]
+            labels = [
+                self._cluster(x, None if masks is None else masks[i], sizes[i]) for i, x in enumerate(items)
+            ]
             if _is_batched_array(value):
                 output[self.result_key] = torch.stack(labels) if labels else torch.zeros((0,), dtype=torch.int32)
             else:
@@ -256,8 +298,9 @@ class EmbeddingClusteringHandler:
         elif isinstance(output, Sequence) and all(isinstance(o, Mapping) for o in output):
             labels = []
             for item in output:
+                size = None if self.restore_size_key is None else tuple(item[self.restore_size_key].shape[-2:])
                 lab = self._cluster(
-                    self._select(item[self.output_key]), None if self.mask_key is None else item[self.mask_key]
+                    self._select(item[self.output_key]), None if self.mask_key is None else item[self.mask_key], size
                 )
                 item[self.result_key] = lab
                 labels.append(lab)

@@ -5,6 +5,10 @@
 * :mod:`cosinetrack.data.datasets`: training clips and whole validation cases; k-fold splits.
 * :mod:`cosinetrack.data.cvppp`: the CVPPP leaf layout (RGBA images, palette label PNGs, counts csv).
 * :mod:`cosinetrack.data.synthetic_leaves`: the embedded synthetic rosette data set (CVPPP layout).
+* :mod:`cosinetrack.data.ctc`: the Cell Tracking Challenge layout (TIFF frames, SEG/TRA ground truth merged
+  into one label video with consistent ids, ``man_track.txt``).
+* :mod:`cosinetrack.data.synthetic_cells`: the embedded synthetic cell videos (CTC layout, divisions).
+* :mod:`cosinetrack.data.generated`: bookkeeping shared by the synthetic generators (cache, CLI).
 """
 
 from cosinetrack.data.cine import (
@@ -14,12 +18,37 @@ from cosinetrack.data.cine import (
     read_cine_case,
     resolve_cases,
 )
-from cosinetrack.data.datasets import CineCaseDataset, CineClipDataset, read_cases, split_cases
+from cosinetrack.data.ctc import (
+    find_ctc_sequences,
+    iter_ctc_frames,
+    iter_ctc_training_frames,
+    merge_seg_tra,
+    read_ctc_frame,
+    read_ctc_label,
+    read_ctc_training_video,
+    read_ctc_video,
+    read_man_track,
+)
+from cosinetrack.data.cvppp import find_cvppp_plants, find_plant_images, read_cvppp_plant
+from cosinetrack.data.datasets import CineCaseDataset, CineClipDataset, CVPPPDataset, read_cases, split_cases
 
 __all__ = [
+    "find_ctc_sequences",
+    "iter_ctc_frames",
+    "iter_ctc_training_frames",
+    "merge_seg_tra",
+    "read_ctc_frame",
+    "read_ctc_label",
+    "read_ctc_training_video",
+    "read_ctc_video",
+    "read_man_track",
     "IGNORE_LABEL",
     "CineCaseDataset",
     "CineClipDataset",
+    "CVPPPDataset",
+    "find_cvppp_plants",
+    "find_plant_images",
+    "read_cvppp_plant",
     "find_msd_cases",
     "load_datalist",
     "read_cases",

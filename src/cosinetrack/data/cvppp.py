@@ -43,6 +43,7 @@ __all__ = [
     "count_leaves",
     "cvppp_palette",
     "find_cvppp_plants",
+    "find_plant_images",
     "read_cvppp_image",
     "read_cvppp_label",
     "read_cvppp_plant",
@@ -109,6 +110,40 @@ def find_cvppp_plants(dataset_dir: str | os.PathLike) -> list[dict]:
             f"{_LABEL_SUFFIX}) in this folder",
         )
     return sorted(plants, key=lambda p: p["name"])
+
+
+_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+_NOT_PHOTOS = ("_label", "_fg", "_centers")
+
+
+def find_plant_images(input_dir: str | os.PathLike) -> list[dict]:
+    """List the photographs of a folder of the user's plant images, for inference.
+
+    Every image file (png, jpg, tif, bmp) whose name does not end in ``_label``, ``_fg`` or ``_centers``
+    is a photograph, named by its file name without extension and without a trailing ``_rgb`` (so the
+    CVPPP ``plantNNN_rgb.png`` is ``plantNNN``, and its result ``plantNNN_label.png``).
+
+    Returns:
+        ``[{"name", "image": abs path, "label": None}, ...]`` sorted by name, as :func:`find_cvppp_plants`.
+
+    Raises:
+        CosineTrackDataError: the folder is missing or holds no image file; two files give one name.
+    """
+    folder = os.path.abspath(os.fspath(input_dir))
+    if not os.path.isdir(folder):
+        raise CosineTrackDataError(folder, "input folder of plant images not found")
+    images: dict[str, str] = {}
+    for path in sorted(glob.glob(os.path.join(glob.escape(folder), "*"))):
+        stem, ext = os.path.splitext(os.path.basename(path))
+        if ext.lower() not in _IMAGE_EXTENSIONS or stem.endswith(_NOT_PHOTOS) or not os.path.isfile(path):
+            continue
+        name = stem[: -len("_rgb")] if stem.endswith("_rgb") else stem
+        if name in images:
+            raise CosineTrackDataError(path, f"gives the same plant name {name!r} as {images[name]}; rename one")
+        images[name] = path
+    if not images:
+        raise CosineTrackDataError(folder, f"no image files ({', '.join(_IMAGE_EXTENSIONS)}) in this folder")
+    return [{"name": n, "image": p, "label": None} for n, p in sorted(images.items())]
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ random spatial draw of a MONAI transform applies to every frame of a clip:
 * :class:`CineClipDataset` item: ``image`` ``(L, H, W)`` float32, ``label`` ``(L, H, W)`` int64 (``-1`` =
   no label), ``name`` (case), ``slice`` (z index), ``start`` (first frame index).
 * :class:`CineCaseDataset` item: ``image`` ``(Z, T, H, W)`` float32, ``label`` ``(Z, T, H, W)`` int64, ``name``.
+* :class:`CVPPPDataset` item (still images): ``image`` ``(3, H, W)`` float32 in [0, 1] (RGB), ``label``
+  ``(1, H, W)`` int64 leaf ids (0 background), ``name`` (plant).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import numpy as np
 import torch
 
 from cosinetrack.data.cine import IGNORE_LABEL, read_cine_case
+from cosinetrack.data.cvppp import read_cvppp_plant
 
-__all__ = ["CineClipDataset", "CineCaseDataset", "split_cases", "read_cases"]
+__all__ = ["CineClipDataset", "CineCaseDataset", "CVPPPDataset", "split_cases", "read_cases"]
 
 
 def split_cases(
@@ -140,4 +143,34 @@ class CineCaseDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         case = self.cases[i]
         item = {"image": case["image"], "label": case["label"], "name": case["name"]}
+        return self.transform(item) if self.transform is not None else item
+
+
+class CVPPPDataset(torch.utils.data.Dataset):
+    """Plant photographs and their leaf labels (CVPPP layout), read once into memory.
+
+    Items are ``{"image": (3, H, W) float32 RGB in [0, 1], "label": (1, H, W) int64, "name": str}``,
+    passed through ``transform`` (e.g. :func:`~cosinetrack.transforms.clip_train_transforms` with the
+    three colour channels in place of frames). A plant without a label file gets label ``-1``
+    everywhere (no loss, no score).
+
+    Args:
+        plants: entries of :func:`~cosinetrack.data.find_cvppp_plants` (``name``, ``image``, ``label``).
+        transform: a MONAI (dictionary) transform applied to each item.
+    """
+
+    def __init__(self, plants: Sequence[Mapping[str, Any]], transform: Callable | None = None) -> None:
+        self.items = []
+        for plant in plants:
+            image, label = read_cvppp_plant(dict(plant))
+            if label is None:
+                label = np.full(image.shape[1:], IGNORE_LABEL, dtype=np.int64)
+            self.items.append({"name": plant["name"], "image": image, "label": label[None]})
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = dict(self.items[i])
         return self.transform(item) if self.transform is not None else item

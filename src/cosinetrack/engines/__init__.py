@@ -3,6 +3,7 @@
 from cosinetrack.engines.checkpoint import load_weights, require_dir, require_file
 from cosinetrack.engines.crossval import cross_validate, run_training
 from cosinetrack.engines.inferer import StreamingInferer, stream_frames
+from cosinetrack.engines.instances import segment_image_instances, segment_plants_to_folder
 from cosinetrack.engines.predict import predict_case, predict_to_folder
 from cosinetrack.engines.prepare import PrepareCaseBatch, PrepareClipBatch
 from cosinetrack.engines.report import format_table, report_evaluation, report_training
@@ -17,6 +18,8 @@ __all__ = [
     "predict_case",
     "predict_to_folder",
     "run_training",
+    "segment_image_instances",
+    "segment_plants_to_folder",
     "report_evaluation",
     "require_dir",
     "require_file",

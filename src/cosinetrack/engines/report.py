@@ -51,15 +51,24 @@ def report_training(
 
 
 def report_evaluation(evaluator: Engine, case_names: list[str] | None = None) -> list[dict]:
-    """Print a per-case table and the mean ± std line of an evaluation; return the per-case rows."""
+    """Print a per-case table and the mean ± std line of an evaluation; return the per-case rows.
+
+    The summary line reads ``<key metric name>_<column>`` and ``<key metric name>_<column>_std`` from
+    ``evaluator.state.metrics`` (as :class:`~cosinetrack.metrics.CaseIoU` and
+    :class:`~cosinetrack.metrics.InstanceSegmentationMetrics` write them).
+    """
     per_case = list(getattr(evaluator.state, "case_metrics", []))
     rows = [{"case": (case_names[i] if case_names and i < len(case_names) else i), **m} for i, m in enumerate(per_case)]
     columns = ["case"] + (list(per_case[0]) if per_case else [])
     metrics = evaluator.state.metrics
+    prefix = getattr(evaluator.state, "key_metric_name", None)
     summary = {"case": "mean ± std"}
     for c in columns[1:]:
-        mean = next((v for k, v in metrics.items() if k.endswith(f"_{c}")), None)
-        std = next((v for k, v in metrics.items() if k.endswith(f"_{c}_std")), None)
+        if prefix is not None:
+            mean, std = metrics.get(f"{prefix}_{c}"), metrics.get(f"{prefix}_{c}_std")
+        else:
+            mean = next((v for k, v in metrics.items() if k.endswith(f"_{c}")), None)
+            std = next((v for k, v in metrics.items() if k.endswith(f"_{c}_std")), None)
         summary[c] = f"{mean:.4f} ± {std:.4f}" if mean is not None and std is not None else ""
     print("\n" + format_table(rows + [summary], columns) + "\n", flush=True)
     return rows

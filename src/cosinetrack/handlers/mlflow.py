@@ -20,8 +20,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import mlflow
-import numpy as np
-import torch
 from ignite.engine import Engine, Events
 from monai.handlers import MLFlowHandler
 from monai.utils import path_to_sqlite_uri, path_to_uri
@@ -165,20 +163,24 @@ class MLflowRunHandler(MLFlowHandler):
 
 
 class MLflowFigureHandler:
-    """Log a figure of a few validation frames (input | ground truth | prediction) after each evaluation.
+    """Log a figure of a few evaluated cases after each evaluation (e.g. input | ground truth | prediction).
 
-    Attach to the evaluator. It keeps the first ``num_cases`` cases of an evaluation (only the few frames
-    drawn), draws them with ``draw_fn`` and logs the PNG into the run of ``run_handler``.
+    Attach to the evaluator. It keeps what ``sample_fn`` picks of the first ``num_cases`` iterations
+    (only the few frames drawn), draws them with ``draw_fn`` and logs the PNG into the run of
+    ``run_handler``.
 
     Args:
         run_handler: the :class:`MLflowRunHandler` whose run receives the figure.
-        draw_fn: ``draw_fn(samples) -> matplotlib Figure``; ``samples`` is a list of dicts with ``image``
-            ``(F, H, W)``, ``label`` ``(F, H, W)``, ``pred`` ``(F, H, W)`` numpy arrays and ``title``.
-        num_cases: how many validation cases to draw.
+        draw_fn: ``draw_fn(samples) -> matplotlib Figure``; default
+            :func:`cosinetrack.viz.segmentation_panel`.
+        num_cases: how many evaluated cases (iterations) to draw.
         num_frames: how many frames (evenly spread over time) per case.
         step_fn: maps the evaluator's epoch (the trainer epoch it validates) to the step in the file
             name, e.g. ``lambda epoch: epoch * epoch_length`` for the trainer iteration.
         name: artifact folder and file prefix.
+        sample_fn: ``sample_fn(output, num_frames, title) -> dict`` picks the frames to draw from
+            ``engine.state.output``; default :func:`cosinetrack.viz.segmentation_sample` (for
+            :func:`~cosinetrack.viz.embedding_panel` use :func:`~cosinetrack.viz.embedding_sample`).
     """
 
     def __init__(
@@ -189,11 +191,13 @@ class MLflowFigureHandler:
         num_frames: int = 4,
         step_fn: Callable[[int], int] | None = None,
         name: str = "validation",
+        sample_fn: Callable[..., dict[str, Any]] | None = None,
     ) -> None:
-        from cosinetrack.viz.panels import segmentation_panel
+        from cosinetrack.viz.panels import segmentation_panel, segmentation_sample
 
         self.run_handler = run_handler
         self.draw_fn = draw_fn or segmentation_panel
+        self.sample_fn = sample_fn or segmentation_sample
         self.num_cases = num_cases
         self.num_frames = num_frames
         self.step_fn = step_fn
@@ -203,7 +207,8 @@ class MLflowFigureHandler:
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._reset)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
-        engine.add_event_handler(Events.COMPLETED, self._log)
+        # EPOCH_COMPLETED, not COMPLETED: a run handler with close_on_complete ends its run on COMPLETED
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._log)
 
     def _reset(self, engine: Engine) -> None:
         self.samples = []
@@ -211,29 +216,8 @@ class MLflowFigureHandler:
     def _collect(self, engine: Engine) -> None:
         if len(self.samples) >= self.num_cases:
             return
-        out = engine.state.output
-        image, label, pred = out["image"], out["label"], out["pred"]  # (Z,T,C,H,W), (Z,T,H,W), (Z,T,K,H,W)
-        pred = pred.argmax(dim=2) if pred.ndim == 5 else pred
-        z = image.shape[0] // 2
-        if label is not None:
-            fg = (label[:, :] > 0).flatten(1).sum(1)
-            z = int(torch.argmax(fg)) if fg.numel() else z
-        t_all = image.shape[1]
-        if label is not None:
-            labelled = (label[z] >= 0).flatten(1).all(1).nonzero().flatten().tolist()
-        else:
-            labelled = []
-        frames = labelled or list(range(t_all))
-        idx = np.unique(np.linspace(0, len(frames) - 1, min(self.num_frames, len(frames))).round().astype(int))
-        ts = [frames[i] for i in idx]
-        self.samples.append(
-            {
-                "image": image[z, ts, 0].detach().cpu().numpy(),
-                "label": None if label is None else label[z, ts].detach().cpu().numpy(),
-                "pred": pred[z, ts].detach().cpu().numpy(),
-                "title": f"case {engine.state.iteration}, slice {z}, frames {ts}",
-            }
-        )
+        title = f"case {engine.state.iteration}, "
+        self.samples.append(self.sample_fn(engine.state.output, self.num_frames, title))
 
     def _log(self, engine: Engine) -> None:
         if not self.samples or self.run_handler.cur_run is None:

@@ -245,7 +245,7 @@ class InstanceSegmentationMetrics(Metric):
         return _summarize(self.per_image, ("sbd",))["sbd"]
 
     def completed(self, engine: Engine, name: str) -> None:
-        summary = _summarize(self.per_image)
+        summary = _summarize(self.per_image, list(self.per_image[0]) if self.per_image else SCORE_NAMES)
         engine.state.metrics[name] = summary["sbd"]
         for key, value in summary.items():
             engine.state.metrics[f"{name}_{key}"] = value

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from monai.transforms import (
     Compose,
     EnsureTyped,
+    GaussianSmoothd,
     Rand2DElasticd,
     RandFlipd,
     RandScaleIntensityd,
@@ -66,15 +67,19 @@ def clip_train_transforms(
     elastic_spacing: float = 32.0,
     padding_mode: str = "zeros",
     augment: bool = True,
+    smooth_sigma: float = 0.0,
 ) -> Compose:
     """The training pipeline for one clip dict ``{"image": (L, H, W), "label": (L, H, W)}``.
 
     Defaults are the paper's LV-MRI settings; ``augment=False`` keeps only normalisation and fitting.
+    ``smooth_sigma`` > 0 smooths every frame with a Gaussian of that many pixels first (the paper's cell
+    setting: 2 px), as :func:`clip_eval_transforms` does at inference.
     """
     keys = ("image", "label")
     size = tuple(int(s) for s in image_size)
     transforms = [
         EnsureTyped(keys=keys, track_meta=False),
+        *_smoothing(smooth_sigma),
         robust_normalization(i_min, i_max),
         ShiftIntensityd(keys="label", offset=1),  # label -1 (no loss) becomes 0, so padding means "no loss"
         FitToSized(keys=keys, spatial_size=size, mode=("bilinear", "nearest"), padding_mode=_TORCH_PAD[padding_mode]),
@@ -108,15 +113,25 @@ def clip_train_transforms(
     return Compose(transforms)
 
 
-def clip_eval_transforms(i_min: float = 10.0, i_max: float = 10.0) -> Compose:
+def _smoothing(sigma: float) -> list:
+    """Gaussian smoothing of every channel (frame) over the two spatial axes, or nothing for ``sigma <= 0``."""
+    return [GaussianSmoothd(keys="image", sigma=float(sigma))] if sigma and sigma > 0 else []
+
+
+def clip_eval_transforms(
+    i_min: float = 10.0, i_max: float = 10.0, per_channel: bool = True, smooth_sigma: float = 0.0
+) -> Compose:
     """Evaluation pipeline for a whole case ``{"image": (Z, T, H, W), ...}``: per-slice normalisation only.
 
-    Fitting to the network size happens in the inferer, which also scales predictions back.
+    ``per_channel=False`` normalises the whole item at once, as training does for a clip or for the
+    three colour channels of a still image ``(3, H, W)``. ``smooth_sigma`` as in training. Fitting to
+    the network size happens in the inferer, which also scales predictions back.
     """
     return Compose(
         [
             EnsureTyped(keys=("image", "label"), track_meta=False, allow_missing_keys=True),
-            robust_normalization(i_min, i_max, per_channel=True),
+            *_smoothing(smooth_sigma),
+            robust_normalization(i_min, i_max, per_channel=per_channel),
             EnsureTyped(keys="image", dtype="float32", track_meta=False),
         ]
     )

@@ -1,0 +1,573 @@
+"""Writer and validity check of Cell Tracking Challenge (CTC) results.
+
+A result of sequence ``NN`` is a folder ``NN_RES`` (beside the data set's ``NN`` folder in the official
+layout) holding::
+
+    NN_RES/mask000.tif      one uint16 label image per frame, 0 = background, k = track k; the digit
+    NN_RES/mask001.tif      count is that of the input frames (3, or 4 for long sequences)
+    ...
+    NN_RES/res_track.txt    one track a line: ``L B E P`` (label, first frame, last frame, parent or 0)
+
+CTC rules the writer relies on: frames are numbered ``0 .. T-1`` with a mask for every frame; a track's
+label appears in every frame ``B..E`` and in no other frame; a parent ends before its child begins.
+:func:`validate_ctc_result` checks them with py-ctcmetrics.
+
+:class:`CTCResultWriter` streams masks one frame at a time into a temporary sibling folder
+(:func:`~cosinetrack.io.atomic.atomic_directory`) that is renamed to ``NN_RES`` only by
+:meth:`CTCResultWriter.close`, so a crash never leaves a half-written result folder. Labels are ``(H, W)``
+integer arrays (axis 0 = rows) with values in ``0 .. 65535``; the project's ``-1`` ("no label") is not a
+valid result label and must be mapped to 0 before writing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import tifffile
+
+from cosinetrack.data.ctc import read_ctc_frame, read_man_track
+from cosinetrack.errors import CosineTrackDataError
+from cosinetrack.io.atomic import atomic_directory, atomic_file, atomic_write_text
+
+__all__ = [
+    "CTCResultWriter",
+    "CTCValidation",
+    "RES_TRACK",
+    "ctc_mask_name",
+    "relabel_ctc_masks",
+    "tracks_from_masks",
+    "validate_ctc_result",
+    "write_ctc_result",
+    "write_track_table",
+]
+
+#: Name of the track table in a result folder.
+RES_TRACK = "res_track.txt"
+_MASK_RE = re.compile(r"^mask(\d{3,4})\.tif$")
+_MAX_LABEL = np.iinfo(np.uint16).max
+
+#: A relabelling: per frame number an ``{old id: new id}`` dict, or a function of the frame number
+#: returning one (or ``None`` to keep the frame as it is). The tracker's ``lineage()`` mappings
+#: (``{t: {raw id: CTC label}}``) are of this kind.
+FrameMapping = Mapping[int, Mapping[int, int]] | Callable[[int], Mapping[int, int] | None]
+
+
+def ctc_mask_name(t: int, digits: int = 3) -> str:
+    """``"mask007.tif"``: the result file name of frame ``t`` with ``digits`` digits (3 or 4).
+
+    Raises:
+        ValueError: ``digits`` not 3 or 4, or ``t`` negative or too large for ``digits``.
+    """
+    if digits not in (3, 4):
+        raise ValueError(f"digits must be 3 or 4 (the CTC frame number widths), got {digits}")
+    if not 0 <= int(t) < 10**digits:
+        raise ValueError(f"frame number {t} does not fit {digits} digits")
+    return f"mask{int(t):0{digits}d}.tif"
+
+
+def _as_mask(labels: np.ndarray, what: str) -> np.ndarray:
+    """``labels`` as ``(H, W)`` uint16, or ``ValueError``."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"{what}: labels must be 2D (H, W), got shape {labels.shape}")
+    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+        raise ValueError(f"{what}: labels must be integers, got {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() > _MAX_LABEL):
+        raise ValueError(
+            f"{what}: labels must be in 0..{_MAX_LABEL} (uint16), got {labels.min()}..{labels.max()}; map the "
+            "'no label' value -1 to background 0 before writing"
+        )
+    return labels.astype(np.uint16, copy=False)
+
+
+def _write_mask(path: str, mask: np.ndarray, compression: str | None) -> None:
+    tifffile.imwrite(path, mask, compression=compression)
+
+
+def _frame_labels(mask: np.ndarray) -> np.ndarray:
+    ids = np.unique(mask)
+    return ids[ids > 0].astype(np.int64)
+
+
+def _tracks_from_frame_labels(frame_labels: Mapping[int, np.ndarray]) -> np.ndarray:
+    """``(N, 4)`` tracks without parents from the labels present in each frame; ``ValueError`` on gaps."""
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    count: dict[int, int] = {}
+    for t in sorted(frame_labels):
+        for label in frame_labels[t].tolist():
+            first.setdefault(label, t)
+            last[label] = t
+            count[label] = count.get(label, 0) + 1
+    gaps = [label for label in first if count[label] != last[label] - first[label] + 1]
+    if gaps:
+        details = []
+        for label in sorted(gaps)[:5]:
+            absent = [t for t in range(first[label], last[label] + 1) if label not in set(frame_labels.get(t, []))]
+            details.append(f"label {label} (frames {first[label]}..{last[label]}, absent from {absent[:10]})")
+        raise ValueError(
+            "a CTC track must appear in every frame from its first to its last; give the part after a gap a new "
+            f"label: {'; '.join(details)}" + (f" and {len(gaps) - 5} more" if len(gaps) > 5 else "")
+        )
+    rows = [(label, first[label], last[label], 0) for label in sorted(first)]
+    return np.array(rows, dtype=np.int64).reshape(-1, 4)
+
+
+def tracks_from_masks(masks: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
+    """Track table of a label video whose tracks have no parents: one row ``L B E 0`` per label.
+
+    Args:
+        masks: ``(T, H, W)`` non-negative integer labels, or an iterable of ``(H, W)`` frames (streamed);
+            frame number = position (0-based). 0 is background.
+
+    Returns:
+        ``(N, 4)`` int64, sorted by label: ``B``/``E`` the first and last frame the label appears in.
+
+    Raises:
+        ValueError: a label that is absent from a frame between its first and last (CTC tracks are
+            contiguous), or negative labels.
+    """
+    frame_labels = {}
+    for t, mask in enumerate(masks):
+        mask = np.asarray(mask)
+        if mask.size and mask.min() < 0:
+            raise ValueError(f"frame {t}: negative labels")
+        frame_labels[t] = _frame_labels(mask)
+    return _tracks_from_frame_labels(frame_labels)
+
+
+def _check_tracks(tracks: np.ndarray, frame_labels: Mapping[int, np.ndarray]) -> list[str]:
+    """Problems of a track table against the labels present in each frame (empty list = consistent)."""
+    problems = []
+    alive: dict[int, set[int]] = {t: set() for t in frame_labels}
+    for label, begin, end, _ in tracks.tolist():
+        for t in range(begin, end + 1):
+            if t not in alive:
+                problems.append(f"track {label} spans frame {t}, which has no mask")
+                break
+            alive[t].add(label)
+    for t in sorted(frame_labels):
+        present = set(frame_labels[t].tolist())
+        extra, absent = sorted(present - alive[t]), sorted(alive[t] - present)
+        if extra:
+            problems.append(f"frame {t}: label(s) {extra[:10]} in the mask but no track covers this frame")
+        if absent:
+            problems.append(f"frame {t}: track(s) {absent[:10]} should be in the mask but are not")
+    return problems
+
+
+def _as_tracks(tracks: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
+    array = np.asarray(tracks)
+    if array.size == 0:
+        return np.zeros((0, 4), dtype=np.int64)
+    if array.ndim != 2 or array.shape[1] != 4 or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"tracks must be an (N, 4) integer array of 'L B E P' rows, got {array.dtype} {array.shape}")
+    return array.astype(np.int64)
+
+
+def write_track_table(path: str | os.PathLike, tracks: np.ndarray | Sequence[Sequence[int]]) -> None:
+    """Write ``(N, 4)`` ``L B E P`` rows as a CTC track table (one space-separated line each), atomically.
+
+    Rows are written sorted by label. Raises ``ValueError`` for an array that is not ``(N, 4)`` integers.
+    """
+    tracks = _as_tracks(tracks)
+    tracks = tracks[np.argsort(tracks[:, 0], kind="stable")]
+    atomic_write_text(os.fspath(path), "".join(f"{a} {b} {c} {d}\n" for a, b, c, d in tracks.tolist()))
+
+
+def _apply_mapping(mask: np.ndarray, mapping: Mapping[int, int], unmapped: str, where: str) -> np.ndarray:
+    if unmapped == "keep":
+        lut = np.arange(_MAX_LABEL + 1, dtype=np.uint16)
+    else:
+        lut = np.zeros(_MAX_LABEL + 1, dtype=np.uint16)
+    for old, new in mapping.items():
+        old, new = int(old), int(new)
+        if not (0 < old <= _MAX_LABEL and 0 <= new <= _MAX_LABEL):
+            raise ValueError(f"{where}: mapping {old} -> {new} outside 1..{_MAX_LABEL} -> 0..{_MAX_LABEL}")
+        lut[old] = new
+    return lut[mask]
+
+
+def relabel_ctc_masks(
+    folder: str | os.PathLike,
+    mapping: FrameMapping,
+    frames: Iterable[int] | None = None,
+    compression: str | None = "zlib",
+    unmapped: Literal["background", "keep"] = "background",
+) -> dict[int, np.ndarray]:
+    """Rewrite the ``maskT.tif`` files of ``folder`` in place, one frame at a time, with per-frame id maps.
+
+    Meant for a result folder being written (:meth:`CTCResultWriter.relabel` calls it on its temporary
+    folder), never for input data. Memory is that of one frame.
+
+    Args:
+        folder: folder holding ``maskT.tif`` files (3 or 4 digits).
+        mapping: per frame number ``{old id: new id}`` (dict of dicts, or a function of ``t`` returning a
+            dict or ``None``). Mapping to 0 erases an instance; mapping two ids to one merges them. Frames
+            without a mapping (``None``, a missing key) are left untouched; an empty dict is a mapping.
+        frames: frame numbers to process (default: every mask file in ``folder``).
+        compression: TIFF compression of rewritten files (``"zlib"``, ``"lzw"`` or ``None``).
+        unmapped: what ids missing from a frame's dict become: ``"background"`` (0, the default, as
+            :func:`cosinetrack.tracking.remap_labels`) or ``"keep"`` (their old value).
+
+    Returns:
+        ``{t: int64 array of the ids present after relabelling}`` for every processed frame.
+
+    Raises:
+        CosineTrackDataError: ``folder`` missing, a requested frame without a mask file, or an unreadable
+            mask. ValueError: an id outside the uint16 range in a mapping.
+    """
+    folder = os.path.abspath(os.fspath(folder))
+    if not os.path.isdir(folder):
+        raise CosineTrackDataError(folder, "mask folder not found")
+    files = {}
+    for name in os.listdir(folder):
+        match = _MASK_RE.match(name)
+        if match:
+            files[int(match.group(1))] = os.path.join(folder, name)
+    if unmapped not in ("background", "keep"):
+        raise ValueError(f"unmapped must be 'background' or 'keep', got {unmapped!r}")
+    frames = sorted(files) if frames is None else [int(t) for t in frames]
+    get = mapping if callable(mapping) else mapping.get
+    present = {}
+    for t in frames:
+        if t not in files:
+            raise CosineTrackDataError(folder, f"no mask file for frame {t}")
+        path = files[t]
+        mask = read_ctc_frame(path)
+        frame_map = get(t)
+        if frame_map is not None:
+            mask = _apply_mapping(_as_mask(mask, path), frame_map, unmapped, path)
+            with atomic_file(path, suffix=".tif") as tmp:
+                _write_mask(tmp, mask, compression)
+        present[t] = _frame_labels(mask)
+    return present
+
+
+def _refuse_inputs(res_dir: str, input_dirs: Iterable[str | os.PathLike | None]) -> None:
+    res = os.path.realpath(res_dir)
+    for folder in input_dirs:
+        if folder is None:
+            continue
+        inp = os.path.realpath(os.fspath(folder))
+        if res == inp or res.startswith(inp + os.sep) or inp.startswith(res + os.sep):
+            raise ValueError(
+                f"{res_dir}: the result folder is, is inside, or contains the input folder {inp}; choose another "
+                "output folder (results go to a sibling like NN_RES)"
+            )
+
+
+class CTCResultWriter:
+    """Write a CTC result folder frame by frame; it appears under its final name only on :meth:`close`.
+
+    Usage::
+
+        with CTCResultWriter.for_sequence(sequence) as writer:      # or CTCResultWriter(res_dir, digits)
+            for t, image in iter_ctc_frames(sequence):
+                writer.write_frame(t, labels_of(image))            # (H, W) ints in 0..65535
+            writer.relabel(mapping)                                 # optional: per-frame {old: new} ids
+            writer.close(tracks)                                    # (N, 4) 'L B E P'; None = no parents
+
+    An exception inside the ``with`` block (or :meth:`abort`) removes the temporary folder and leaves any
+    existing result untouched. Leaving the block without :meth:`close` also discards the result and
+    raises ``RuntimeError`` (a forgotten lineage should not pass silently).
+
+    Args:
+        res_dir: the final result folder, e.g. ``.../Fluo-N2DH-SIM+/01_RES``.
+        digits: digits of the frame numbers in file names (use the input's, ``sequence["digits"]``).
+        overwrite: replace an existing ``res_dir`` (only once the new one is complete); without it an
+            existing folder raises ``FileExistsError`` here, before anything is written.
+        input_dirs: input folders (images, ground truth); ``res_dir`` may not be, be inside, or contain
+            one (``ValueError``).
+        compression: TIFF compression of the masks: ``"zlib"`` (default), ``"lzw"`` or ``None``.
+
+    Attributes:
+        res_dir: the final folder. tmp_dir: the temporary folder being written (a sibling of ``res_dir``).
+    """
+
+    def __init__(
+        self,
+        res_dir: str | os.PathLike,
+        digits: int = 3,
+        *,
+        overwrite: bool = False,
+        input_dirs: Iterable[str | os.PathLike | None] = (),
+        compression: str | None = "zlib",
+    ) -> None:
+        self.res_dir = os.path.abspath(os.fspath(res_dir))
+        ctc_mask_name(0, digits)  # validates digits
+        _refuse_inputs(self.res_dir, input_dirs)
+        self.digits = digits
+        self.compression = compression
+        self._frame_labels: dict[int, np.ndarray] = {}
+        self._shape: tuple[int, ...] | None = None
+        self._atomic = atomic_directory(self.res_dir, overwrite=overwrite)
+        self.tmp_dir: str | None = self._atomic.__enter__()
+
+    @classmethod
+    def for_sequence(
+        cls,
+        sequence: dict,
+        out_root: str | os.PathLike | None = None,
+        *,
+        overwrite: bool = False,
+        compression: str | None = "zlib",
+    ) -> CTCResultWriter:
+        """Writer of ``<out_root>/<name>_RES`` for a sequence of :func:`~cosinetrack.data.ctc.find_ctc_sequences`.
+
+        ``out_root`` defaults to the data set folder (the official layout). The digit count is the
+        sequence's, and its image and ground-truth folders are refused as outputs.
+        """
+        root = sequence["root"] if out_root is None else os.fspath(out_root)
+        return cls(
+            os.path.join(root, f"{sequence['name']}_RES"),
+            digits=sequence["digits"] or 3,
+            overwrite=overwrite,
+            input_dirs=(sequence["image_dir"], sequence.get("gt_dir")),
+            compression=compression,
+        )
+
+    @property
+    def closed(self) -> bool:
+        """True once the result was renamed into place or discarded."""
+        return self.tmp_dir is None
+
+    @property
+    def frames(self) -> list[int]:
+        """Frame numbers written so far, increasing."""
+        return sorted(self._frame_labels)
+
+    def _require_open(self) -> str:
+        if self.tmp_dir is None:
+            raise RuntimeError(f"{self.res_dir}: the result writer is already closed")
+        return self.tmp_dir
+
+    def write_frame(self, t: int, labels: np.ndarray) -> None:
+        """Write the ``(H, W)`` labels (integers in 0..65535, 0 = background) of frame ``t``.
+
+        Raises:
+            ValueError: bad labels, a size different from earlier frames, a frame number that does not
+                fit the digits, or a frame written twice. RuntimeError: writer closed.
+        """
+        tmp = self._require_open()
+        t = int(t)
+        name = ctc_mask_name(t, self.digits)
+        if t in self._frame_labels:
+            raise ValueError(f"{self.res_dir}: frame {t} written twice")
+        mask = _as_mask(labels, f"{self.res_dir}: frame {t}")
+        if self._shape is None:
+            self._shape = mask.shape
+        elif mask.shape != self._shape:
+            raise ValueError(f"{self.res_dir}: frame {t} has size {mask.shape}, earlier frames {self._shape}")
+        _write_mask(os.path.join(tmp, name), mask, self.compression)
+        self._frame_labels[t] = _frame_labels(mask)
+
+    def relabel(self, mapping: FrameMapping, unmapped: Literal["background", "keep"] = "background") -> None:
+        """Rewrite the masks written so far with per-frame ``{old id: new id}`` maps, one frame at a time.
+
+        E.g. ``mappings, tracks = tracker.lineage(); writer.relabel(mappings); writer.close(tracks)``. See
+        :func:`relabel_ctc_masks` for the rules (by default ids missing from a frame's dict become 0;
+        frames without a dict are untouched).
+        """
+        tmp = self._require_open()
+        self._frame_labels.update(relabel_ctc_masks(tmp, mapping, self.frames, self.compression, unmapped))
+
+    def tracks(self) -> np.ndarray:
+        """The ``(N, 4)`` parentless track table of the masks written so far (see :func:`tracks_from_masks`)."""
+        return _tracks_from_frame_labels(self._frame_labels)
+
+    def close(self, tracks: np.ndarray | Sequence[Sequence[int]] | None = None, check: bool = True) -> str:
+        """Write ``res_track.txt`` and rename the temporary folder to :attr:`res_dir`; returns that path.
+
+        Args:
+            tracks: ``(N, 4)`` ``L B E P`` rows (P = 0 for no parent); ``None`` derives parentless tracks
+                from the masks (:meth:`tracks`).
+            check: verify that the masks and the table agree (every track's label is in each frame
+                ``B..E`` and nowhere else) and raise ``ValueError`` listing the mismatches if not.
+
+        Raises:
+            ValueError: no frame written, frames not numbered ``0..T-1``, bad or (with ``check``)
+                inconsistent tracks. The writer stays open, so the caller may fix and retry or abort;
+                inside a ``with`` block the exception discards the result.
+        """
+        tmp = self._require_open()
+        frames = self.frames
+        if not frames:
+            raise ValueError(f"{self.res_dir}: no frame written")
+        if frames != list(range(len(frames))):
+            missing = sorted(set(range(frames[-1] + 1)) - set(frames))
+            raise ValueError(f"{self.res_dir}: a CTC result needs a mask for every frame 0..T-1; missing {missing}")
+        tracks = self.tracks() if tracks is None else _as_tracks(tracks)
+        if check:
+            problems = _check_tracks(tracks, self._frame_labels)
+            if problems:
+                more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+                raise ValueError(f"{self.res_dir}: tracks disagree with the masks: {'; '.join(problems[:10])}{more}")
+        write_track_table(os.path.join(tmp, RES_TRACK), tracks)
+        self.tmp_dir = None
+        self._atomic.__exit__(None, None, None)
+        return self.res_dir
+
+    def abort(self) -> None:
+        """Discard everything written (the temporary folder); an existing result folder is untouched."""
+        if self.tmp_dir is None:
+            return
+        self.tmp_dir = None
+        error = RuntimeError("result writing aborted")
+        with contextlib.suppress(RuntimeError):
+            self._atomic.__exit__(RuntimeError, error, None)
+
+    def __enter__(self) -> CTCResultWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+            return
+        if not self.closed:
+            self.abort()
+            raise RuntimeError(f"{self.res_dir}: close(tracks) was not called; the result was discarded")
+
+    def __del__(self) -> None:  # a writer dropped without close/abort leaves no temporary folder behind
+        with contextlib.suppress(Exception):
+            self.abort()
+
+
+def write_ctc_result(
+    res_dir: str | os.PathLike,
+    masks: np.ndarray | Iterable[np.ndarray],
+    tracks: np.ndarray | Sequence[Sequence[int]] | None = None,
+    *,
+    digits: int = 3,
+    overwrite: bool = False,
+    input_dirs: Iterable[str | os.PathLike | None] = (),
+    compression: str | None = "zlib",
+) -> str:
+    """Write a whole CTC result folder at once: ``masks[t]`` → ``maskT.tif``, ``tracks`` → ``res_track.txt``.
+
+    Args:
+        res_dir: the result folder (``NN_RES``), created atomically.
+        masks: ``(T, H, W)`` labels in 0..65535 or an iterable of ``(H, W)`` frames; frame ``t`` = position.
+        tracks: ``(N, 4)`` ``L B E P`` rows, or ``None`` for parentless tracks derived from the masks.
+        digits, overwrite, input_dirs, compression: as :class:`CTCResultWriter`.
+
+    Returns:
+        ``res_dir`` as an absolute path.
+
+    Raises:
+        As :class:`CTCResultWriter` (``FileExistsError``, ``ValueError``); nothing is left on failure.
+    """
+    with CTCResultWriter(
+        res_dir, digits, overwrite=overwrite, input_dirs=input_dirs, compression=compression
+    ) as writer:
+        for t, mask in enumerate(masks):
+            writer.write_frame(t, mask)
+        return writer.close(tracks)
+
+
+# ----------------------------------------------------------------------------------------------------
+# validity (py-ctcmetrics)
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CTCValidation:
+    """Outcome of :func:`validate_ctc_result`; truthy when the result is valid.
+
+    Attributes:
+        valid: True when py-ctcmetrics' check passes and the layout checks found nothing.
+        problems: one sentence per problem found (empty when valid).
+        notes: py-ctcmetrics' remarks on a valid result that do not make it invalid (e.g. an empty frame).
+    """
+
+    valid: bool
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.valid
+
+    @property
+    def explanation(self) -> str:
+        """``"valid"`` or the problems, one per line."""
+        return "valid" if self.valid else "\n".join(self.problems) or "invalid"
+
+
+def validate_ctc_result(res_dir: str | os.PathLike, max_problems: int = 50) -> CTCValidation:
+    """Check a CTC result folder with py-ctcmetrics' validity check (its ``validate`` script's ``Valid``).
+
+    Before calling py-ctcmetrics, the layout is checked: the folder and ``res_track.txt`` exist and parse
+    (:func:`~cosinetrack.data.ctc.read_man_track`), mask files are ``maskT.tif`` numbered ``0..T-1`` with no
+    other ``.tif`` file beside them (py-ctcmetrics takes every ``.tif`` as a frame, in name order), and no
+    track ends after the last mask (py-ctcmetrics does not see that). py-ctcmetrics then checks that
+    parents are valid and end before their children, labels are unique, and every label is in the masks
+    of exactly the frames ``B..E`` of its track; its warnings become the problems (or the notes, when it
+    still finds the result valid). It runs in this process
+    (one thread) with its progress printing suppressed.
+
+    Args:
+        res_dir: the result folder (``NN_RES``).
+        max_problems: at most this many problems (and notes) are kept (a count of the rest is appended).
+
+    Returns:
+        :class:`CTCValidation` (truthy when valid; ``.explanation`` says why not).
+    """
+    res_dir = os.path.abspath(os.fspath(res_dir))
+    problems: list[str] = []
+    notes: list[str] = []
+    if not os.path.isdir(res_dir):
+        return CTCValidation(False, (f"{res_dir}: result folder not found",))
+    tif_files = sorted(n for n in os.listdir(res_dir) if n.endswith(".tif"))
+    mask_frames = []
+    for name in tif_files:
+        match = _MASK_RE.match(name)
+        if match is None:
+            problems.append(f"{os.path.join(res_dir, name)}: not a maskT.tif file; remove it from the result folder")
+        else:
+            mask_frames.append(int(match.group(1)))
+    if not mask_frames:
+        problems.append(f"{res_dir}: no mask files (maskT.tif)")
+    elif sorted(mask_frames) != list(range(len(mask_frames))):
+        missing = sorted(set(range(max(mask_frames) + 1)) - set(mask_frames))
+        problems.append(f"{res_dir}: mask files must cover frames 0..T-1 without gaps; missing {missing[:20]}")
+    track_path = os.path.join(res_dir, RES_TRACK)
+    tracks = None
+    try:
+        tracks = read_man_track(track_path)
+    except CosineTrackDataError as exc:
+        problems.append(str(exc))
+    if tracks is not None and mask_frames and len(tracks) and tracks[:, 2].max() > max(mask_frames):
+        late = tracks[tracks[:, 2] > max(mask_frames), 0].tolist()
+        problems.append(f"{track_path}: track(s) {late[:20]} end after the last mask (frame {max(mask_frames)})")
+
+    ctc_valid = 0
+    if mask_frames and os.path.isfile(track_path):
+        try:
+            from ctc_metrics.scripts.validate import validate_sequence
+
+            with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("always")
+                ctc_valid = int(validate_sequence(res_dir, threads=1)["Valid"])
+            messages = list(dict.fromkeys(f"py-ctcmetrics: {w.message}" for w in caught))
+            # Its warnings explain an invalid result; on a valid one they are remarks (e.g. an empty frame).
+            (notes if ctc_valid else problems).extend(messages)
+        except Exception as exc:  # py-ctcmetrics asserts / fails to parse on some invalid inputs
+            problems.append(f"{res_dir}: py-ctcmetrics failed ({type(exc).__name__}: {exc})")
+            ctc_valid = 0
+        if not ctc_valid and not problems:
+            problems.append(f"{res_dir}: py-ctcmetrics reports the result as invalid")
+
+    def cap(items: list[str]) -> tuple[str, ...]:
+        if len(items) > max_problems:
+            items = items[:max_problems] + [f"... and {len(items) - max_problems} more"]
+        return tuple(items)
+
+    return CTCValidation(bool(ctc_valid) and not problems, cap(problems), cap(notes))

@@ -1,0 +1,34 @@
+"""Tracking: merging the clusterings of overlapping frame pairs and a CTC-valid lineage (paper §2.3).
+
+``PairTracker`` is the streaming tracker (``update((2, H, W) pair labels) -> (H, W)`` frame with raw
+track ids, ``finish()`` -> last frame, ``lineage()`` -> per-frame id mapping and the ``L B E P``
+table); ``track_pairs`` runs it on a whole video in memory. ``make_lineage_valid`` is the pure
+lineage post-processing, ``check_ctc_lineage`` lists what makes a CTC result invalid, and
+``greedy_iou_matching`` / ``best_overlapping_instance`` are the overlap rules they use.
+"""
+
+from cosinetrack.tracking.lineage import (
+    MAX_CTC_LABEL,
+    check_ctc_lineage,
+    make_lineage_valid,
+    remap_labels,
+    track_frames_from_labels,
+    tracks_table_from_labels,
+)
+from cosinetrack.tracking.matching import PARENT_MEASURES, best_overlapping_instance, greedy_iou_matching, iou_pairs
+from cosinetrack.tracking.pair_tracker import PairTracker, track_pairs
+
+__all__ = [
+    "MAX_CTC_LABEL",
+    "PARENT_MEASURES",
+    "PairTracker",
+    "best_overlapping_instance",
+    "check_ctc_lineage",
+    "greedy_iou_matching",
+    "iou_pairs",
+    "make_lineage_valid",
+    "remap_labels",
+    "track_frames_from_labels",
+    "track_pairs",
+    "tracks_table_from_labels",
+]

@@ -1,0 +1,374 @@
+"""A CTC-valid family tree from raw tracks (paper appendix 3: "post-processing of the lineage").
+
+The Cell Tracking Challenge (CTC) result of a video is one label image per frame (``maskTTT.tif``)
+and a track table ``res_track.txt`` with one line ``L B E P`` per track: label, first frame, last
+frame (zero-based, inclusive) and parent label (``0``: none). It is valid when (py-ctcmetrics'
+``valid``, checked here by :func:`check_ctc_lineage`) labels are unique positive 16-bit values, a
+track's label is in the mask of every frame ``B..E`` and in no other frame (tracks are contiguous in
+time), every parent exists and ends before its child begins (``E_parent < B_child``).
+
+:func:`make_lineage_valid` turns raw tracks (the frames each id occurs in and a parent per id, e.g.
+from :class:`~cosinetrack.tracking.PairTracker`) into such a table plus a per-frame id remapping
+``{raw id: CTC label}`` that a writer applies to each raw mask (ids missing from a frame's mapping
+become background). Its rules, applied in this order:
+
+1. **Gaps.** An id that is missing in some frames is cut into contiguous pieces. A later piece gets
+   the piece before it as parent when the two are at most ``max_gap`` frames apart
+   (``B_later - E_earlier <= max_gap``), else it starts a lineage of its own. A parent with a single
+   daughter across missing frames is how the CTC ground truth itself encodes a cell that is missed
+   for a few frames, so this is a valid link.
+2. **Divisions.** A track must end before its children begin. When a child is born at frame ``b``
+   while its parent's id still exists at ``b`` (the tracker matched one daughter to the mother's
+   id), the parent's piece is cut at ``b``: the part from ``b`` on becomes a new track, a sister of
+   the child with the same parent. A child's parent is the last piece of the parent id that ends
+   before the child's birth; a parent id without frames before the birth (or the child itself) is
+   dropped. Parent links given in ``parents`` are kept whatever their distance in time.
+3. **Single daughters.** A track with exactly one child that starts the frame right after the track
+   ends is the same cell (e.g. a new id after a failed IoU match, or a division whose other daughter
+   was lost): the child is merged into the track (it keeps the earlier track's label) and the child's
+   children become the track's. Single daughters across a gap stay separate (rule 1).
+4. **Fragments.** Tracks shorter than ``min_track_length`` frames are removed (their pixels become
+   background) and their children re-parented to the removed track's parent when that one ends at
+   most ``max_gap`` frames before the child begins (else they lose their parent). Exempt, because
+   they are legitimately short: tracks of an id that touches the image border (``border_tracks``;
+   cells entering or leaving the field of view, ``keep_border_fragments``) and tracks that begin in
+   the first or end in the last frame of the video (``keep_fragments_at_video_ends``). Tracks are
+   visited by first frame, new ids before the continuation of their parent's id (rule 2), and rule 3
+   is applied again after each removal: a mother that lost one of two daughters to rule 4 continues
+   as the other one, which then is no short fragment any more.
+5. **Labels** are renumbered ``1..N`` in order of first frame (then of raw id).
+
+Small instances (fewer than ``min_size`` pixels) are removed before tracking by the tracker, since
+this module sees no pixels.
+
+Helpers: :func:`track_frames_from_labels` and :func:`tracks_table_from_labels` read raw tracks / a
+track table off a label video ``(T, H, W)``, :func:`remap_labels` applies one frame's mapping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "MAX_CTC_LABEL",
+    "check_ctc_lineage",
+    "make_lineage_valid",
+    "remap_labels",
+    "track_frames_from_labels",
+    "tracks_table_from_labels",
+]
+
+#: labels are stored as 16-bit unsigned integers in CTC masks.
+MAX_CTC_LABEL = 65535
+
+
+@dataclass(eq=False)
+class _Piece:
+    """A contiguous part of a track: raw ``(id, first, last)`` parts, its parent and children."""
+
+    parts: list[tuple[int, int, int]]
+    start: int
+    end: int
+    parent: _Piece | None = None
+    children: list[_Piece] = field(default_factory=list)
+    removed: bool = False
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+
+def _link(child: _Piece, parent: _Piece | None) -> None:
+    if child.parent is not None:
+        child.parent.children.remove(child)
+    child.parent = parent
+    if parent is not None:
+        parent.children.append(child)
+
+
+def _runs(frames: np.ndarray) -> list[tuple[int, int]]:
+    """Contiguous runs ``(first, last)`` of sorted unique frame indices."""
+    breaks = np.nonzero(np.diff(frames) > 1)[0]
+    starts = frames[np.r_[0, breaks + 1]]
+    ends = frames[np.r_[breaks, frames.size - 1]]
+    return [(int(s), int(e)) for s, e in zip(starts, ends)]
+
+
+def _merge_single_daughters(pieces: list[_Piece]) -> None:
+    """Rule 3: absorb a child that is the only one and starts right after its parent ends."""
+    for piece in sorted(pieces, key=lambda p: p.start):
+        if piece.removed:
+            continue
+        while len(piece.children) == 1 and piece.children[0].start == piece.end + 1:
+            child = piece.children[0]
+            piece.parts.extend(child.parts)
+            piece.end = child.end
+            piece.children = []
+            for grandchild in list(child.children):
+                grandchild.parent = None
+                _link(grandchild, piece)
+            child.children = []
+            child.removed = True
+
+
+def make_lineage_valid(
+    track_frames: Mapping[int, Iterable[int]],
+    parents: Mapping[int, int] | None = None,
+    *,
+    num_frames: int | None = None,
+    max_gap: int = 8,
+    min_track_length: int = 2,
+    border_tracks: Collection[int] = (),
+    keep_border_fragments: bool = True,
+    keep_fragments_at_video_ends: bool = True,
+) -> tuple[dict[int, dict[int, int]], np.ndarray]:
+    """Make raw tracks a valid CTC lineage (rules in the module docstring).
+
+    Args:
+        track_frames: ``{raw id: frames}``, the frame indices (any order, duplicates allowed) in which
+            each raw id (``> 0``) occurs.
+        parents: ``{raw id: raw parent id}``; ``0`` or absent: no parent.
+        num_frames: number of frames ``T`` of the video (default: last frame of any track + 1).
+        max_gap: largest frame distance ``B_later - E_earlier`` over which a reappearing id (rule 1)
+            or a child of a removed fragment (rule 4) keeps a parent link (``1``: no gap allowed).
+        min_track_length: tracks with fewer frames are removed (rule 4); ``1`` keeps all.
+        border_tracks: raw ids that touch the image border in some frame.
+        keep_border_fragments: exempt tracks of ``border_tracks`` ids from rule 4.
+        keep_fragments_at_video_ends: exempt tracks that begin in frame 0 or end in frame ``T - 1``.
+
+    Returns:
+        ``(mappings, tracks)``: ``mappings[t]`` is ``{raw id: CTC label}`` for frame ``t`` (a dict over
+        ``t = 0..T-1``), with an entry for every raw id occurring in frame ``t``; label ``0`` means the
+        instance is removed there. ``tracks`` is the int64 ``(N, 4)`` table ``L B E P`` sorted by
+        ``L``, with ``L = 1..N``.
+
+    Raises:
+        ValueError: non-positive ids, frames outside ``0..T-1``, bad options, or more than
+            65535 tracks (CTC labels are 16 bit).
+    """
+    parents = dict(parents or {})
+    if int(max_gap) < 1:
+        raise ValueError(f"max_gap: must be >= 1, got {max_gap}")
+    if int(min_track_length) < 1:
+        raise ValueError(f"min_track_length: must be >= 1, got {min_track_length}")
+    frames_of: dict[int, np.ndarray] = {}
+    for raw_id, frames in track_frames.items():
+        f = np.unique(np.fromiter((int(x) for x in frames), dtype=np.int64))
+        if f.size == 0:
+            continue
+        if int(raw_id) <= 0:
+            raise ValueError(f"track_frames: ids must be > 0, got {raw_id}")
+        if f[0] < 0:
+            raise ValueError(f"track_frames: id {raw_id} has a negative frame index {int(f[0])}")
+        frames_of[int(raw_id)] = f
+    last = max((int(f[-1]) for f in frames_of.values()), default=-1)
+    if num_frames is None:
+        num_frames = last + 1
+    num_frames = int(num_frames)
+    if last >= num_frames:
+        raise ValueError(f"track_frames: frame {last} is outside the video of num_frames={num_frames}")
+
+    # rule 2, first half: the birth frame of every child whose parent id exists before it
+    births_in: dict[int, set[int]] = {}
+    child_parent: dict[int, int] = {}
+    for child, parent in parents.items():
+        child, parent = int(child), int(parent)
+        if parent == 0 or child == parent or child not in frames_of or parent not in frames_of:
+            continue
+        birth = int(frames_of[child][0])
+        if frames_of[parent][0] >= birth:
+            continue
+        child_parent[child] = parent
+        births_in.setdefault(parent, set()).add(birth)
+
+    # rule 1 and rule 2, second half: contiguous pieces, cut at the births of children
+    pieces_of: dict[int, list[_Piece]] = {}
+    for raw_id, f in frames_of.items():
+        cuts = sorted(births_in.get(raw_id, ()))
+        pieces: list[_Piece] = []
+        for start, end in _runs(f):
+            bounds = [start] + [b for b in cuts if start < b <= end] + [end + 1]
+            for s, e in zip(bounds[:-1], bounds[1:]):
+                piece = _Piece(parts=[(raw_id, s, e - 1)], start=s, end=e - 1)
+                if pieces and piece.start - pieces[-1].end <= max_gap:
+                    _link(piece, pieces[-1])
+                pieces.append(piece)
+        pieces_of[raw_id] = pieces
+    for child, parent in child_parent.items():
+        first = pieces_of[child][0]
+        before = [p for p in pieces_of[parent] if p.end < first.start]
+        _link(first, before[-1])  # exists: the parent id has frames before the child's birth
+    all_pieces = [p for pieces in pieces_of.values() for p in pieces]
+
+    # rule 3, rule 4, rule 3 again
+    _merge_single_daughters(all_pieces)
+    border = {int(i) for i in border_tracks}
+
+    def continues_parent(p: _Piece) -> bool:  # the same raw id as the end of its parent
+        return p.parent is not None and p.parent.parts[-1][0] == p.parts[0][0]
+
+    # among short siblings, new ids go before the continuation of the parent's id, which can then
+    # be merged back into the parent (rule 3 right after each removal)
+    for piece in sorted(all_pieces, key=lambda p: (p.start, continues_parent(p))):
+        if piece.removed or piece.length >= min_track_length:
+            continue
+        if keep_border_fragments and any(raw in border for raw, _, _ in piece.parts):
+            continue
+        if keep_fragments_at_video_ends and (piece.start == 0 or piece.end == num_frames - 1):
+            continue
+        piece.removed = True
+        grand = piece.parent
+        for child in list(piece.children):
+            keep = grand is not None and child.start - grand.end <= max_gap
+            _link(child, grand if keep else None)
+        _link(piece, None)
+        if grand is not None:
+            _merge_single_daughters([grand])
+    _merge_single_daughters(all_pieces)
+
+    # rule 5
+    kept = sorted((p for p in all_pieces if not p.removed), key=lambda p: (p.start, p.parts[0][0]))
+    if len(kept) > MAX_CTC_LABEL:
+        raise ValueError(f"{len(kept)} tracks do not fit CTC's 16-bit labels (at most {MAX_CTC_LABEL})")
+    label = {id(p): i + 1 for i, p in enumerate(kept)}
+    tracks = np.zeros((len(kept), 4), dtype=np.int64)
+    mappings: dict[int, dict[int, int]] = {t: {} for t in range(num_frames)}
+    for raw_id, f in frames_of.items():  # removed unless a kept track claims it below
+        for t in f.tolist():
+            mappings[t][raw_id] = 0
+    for i, piece in enumerate(kept):
+        parent = label[id(piece.parent)] if piece.parent is not None else 0
+        tracks[i] = (i + 1, piece.start, piece.end, parent)
+        for raw_id, s, e in piece.parts:
+            for t in range(s, e + 1):
+                mappings[t][raw_id] = i + 1
+    return mappings, tracks
+
+
+def remap_labels(labels: np.ndarray, mapping: Mapping[int, int]) -> np.ndarray:
+    """Apply one frame's id mapping: ``mapping[i]`` where a pixel has id ``i``, ``0`` elsewhere.
+
+    Args:
+        labels: integer labels of any shape (one frame, e.g. ``(H, W)``), ``<= 0`` = background.
+        mapping: ``{raw id: new id}``; raw ids not in it become ``0``.
+
+    Returns:
+        int32 array of the same shape.
+    """
+    labels = np.asarray(labels)
+    ids, inverse = np.unique(labels, return_inverse=True)
+    new = np.array([mapping.get(int(i), 0) if i > 0 else 0 for i in ids], dtype=np.int32)
+    return new[inverse].reshape(labels.shape)
+
+
+def track_frames_from_labels(labels: np.ndarray) -> dict[int, list[int]]:
+    """``{id: sorted frames it occurs in}`` of a label video.
+
+    Args:
+        labels: ``(T, H, W)`` integer labels, ``<= 0`` = background.
+
+    Returns:
+        dict from each id ``> 0`` to the sorted list of frame indices where it has pixels.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim < 2:
+        raise ValueError(f"labels: expected (T, H, W), got shape {labels.shape}")
+    out: dict[int, list[int]] = {}
+    for t, frame in enumerate(labels):
+        for i in np.unique(frame[frame > 0]):
+            out.setdefault(int(i), []).append(t)
+    return out
+
+
+def tracks_table_from_labels(labels: np.ndarray, parents: Mapping[int, int] | None = None) -> np.ndarray:
+    """The ``L B E P`` table of a label video: first and last frame of every id, and its parent.
+
+    The table is a valid CTC track table only if every id is contiguous in time (check with
+    :func:`check_ctc_lineage`); use :func:`make_lineage_valid` otherwise.
+
+    Args:
+        labels: ``(T, H, W)`` integer labels, ``<= 0`` = background.
+        parents: ``{id: parent id}``; absent: ``0``.
+
+    Returns:
+        int64 ``(N, 4)`` table sorted by label.
+    """
+    parents = parents or {}
+    frames = track_frames_from_labels(labels)
+    rows = [(i, f[0], f[-1], int(parents.get(i, 0))) for i, f in sorted(frames.items())]
+    return np.array(rows, dtype=np.int64).reshape(-1, 4)
+
+
+def _labels_per_frame(labels_per_frame: np.ndarray | Sequence[Iterable[int]]) -> list[set[int]]:
+    if isinstance(labels_per_frame, np.ndarray) and labels_per_frame.ndim >= 3:
+        return [{int(i) for i in np.unique(f[f > 0])} for f in labels_per_frame]
+    return [{int(i) for i in frame if int(i) > 0} for frame in labels_per_frame]
+
+
+def check_ctc_lineage(
+    tracks: np.ndarray,
+    labels_per_frame: np.ndarray | Sequence[Iterable[int]] | None = None,
+    max_problems: int = 50,
+) -> list[str]:
+    """The reasons why a CTC result is invalid (the checks of py-ctcmetrics' ``valid``); ``[]`` = valid.
+
+    Args:
+        tracks: ``(N, 4)`` integer table ``L B E P``.
+        labels_per_frame: optional, the masks: a label video ``(T, H, W)`` or, per frame, the ids
+            present in it. Then every track's label must be present in exactly the frames ``B..E``.
+        max_problems: stop listing after this many problems.
+
+    Returns:
+        list of human-readable problems, empty when the result is valid. An empty table is a problem
+        (py-ctcmetrics rejects a result without tracks).
+    """
+    problems: list[str] = []
+    tracks = np.asarray(tracks)
+    if tracks.ndim != 2 or tracks.shape[1] != 4 or not np.issubdtype(tracks.dtype, np.integer):
+        if not (tracks.size == 0 and tracks.ndim >= 1):
+            return [f"tracks: expected an (N, 4) integer table L B E P, got shape {tracks.shape} {tracks.dtype}"]
+        tracks = tracks.reshape(0, 4).astype(np.int64)
+    if tracks.shape[0] == 0:
+        problems.append("no tracks")
+    rows = {int(r[0]): tuple(int(v) for v in r) for r in tracks}
+    labels, counts = np.unique(tracks[:, 0], return_counts=True)
+    for lab in labels[counts > 1]:
+        problems.append(f"label {int(lab)} is used by more than one track")
+    for lab, b, e, p in (tuple(int(v) for v in r) for r in tracks):
+        if not 0 < lab <= MAX_CTC_LABEL:
+            problems.append(f"track {lab}: label outside 1..{MAX_CTC_LABEL}")
+        if b < 0:
+            problems.append(f"track {lab}: negative first frame {b}")
+        if e < b:
+            problems.append(f"track {lab}: ends ({e}) before it begins ({b})")
+        if p < 0:
+            problems.append(f"track {lab}: negative parent {p}")
+        elif p == lab:
+            problems.append(f"track {lab}: is its own parent")
+        elif p > 0:
+            if p not in rows:
+                problems.append(f"track {lab}: parent {p} is not a track")
+            elif rows[p][2] >= b:
+                problems.append(
+                    f"track {lab}: parent {p} ends in frame {rows[p][2]}, not before the child begins ({b})"
+                )
+    if labels_per_frame is not None:
+        present = _labels_per_frame(labels_per_frame)
+        expected: list[set[int]] = [set() for _ in present]
+        for lab, b, e, _ in rows.values():
+            if e >= len(present):
+                problems.append(f"track {lab}: ends in frame {e}, after the last mask ({len(present) - 1})")
+            for t in range(max(b, 0), min(e + 1, len(present))):
+                expected[t].add(lab)
+        for t, (have, want) in enumerate(zip(present, expected)):
+            for lab in sorted(want - have):
+                problems.append(f"frame {t}: track {lab} (frames {rows[lab][1]}..{rows[lab][2]}) is not in the mask")
+            for lab in sorted(have - want):
+                where = "is not a track" if lab not in rows else f"is outside its frames {rows[lab][1]}..{rows[lab][2]}"
+                problems.append(f"frame {t}: mask label {lab} {where}")
+            if len(problems) >= max_problems:
+                break
+    return problems[:max_problems]

@@ -1,0 +1,334 @@
+"""Streaming tracking by merging the clusterings of overlapping frame pairs (paper §2.3, appendix 3).
+
+The clustering labels each overlapping pair of frames ``(t, t + 1)`` jointly, so an instance has one
+label in both frames of a pair, but the labels of different pairs are unrelated. :class:`PairTracker`
+turns the pairs, fed one by one, into frames with track ids:
+
+* **Shared frame.** Frame ``t + 1`` is the second frame of pair ``(t, t + 1)`` and the first frame of
+  pair ``(t + 1, t + 2)``. The newer pair's clustering becomes the frame's segmentation (as in the
+  paper); its instances take the track ids of the older pair's second frame by greedy one-to-one IoU
+  matching (:func:`~cosinetrack.tracking.greedy_iou_matching`, ``min_iou`` 0.25 as in the reference
+  code). Unmatched instances get new ids. An instance keeps its id in the newer pair's second frame,
+  which is in turn the reference for the next pair.
+* **Finalised frames.** ``update`` with pair ``(t, t + 1)`` returns frame ``t`` with track ids: it
+  will not change any more (only the final, per-frame id remapping of the lineage step is left).
+  Frame 0 is the first pair's first frame; ``finish`` returns the last frame, the last pair's second
+  frame. A video of one frame is passed as a single ``(1, H, W)`` "pair"; ``finish`` then returns
+  ``None``.
+* **Births and parents.** A track is born in the first finalised frame that contains it (an instance
+  first seen in a pair's second frame is born there if the next pair confirms it). At birth, its
+  parent is the instance of the last ``max_parent_gap`` finalised frames that overlaps it most
+  (:func:`~cosinetrack.tracking.best_overlapping_instance`: IoU or overlap fraction of the instance
+  dilated by ``parent_dilation`` px, at least ``min_parent_score``; the reference code searched 8
+  frames back). This finds both mothers of dividing cells and the earlier part of a cell that was
+  missed for some frames; :func:`~cosinetrack.tracking.make_lineage_valid` sorts out which is which.
+* **Ids.** Raw track ids are ``1, 2, ...`` in order of birth (an instance seen only in a pending
+  second frame holds a provisional id until a finalised frame contains it), so raw masks fit
+  ``uint16`` as long as there are at most 65535 raw tracks.
+* **Memory.** The tracker holds the pending second frame, the last ``max_parent_gap`` finalised frames
+  and per-track tables (runs of frames, parent, border flag): nothing grows with the number of frames
+  except the tables.
+
+:func:`track_pairs` runs the tracker and the lineage post-processing on a whole video in memory.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from cosinetrack.tracking.lineage import make_lineage_valid, remap_labels
+from cosinetrack.tracking.matching import PARENT_MEASURES, best_overlapping_instance, greedy_iou_matching
+
+__all__ = ["PairTracker", "track_pairs"]
+
+
+#: ids from here on are provisional: instances of a pending frame that are not yet in a finalised one
+_PROVISIONAL = 1 << 40
+
+
+def _replace_ids(labels: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """``labels`` with the ids ``old`` (sorted) replaced by ``new``; other values unchanged."""
+    out = labels.copy()
+    idx = np.clip(np.searchsorted(old, labels), 0, old.size - 1)
+    hit = old[idx] == labels
+    out[hit] = new[idx[hit]]
+    return out
+
+
+def _border_ids(frame: np.ndarray, width: int) -> np.ndarray:
+    """Ids with a pixel within ``width`` pixels of the image border."""
+    if width <= 0:
+        return np.zeros(0, dtype=frame.dtype)
+    strips = [frame[:width].ravel(), frame[-width:].ravel(), frame[:, :width].ravel(), frame[:, -width:].ravel()]
+    values = np.unique(np.concatenate(strips))
+    return values[values > 0]
+
+
+def _remove_small(frame: np.ndarray, min_size: int) -> np.ndarray:
+    """``frame`` with the instances of fewer than ``min_size`` pixels set to ``0``."""
+    ids, inverse, counts = np.unique(frame, return_inverse=True, return_counts=True)
+    keep = (counts >= min_size) & (ids > 0)
+    return np.where(keep, ids, 0)[inverse].reshape(frame.shape)
+
+
+class PairTracker:
+    """Online tracking of a video from the labels of its overlapping frame pairs.
+
+    Example::
+
+        tracker = PairTracker(min_iou=0.25)
+        for pair in pairs:                    # (2, H, W) labels of frames (t, t + 1), t = 0, 1, ...
+            writer.write(tracker.update(pair))  # frame t with raw track ids
+        last = tracker.finish()               # frame T - 1 (None for a one-frame video)
+        if last is not None:
+            writer.write(last)
+        mappings, tracks = tracker.lineage()  # per-frame {raw id: CTC label}, (N, 4) "L B E P"
+
+    Args:
+        min_iou: smallest IoU at which an instance of the shared frame takes a track id.
+        max_parent_gap: how many finalised frames back a new track's parent is searched (``0``: no
+            parents).
+        parent_measure: ``"iou"`` or ``"overlap"`` (fraction of the new instance covered), see
+            :func:`~cosinetrack.tracking.best_overlapping_instance`.
+        min_parent_score: the parent's IoU / overlap must be at least this.
+        parent_dilation: the new instance is dilated by this many pixels before the parent search.
+        min_size: instances with fewer pixels in a frame are removed from it before matching.
+        border_width: an instance with a pixel this close (pixels) to the image border touches the
+            border (``border_tracks``; the lineage step keeps such short tracks).
+
+    Attributes (read-only properties): ``num_frames`` (frames finalised so far), ``track_frames``,
+    ``parents``, ``border_tracks`` and ``tracks`` (the raw ``(N, 4)`` table ``L B E P``, not yet CTC
+    valid: an id may go on after a child was born from it).
+    """
+
+    def __init__(
+        self,
+        min_iou: float = 0.25,
+        max_parent_gap: int = 8,
+        parent_measure: str = "iou",
+        min_parent_score: float = 0.1,
+        parent_dilation: int = 0,
+        min_size: int = 0,
+        border_width: int = 1,
+    ) -> None:
+        if not 0.0 < float(min_iou) <= 1.0:
+            raise ValueError(f"min_iou: must be in (0, 1], got {min_iou}")
+        if int(max_parent_gap) < 0:
+            raise ValueError(f"max_parent_gap: must be >= 0, got {max_parent_gap}")
+        if parent_measure not in PARENT_MEASURES:
+            raise ValueError(f"parent_measure: expected one of {PARENT_MEASURES}, got {parent_measure!r}")
+        if not 0.0 < float(min_parent_score) <= 1.0:
+            raise ValueError(f"min_parent_score: must be in (0, 1], got {min_parent_score}")
+        if int(parent_dilation) < 0 or int(min_size) < 0 or int(border_width) < 0:
+            raise ValueError("parent_dilation, min_size and border_width must be >= 0")
+        self.min_iou = float(min_iou)
+        self.max_parent_gap = int(max_parent_gap)
+        self.parent_measure = parent_measure
+        self.min_parent_score = float(min_parent_score)
+        self.parent_dilation = int(parent_dilation)
+        self.min_size = int(min_size)
+        self.border_width = int(border_width)
+        self._pending: np.ndarray | None = None  # second frame of the last pair, in track ids
+        self._history: deque[np.ndarray] = deque(maxlen=self.max_parent_gap)  # finalised, nearest first
+        self._runs: dict[int, list[list[int]]] = {}  # id -> [[first, last], ...]
+        self._parents: dict[int, int] = {}
+        self._border: set[int] = set()
+        self._next_id = 1  # raw ids 1, 2, ... in order of birth (finalisation)
+        self._next_provisional = _PROVISIONAL  # ids of instances not in a finalised frame yet
+        self._num_frames = 0
+        self._shape: tuple[int, int] | None = None
+        self._closed = False  # finish() called or a one-frame video given
+
+    # ------------------------------------------------------------------------------------------------
+    @property
+    def num_frames(self) -> int:
+        """Number of frames finalised so far."""
+        return self._num_frames
+
+    @property
+    def track_frames(self) -> dict[int, list[int]]:
+        """``{track id: sorted finalised frames it occurs in}``."""
+        return {i: [t for s, e in runs for t in range(s, e + 1)] for i, runs in self._runs.items()}
+
+    @property
+    def parents(self) -> dict[int, int]:
+        """``{track id: parent track id}`` of the tracks that got a parent at birth."""
+        return dict(self._parents)
+
+    @property
+    def border_tracks(self) -> frozenset[int]:
+        """Track ids that touched the image border in some finalised frame."""
+        return frozenset(self._border)
+
+    @property
+    def tracks(self) -> np.ndarray:
+        """Raw int64 ``(N, 4)`` table ``L B E P`` (first and last finalised frame, parent), by id."""
+        rows = [(i, r[0][0], r[-1][1], self._parents.get(i, 0)) for i, r in sorted(self._runs.items())]
+        return np.array(rows, dtype=np.int64).reshape(-1, 4)
+
+    # ------------------------------------------------------------------------------------------------
+    def _as_pair(self, pair_labels: Any) -> np.ndarray:
+        pair = np.asarray(pair_labels)
+        if pair.ndim != 3 or pair.shape[0] not in (1, 2) or min(pair.shape) == 0:
+            raise ValueError(
+                f"pair_labels: expected (2, H, W) labels of a frame pair (or (1, H, W) for a video of one "
+                f"frame), got shape {pair.shape}"
+            )
+        if not (np.issubdtype(pair.dtype, np.integer) or np.issubdtype(pair.dtype, np.bool_)):
+            raise ValueError(f"pair_labels: expected integer labels, got dtype {pair.dtype}")
+        if self._shape is not None and pair.shape[1:] != self._shape:
+            raise ValueError(f"pair_labels: frame shape {pair.shape[1:]} differs from the earlier {self._shape}")
+        pair = np.where(pair > 0, pair, 0).astype(np.int64)
+        if self.min_size > 0:
+            pair = np.stack([_remove_small(f, self.min_size) for f in pair])
+        return pair
+
+    def update(self, pair_labels: Any) -> np.ndarray:
+        """Add the labels of the next frame pair and return the frame that is now final.
+
+        Args:
+            pair_labels: ``(2, H, W)`` integer labels of frames ``(t, t + 1)`` (``t`` = number of
+                earlier calls), one label per instance consistent across the two frames, ``<= 0`` =
+                background; ``(1, H, W)`` only as the single input of a one-frame video.
+
+        Returns:
+            int32 ``(H, W)`` labels of frame ``t`` with raw track ids (``0`` = background).
+        """
+        if self._closed:
+            raise RuntimeError("PairTracker: update() after finish() or after a one-frame video")
+        pair = self._as_pair(pair_labels)
+        if pair.shape[0] == 1 and self._num_frames > 0:
+            raise ValueError("pair_labels: (1, H, W) is only accepted as the whole video (one frame)")
+        self._shape = pair.shape[1:]
+        matched = {} if self._pending is None else greedy_iou_matching(self._pending, pair[0], self.min_iou)
+        ids, inverse = np.unique(pair, return_inverse=True)
+        new_ids = np.zeros(ids.size, dtype=np.int64)
+        for k, cluster in enumerate(ids):
+            if cluster > 0:
+                track = matched.get(int(cluster))
+                if track is None:
+                    track, self._next_provisional = self._next_provisional, self._next_provisional + 1
+                new_ids[k] = track
+        tracked = new_ids[inverse].reshape(pair.shape)
+        if pair.shape[0] == 2:
+            out, self._pending = self._finalize(tracked[0], tracked[1])
+        else:
+            out, _ = self._finalize(tracked[0])
+            self._closed = True
+        return out
+
+    def finish(self) -> np.ndarray | None:
+        """End the video: the last frame (the last pair's second frame) with track ids, or ``None``.
+
+        Returns:
+            int32 ``(H, W)`` labels of frame ``T - 1``, or ``None`` when there is no pending frame (no
+            pair given, a one-frame video, or ``finish`` called before).
+        """
+        self._closed = True
+        pending, self._pending = self._pending, None
+        out = None if pending is None else self._finalize(pending)[0]
+        self._history.clear()
+        return out
+
+    def _finalize(self, frame: np.ndarray, pending: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Record frame ``t`` in the tables, find parents of the tracks born in it.
+
+        Provisional ids in ``frame`` become the next raw track ids, in ``pending`` (the frame after,
+        int64) as well. Returns the int32 frame and the relabelled ``pending``.
+        """
+        t = self._num_frames
+        provisional = np.unique(frame[frame >= _PROVISIONAL])
+        if provisional.size:
+            real = np.arange(self._next_id, self._next_id + provisional.size, dtype=np.int64)
+            self._next_id += provisional.size
+            frame = _replace_ids(frame, provisional, real)
+            if pending is not None:
+                pending = _replace_ids(pending, provisional, real)
+        frame = frame.astype(np.int32)
+        history = list(self._history)
+        for i in (int(v) for v in np.unique(frame[frame > 0])):
+            runs = self._runs.get(i)
+            if runs is None:
+                self._runs[i] = [[t, t]]
+                if history:
+                    parent, _, _ = best_overlapping_instance(
+                        frame == i, history, self.parent_measure, self.min_parent_score, self.parent_dilation
+                    )
+                    if parent:
+                        self._parents[i] = parent
+            elif runs[-1][1] == t - 1:
+                runs[-1][1] = t
+            else:
+                runs.append([t, t])
+        self._border.update(int(i) for i in _border_ids(frame, self.border_width))
+        if self.max_parent_gap > 0:
+            self._history.appendleft(frame)
+        self._num_frames += 1
+        return frame, pending
+
+    def lineage(self, **kwargs: Any) -> tuple[dict[int, dict[int, int]], np.ndarray]:
+        """The CTC-valid lineage of the finished video: :func:`~cosinetrack.tracking.make_lineage_valid`
+        on this tracker's tables (``max_gap`` defaults to ``max_parent_gap``, at least 1).
+
+        Returns:
+            ``(mappings, tracks)``: per frame ``{raw id: CTC label}`` and the int64 ``(N, 4)`` table.
+        """
+        if not self._closed:
+            raise RuntimeError("PairTracker: lineage() needs the whole video; call finish() first")
+        kwargs.setdefault("max_gap", max(self.max_parent_gap, 1))
+        return make_lineage_valid(
+            self.track_frames,
+            self._parents,
+            num_frames=self._num_frames,
+            border_tracks=self._border,
+            **kwargs,
+        )
+
+
+def track_pairs(
+    pair_labels: Iterable[Any],
+    *,
+    min_iou: float = 0.25,
+    max_parent_gap: int = 8,
+    parent_measure: str = "iou",
+    min_parent_score: float = 0.1,
+    parent_dilation: int = 0,
+    min_size: int = 0,
+    border_width: int = 1,
+    **lineage_kwargs: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Track a whole (small) video in memory: :class:`PairTracker` followed by the lineage step.
+
+    Args:
+        pair_labels: the ``(2, H, W)`` labels of the pairs ``(0, 1), (1, 2), ...`` in order (a list,
+            generator or ``(T - 1, 2, H, W)`` array); a one-frame video is one ``(1, H, W)`` item.
+        min_iou, max_parent_gap, parent_measure, min_parent_score, parent_dilation, min_size,
+            border_width: see :class:`PairTracker`.
+        **lineage_kwargs: for :func:`~cosinetrack.tracking.make_lineage_valid` (``max_gap``,
+            ``min_track_length``, ``keep_border_fragments``, ``keep_fragments_at_video_ends``).
+
+    Returns:
+        ``(labels, tracks)``: int32 ``(T, H, W)`` CTC labels and the int64 ``(N, 4)`` table ``L B E P``.
+    """
+    tracker = PairTracker(
+        min_iou=min_iou,
+        max_parent_gap=max_parent_gap,
+        parent_measure=parent_measure,
+        min_parent_score=min_parent_score,
+        parent_dilation=parent_dilation,
+        min_size=min_size,
+        border_width=border_width,
+    )
+    frames = [tracker.update(pair) for pair in pair_labels]
+    if not frames:
+        raise ValueError("pair_labels: no frame pair given")
+    last = tracker.finish()
+    if last is not None:
+        frames.append(last)
+    mappings, tracks = tracker.lineage(**lineage_kwargs)
+    labels = np.stack([remap_labels(f, mappings[t]) for t, f in enumerate(frames)])
+    return labels, tracks

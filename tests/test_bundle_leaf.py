@@ -1,0 +1,106 @@
+"""The leaf bundle end to end through the user's command line: train, evaluate, infer, cross-validate."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pytest
+from conftest import run_bundle
+
+from cosinetrack.data import find_cvppp_plants
+from cosinetrack.data.cvppp import read_cvppp_label, read_leaf_counts, write_cvppp_image
+
+TRAIN = ["bundles/leaf/train.json"]
+TINY = ["--image_size", "[64,64]", "--num_levels", "3", "--num_filters", "8", "--num_threads", "2"]
+TINY += ["--embedding_dim", "8", "--batch_size", "2", "--clustering#min_samples", "10"]
+SYNTH = ["--synthetic#num_plants", "6", "--synthetic#image_size", "[96,80]"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny training run of the user's command; shared by the tests below."""
+    tmp = tmp_path_factory.mktemp("leaf")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    out = tmp / "run"
+    proc = run_bundle(
+        "training", TRAIN, "--max_iterations", "4", "--val_interval", "2", *TINY, *SYNTH,
+        "--tracking_uri", uri, "--experiment_name", "test", "--output_dir", str(out), tmp=tmp,
+    )
+    return tmp, uri, out, proc
+
+
+def test_training_validates_with_clustering_and_logs_embedding_panels(trained):
+    tmp, uri, out, proc = trained
+    assert "Validation after 4 iterations" in proc.stdout and "val_abs_dic" in proc.stdout
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("test").experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name.startswith("leaf-nonrecurrent-synthetic-leaves")
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 4
+    assert {"val", "val_sbd", "val_abs_dic", "val_dic", "val_fg_dice", "val_sbd_std"} <= set(run.data.metrics)
+    assert 0.0 <= run.data.metrics["val_sbd"] <= 1.0
+    assert run.data.params["embedding_dim"] == "8" and run.data.params["recurrent"] == "false"
+    figures = [a.path for a in client.list_artifacts(run.info.run_id, "figures/validation")]
+    assert len(figures) == 2 and (out / "model_best.pt").is_file()
+
+
+def test_evaluate_prints_sbd_and_dic_and_logs_them(trained):
+    tmp, uri, out, _ = trained
+    proc = run_bundle(
+        "evaluating", TRAIN + ["bundles/leaf/evaluate.json"], *TINY, *SYNTH, "--evaluate_all", "true",
+        "--ckpt_path", str(out / "model_best.pt"), "--tracking_uri", uri, "--experiment_name", "test-eval",
+        "--output_dir", str(tmp / "eval"), tmp=tmp,
+    )
+    header = next(line for line in proc.stdout.splitlines() if line.startswith("| case |"))
+    assert {"sbd", "abs_dic", "dic", "fg_dice"} <= {c.strip() for c in header.split("|")}
+    mean_line = next(line for line in proc.stdout.splitlines() if line.startswith("| mean ± std |"))
+    assert "|  |" not in mean_line  # every column summarised
+    assert proc.stdout.count("| plant0") == 6  # every plant scored once
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("test-eval").experiment_id])
+    assert {"val_sbd", "val_abs_dic"} <= set(run.data.metrics) and run.data.tags["stage"] == "evaluate"
+    assert any(a.path.endswith(".png") for a in client.list_artifacts(run.info.run_id, "figures/evaluation"))
+
+
+def test_inference_writes_cvppp_labels_for_user_images(trained):
+    tmp, _, out, _ = trained
+    photos = tmp / "my_photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    write_cvppp_image(rng.uniform(size=(3, 70, 90)).astype(np.float32), photos / "pot_a.png")
+    write_cvppp_image(rng.uniform(size=(3, 50, 60)).astype(np.float32), photos / "pot_b_rgb.png")
+    pred = tmp / "pred"
+    args = [*TINY, "--ckpt_path", str(out / "model_best.pt"), "--input_dir", str(photos), "--output_dir", str(pred)]
+    run_bundle("inference", TRAIN + ["bundles/leaf/inference.json"], *args, tmp=tmp)
+    assert sorted(p.name for p in pred.iterdir()) == ["leaf_counts.csv", "pot_a_label.png", "pot_b_label.png"]
+    assert read_cvppp_label(pred / "pot_a_label.png").shape == (70, 90)
+    assert read_cvppp_label(pred / "pot_b_label.png").shape == (50, 60)
+    assert set(read_leaf_counts(pred / "leaf_counts.csv")) == {"pot_a", "pot_b"}
+    assert sorted(p.name for p in photos.iterdir()) == ["pot_a.png", "pot_b_rgb.png"]  # input untouched
+    with pytest.raises(BaseException, match="already exists"):
+        run_bundle("inference", TRAIN + ["bundles/leaf/inference.json"], *args, tmp=tmp)
+
+
+def test_cross_validation_table_over_plants(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = run_bundle(
+        "cross_validation", TRAIN + ["bundles/leaf/crossval.json"], "--cv_folds", "2", "--max_iterations", "2",
+        "--val_interval", "2", *TINY, *SYNTH, "--tracking_uri", uri, "--experiment_name", "cv", tmp=tmp_path,
+    )
+    table = proc.stdout.split("2-fold cross-validation")[1]
+    assert "| nonrecurrent |" in table and "(n=6)" in table and "abs_dic" in table
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("cv").experiment_id])
+    summary = [r for r in runs if "cv2" in r.info.run_name][0]
+    assert "nonrecurrent_sbd" in summary.data.metrics and "nonrecurrent_abs_dic_std" in summary.data.metrics
+
+
+@pytest.mark.real_data
+def test_training_reads_cvppp_a1_by_override(shared_data, tmp_path):
+    a1 = shared_data / "cvppp" / "A1"
+    assert len(find_cvppp_plants(a1)) == 96
+    proc = run_bundle(
+        "training", TRAIN, "--dataset_dir", str(a1), "--max_iterations", "1", "--val_interval", "1", *TINY,
+        "--val_fraction", "0.03", "--tracking_uri", f"sqlite:///{tmp_path}/mlflow.db",
+        "--output_dir", str(tmp_path / "run"), tmp=tmp_path,
+    )
+    assert "Validation after 1 iterations" in proc.stdout and "val_sbd" in proc.stdout
