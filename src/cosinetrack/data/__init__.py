@@ -28,11 +28,30 @@ from cosinetrack.data.ctc import (
     read_ctc_training_video,
     read_ctc_video,
     read_man_track,
+    write_ctc_subsequence,
 )
+from cosinetrack.data.ctc_presets import CTC_PRESETS, clustering_parameters, ctc_preset
 from cosinetrack.data.cvppp import find_cvppp_plants, find_plant_images, read_cvppp_plant
-from cosinetrack.data.datasets import CineCaseDataset, CineClipDataset, CVPPPDataset, read_cases, split_cases
+from cosinetrack.data.datasets import (
+    CineCaseDataset,
+    CineClipDataset,
+    CVPPPDataset,
+    VideoPartDataset,
+    read_cases,
+    read_ctc_cases,
+    split_cases,
+    split_video_frames,
+    whole_sequences,
+)
 
 __all__ = [
+    "CTC_PRESETS",
+    "clustering_parameters",
+    "ctc_preset",
+    "read_ctc_cases",
+    "split_video_frames",
+    "whole_sequences",
+    "VideoPartDataset",
     "find_ctc_sequences",
     "iter_ctc_frames",
     "iter_ctc_training_frames",
@@ -42,6 +61,7 @@ __all__ = [
     "read_ctc_training_video",
     "read_ctc_video",
     "read_man_track",
+    "write_ctc_subsequence",
     "IGNORE_LABEL",
     "CineCaseDataset",
     "CineClipDataset",

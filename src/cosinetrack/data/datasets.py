@@ -19,9 +19,20 @@ import numpy as np
 import torch
 
 from cosinetrack.data.cine import IGNORE_LABEL, read_cine_case
+from cosinetrack.data.ctc import read_ctc_training_video
 from cosinetrack.data.cvppp import read_cvppp_plant
 
-__all__ = ["CineClipDataset", "CineCaseDataset", "CVPPPDataset", "split_cases", "read_cases"]
+__all__ = [
+    "CineClipDataset",
+    "CineCaseDataset",
+    "CVPPPDataset",
+    "split_cases",
+    "split_video_frames",
+    "read_cases",
+    "read_ctc_cases",
+    "whole_sequences",
+    "VideoPartDataset",
+]
 
 
 def split_cases(
@@ -49,6 +60,91 @@ def split_cases(
     train = [c for i, c in enumerate(cases) if i not in val_idx]
     val = [c for i, c in enumerate(cases) if i in val_idx]
     return train, val
+
+
+def _frame_slice(spec: str | Sequence[int] | None, frames: Sequence[int]) -> list[int]:
+    """The frames picked by ``spec``: a Python slice string over ``frames`` (``"50:"``, ``"-15:"``,
+    ``":40"``), an explicit list of frame numbers, or ``None`` (none)."""
+    frames = list(frames)
+    if spec is None:
+        return []
+    if isinstance(spec, str):
+        parts = spec.split(":")
+        if len(parts) != 2:
+            raise ValueError(f"frame slice must look like 'start:stop' (e.g. '-15:' or '50:'), got {spec!r}")
+        start, stop = (int(p) if p.strip() else None for p in parts)
+        return frames[slice(start, stop)]
+    chosen = [int(t) for t in spec]
+    missing = sorted(set(chosen) - set(frames))
+    if missing:
+        raise ValueError(f"frames {missing} are not in the sequence (it has {frames[0]}..{frames[-1]})")
+    return chosen
+
+
+def split_video_frames(
+    sequences: Sequence[Mapping[str, Any]],
+    val_frames: str | Sequence[int] | None = "-15:",
+    val_sequences: Sequence[str] | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split annotated videos into training and validation parts, in time or by sequence.
+
+    * ``val_sequences`` given (names such as ``["02"]``): those sequences validate, the others train;
+      ``val_frames`` (if not ``None``) then restricts which of their frames are scored.
+    * otherwise: the frames ``val_frames`` of *every* sequence validate (default ``"-15:"``, the last
+      15 frames) and the frames before them train, so no training clip reaches into the held-out part.
+
+    Args:
+        sequences: entries of :func:`~cosinetrack.data.find_ctc_sequences`.
+        val_frames: a slice string over each sequence's frames, a list of frame numbers, or ``None``.
+        val_sequences: names of whole validation sequences, or ``None``.
+
+    Returns:
+        ``(train, val)``: lists of ``{"name": "01[0:50]", "sequence": entry, "frames": [t, ...]}``;
+        held-out frames are consecutive.
+    """
+    train, val = [], []
+    names = {s["name"] for s in sequences}
+    if val_sequences:
+        unknown = sorted(set(val_sequences) - names)
+        if unknown:
+            raise ValueError(f"val_sequences {unknown} not found; the data set has {sorted(names)}")
+    for seq in sequences:
+        frames = list(seq["frames"])
+        if val_sequences:
+            held = (_frame_slice(val_frames, frames) or frames) if seq["name"] in val_sequences else []
+            rest = [] if seq["name"] in val_sequences else frames
+        else:
+            held = _frame_slice(val_frames, frames)
+            rest = [t for t in frames if t < min(held)] if held else frames
+        for part, frames_part in ((train, rest), (val, held)):
+            if frames_part:
+                label = f"{seq['name']}[{frames_part[0]}:{frames_part[-1] + 1}]"
+                part.append({"name": label, "sequence": seq, "frames": frames_part})
+    if not train or not val:
+        raise ValueError(
+            f"the split leaves {len(train)} training and {len(val)} validation parts: set val_frames "
+            f"(e.g. '-15:') or val_sequences so that both get frames"
+        )
+    return train, val
+
+
+def whole_sequences(sequences: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every frame of every sequence as parts like :func:`split_video_frames` gives (for evaluation)."""
+    return [{"name": s["name"], "sequence": s, "frames": list(s["frames"])} for s in sequences]
+
+
+def read_ctc_cases(parts: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Read the training parts of :func:`split_video_frames` as cases for :class:`CineClipDataset`.
+
+    Each case: ``{"name", "image": (1, T, H, W) float32, "label": (1, T, H, W) int32}`` (one "slice",
+    the ``T`` frames of the part); labels follow :func:`~cosinetrack.data.merge_seg_tra` (-1 = no label).
+    """
+    cases = []
+    for part in parts:
+        video = read_ctc_training_video(dict(part["sequence"]), part["frames"])
+        label = video["label"][None].astype(np.int32)
+        cases.append({"name": part["name"], "image": video["image"][None], "label": label})
+    return cases
 
 
 def read_cases(
@@ -174,3 +270,21 @@ class CVPPPDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = dict(self.items[i])
         return self.transform(item) if self.transform is not None else item
+
+
+class VideoPartDataset(torch.utils.data.Dataset):
+    """Video parts to track and score, one per item: ``{"index": i, "name": part name}``.
+
+    The parts themselves (from :func:`split_video_frames` or :func:`whole_sequences`) stay with the
+    evaluator's step (:class:`~cosinetrack.engines.VideoTrackingStep`), which streams their frames from
+    disk; the item only says which one is next, so nothing of the video is loaded here.
+    """
+
+    def __init__(self, parts: Sequence[Mapping[str, Any]]) -> None:
+        self.names = [p["name"] for p in parts]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"index": i, "name": self.names[i]}

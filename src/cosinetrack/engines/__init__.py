@@ -7,8 +7,30 @@ from cosinetrack.engines.instances import segment_image_instances, segment_plant
 from cosinetrack.engines.predict import predict_case, predict_to_folder
 from cosinetrack.engines.prepare import PrepareCaseBatch, PrepareClipBatch
 from cosinetrack.engines.report import format_table, report_evaluation, report_training
+from cosinetrack.engines.tiling import TiledPairSegmenter, TileGrid, stitch_tile_labels, tile_grid, tile_positions
+from cosinetrack.engines.video import (
+    ScaledPairSegmenter,
+    VideoTrackingStep,
+    make_pair_segmenter,
+    normalize_frame,
+    segment_and_track_video,
+    track_folder,
+    track_sequence_part,
+)
 
 __all__ = [
+    "TiledPairSegmenter",
+    "TileGrid",
+    "stitch_tile_labels",
+    "tile_grid",
+    "tile_positions",
+    "ScaledPairSegmenter",
+    "VideoTrackingStep",
+    "make_pair_segmenter",
+    "normalize_frame",
+    "segment_and_track_video",
+    "track_folder",
+    "track_sequence_part",
     "PrepareCaseBatch",
     "PrepareClipBatch",
     "StreamingInferer",

@@ -171,7 +171,7 @@ class MLflowFigureHandler:
 
     Args:
         run_handler: the :class:`MLflowRunHandler` whose run receives the figure.
-        draw_fn: ``draw_fn(samples) -> matplotlib Figure``; default
+        draw_fn: ``draw_fn(samples) -> matplotlib Figure`` (or a list of ``(name suffix, Figure)``); default
             :func:`cosinetrack.viz.segmentation_panel`.
         num_cases: how many evaluated cases (iterations) to draw.
         num_frames: how many frames (evenly spread over time) per case.
@@ -225,9 +225,12 @@ class MLflowFigureHandler:
         import matplotlib.pyplot as plt
 
         step = self.step_fn(engine.state.epoch) if self.step_fn is not None else engine.state.epoch
-        fig = self.draw_fn(self.samples)
+        drawn = self.draw_fn(self.samples)
+        figures = drawn if isinstance(drawn, (list, tuple)) else [("", drawn)]
         with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, f"{self.name}_{int(step):07d}.png")
-            fig.savefig(path, dpi=80)
-            self.run_handler.log_artifact(path, f"figures/{self.name}")
-        plt.close(fig)
+            for suffix, fig in figures:
+                name = f"{self.name}_{suffix}" if suffix else self.name
+                path = os.path.join(tmp, f"{name}_{int(step):07d}.png")
+                fig.savefig(path, dpi=80)
+                self.run_handler.log_artifact(path, f"figures/{self.name}")
+                plt.close(fig)

@@ -501,6 +501,12 @@ class CTCValidation:
         return "valid" if self.valid else "\n".join(self.problems) or "invalid"
 
 
+def _digits_of(mask_names: list[str]) -> int:
+    """The frame-number digit count of ``maskT.tif`` names (3 when they disagree or there are none)."""
+    lengths = {len(n) - len("mask.tif") for n in mask_names if n.startswith("mask")}
+    return lengths.pop() if len(lengths) == 1 else 3
+
+
 def validate_ctc_result(res_dir: str | os.PathLike, max_problems: int = 50) -> CTCValidation:
     """Check a CTC result folder with py-ctcmetrics' validity check (its ``validate`` script's ``Valid``).
 
@@ -549,6 +555,13 @@ def validate_ctc_result(res_dir: str | os.PathLike, max_problems: int = 50) -> C
         problems.append(f"{track_path}: track(s) {late[:20]} end after the last mask (frame {max(mask_frames)})")
 
     ctc_valid = 0
+    if tracks is not None and not len(tracks) and mask_frames and not problems:
+        # an empty result (nothing found): valid for the CTC, but py-ctcmetrics cannot parse it
+        if any(int(tifffile.imread(os.path.join(res_dir, ctc_mask_name(t, _digits_of(tif_files)))).max()) for t in
+               sorted(mask_frames)):
+            problems.append(f"{track_path}: no track, but the masks hold labels")
+        else:
+            return CTCValidation(True, (), ("empty result: no cell in any frame",))
     if mask_frames and os.path.isfile(track_path):
         try:
             from ctc_metrics.scripts.validate import validate_sequence

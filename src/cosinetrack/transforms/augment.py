@@ -31,8 +31,10 @@ from monai.transforms import (
     RandFlipd,
     RandScaleIntensityd,
     RandShiftIntensityd,
+    RandSpatialCropd,
     ScaleIntensityRangePercentilesd,
     ShiftIntensityd,
+    SpatialPadd,
 )
 
 from cosinetrack.transforms.spatial import FitToSized
@@ -40,6 +42,7 @@ from cosinetrack.transforms.spatial import FitToSized
 __all__ = ["robust_normalization", "clip_train_transforms", "clip_eval_transforms"]
 
 _TORCH_PAD = {"zeros": "constant", "reflection": "reflect", "border": "replicate"}
+_NUMPY_PAD = {"zeros": "constant", "reflection": "reflect", "border": "edge"}
 
 
 def robust_normalization(i_min: float = 10.0, i_max: float = 10.0, key: str = "image", per_channel: bool = False):
@@ -68,13 +71,19 @@ def clip_train_transforms(
     padding_mode: str = "zeros",
     augment: bool = True,
     smooth_sigma: float = 0.0,
+    fit: str = "scale",
 ) -> Compose:
     """The training pipeline for one clip dict ``{"image": (L, H, W), "label": (L, H, W)}``.
 
     Defaults are the paper's LV-MRI settings; ``augment=False`` keeps only normalisation and fitting.
     ``smooth_sigma`` > 0 smooths every frame with a Gaussian of that many pixels first (the paper's cell
-    setting: 2 px), as :func:`clip_eval_transforms` does at inference.
+    setting: 2 px), as :func:`clip_eval_transforms` does at inference. ``fit="scale"`` (the paper) scales
+    the clip to fit ``image_size``; ``fit="crop"`` keeps the native resolution and takes a random
+    ``image_size`` crop (mirror-padded when the frames are smaller), for networks that run in tiles at
+    full resolution (:class:`~cosinetrack.engines.tiling.TiledPairSegmenter`).
     """
+    if fit not in ("scale", "crop"):
+        raise ValueError(f"fit must be 'scale' or 'crop', got {fit!r}")
     keys = ("image", "label")
     size = tuple(int(s) for s in image_size)
     transforms = [
@@ -82,8 +91,15 @@ def clip_train_transforms(
         *_smoothing(smooth_sigma),
         robust_normalization(i_min, i_max),
         ShiftIntensityd(keys="label", offset=1),  # label -1 (no loss) becomes 0, so padding means "no loss"
-        FitToSized(keys=keys, spatial_size=size, mode=("bilinear", "nearest"), padding_mode=_TORCH_PAD[padding_mode]),
     ]
+    if fit == "scale":
+        pad = _TORCH_PAD[padding_mode]
+        transforms.append(FitToSized(keys=keys, spatial_size=size, mode=("bilinear", "nearest"), padding_mode=pad))
+    else:
+        transforms += [
+            SpatialPadd(keys=keys, spatial_size=size, mode=(_NUMPY_PAD[padding_mode], "constant")),
+            RandSpatialCropd(keys=keys, roi_size=size, random_size=False),
+        ]
     if augment:
         transforms += [
             RandShiftIntensityd(keys="image", offsets=i_shift, prob=1.0),

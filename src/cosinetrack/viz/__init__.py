@@ -1,5 +1,6 @@
 """Figures of frames for MLflow: segmentation and embedding panels, and the functions that pick the frames."""
 
+from cosinetrack.viz.lineage import lineage_tree_figure, lineage_tree_layout
 from cosinetrack.viz.panels import (
     embedding_panel,
     embedding_rgb,
@@ -7,13 +8,19 @@ from cosinetrack.viz.panels import (
     instance_colours,
     segmentation_panel,
     segmentation_sample,
+    tracking_figures,
+    tracking_sample,
 )
 
 __all__ = [
+    "lineage_tree_figure",
+    "lineage_tree_layout",
     "segmentation_panel",
     "segmentation_sample",
     "embedding_panel",
     "embedding_sample",
     "embedding_rgb",
     "instance_colours",
+    "tracking_figures",
+    "tracking_sample",
 ]

@@ -28,6 +28,8 @@ __all__ = [
     "embedding_sample",
     "embedding_rgb",
     "instance_colours",
+    "tracking_sample",
+    "tracking_figures",
 ]
 
 
@@ -201,3 +203,35 @@ def embedding_panel(samples: Sequence[Mapping[str, Any]]):
                 ax.set_title(name + (f"\n{s.get('title', '')}" if c == 0 and f == 0 else ""), fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def tracking_sample(output: Mapping[str, Any], num_frames: int = 4, title: str = "") -> dict[str, Any]:
+    """The frames a video-tracking step kept (``output["sample"]``, see
+    :class:`~cosinetrack.engines.VideoTrackingStep`), in the format of :func:`embedding_sample`, plus the
+    track table."""
+    sample = dict(output.get("sample") or {})
+    if not sample:
+        return {"image": [], "embedding": [], "instances": None, "label": None, "title": title, "tracks": None}
+    for key in ("image", "embedding", "instances"):
+        if sample.get(key) is not None:
+            sample[key] = list(sample[key])[:num_frames]
+    sample["title"] = f"{title}{sample.get('title', '')}"
+    return sample
+
+
+def tracking_figures(samples: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any]]:
+    """Figures of tracked videos: the embedding panel of the kept frames and the lineage tree of each video.
+
+    Returns ``[("embeddings", Figure), ("lineage_<i>", Figure), ...]`` for
+    :class:`~cosinetrack.handlers.MLflowFigureHandler`.
+    """
+    from cosinetrack.viz.lineage import lineage_tree_figure
+
+    figures = []
+    drawable = [s for s in samples if s.get("image")]
+    if drawable:
+        figures.append(("embeddings", embedding_panel(drawable)))
+    for i, s in enumerate(samples):
+        if s.get("tracks") is not None:
+            figures.append((f"lineage_{i}", lineage_tree_figure(s["tracks"], s.get("num_frames"), s.get("title", ""))))
+    return figures

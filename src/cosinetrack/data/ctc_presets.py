@@ -1,0 +1,91 @@
+"""The paper's per-data-set parameters for the Cell Tracking Challenge data sets (appendix 2 and 3).
+
+A preset gives HDBSCAN's ``m_pts`` and the coordinate factor ``c`` (clustering), the neighbour radius
+``r_N`` of the loss, and the robust-normalisation percentages ``i_min`` / ``i_max``. The paper's values
+are for the 256 x 256 network canvas the frames are scaled to; :func:`clustering_parameters` converts
+``m_pts`` (a number of pixels) and ``c`` (a factor of pixel coordinates) to another canvas or to
+full-resolution tiles, so that a cell is clustered with the same settings whatever its size in pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["CTC_PRESETS", "DEFAULT_CTC_PRESET", "REFERENCE_CANVAS", "ctc_preset", "clustering_parameters"]
+
+#: the canvas size the paper's m_pts and c refer to (frames scaled to fit 256 x 256)
+REFERENCE_CANVAS = (256, 256)
+
+#: paper values; r_N in canvas pixels (50 by default, 150 Fluo-MSC, 25 Fluo-HeLa), i_max 1 % for MSC and SIM+
+CTC_PRESETS: dict[str, dict[str, float]] = {
+    "DIC-C2DH-HeLa": {"m_pts": 1000, "c": 0.02, "r_N": 50, "i_min": 20.0, "i_max": 10.0},
+    "Fluo-C2DL-MSC": {"m_pts": 500, "c": 0.1, "r_N": 150, "i_min": 20.0, "i_max": 1.0},
+    "Fluo-N2DH-GOWT1": {"m_pts": 50, "c": 0.001, "r_N": 50, "i_min": 20.0, "i_max": 10.0},
+    "Fluo-N2DL-HeLa": {"m_pts": 25, "c": 0.01, "r_N": 25, "i_min": 20.0, "i_max": 10.0},
+    "PhC-C2DH-U373": {"m_pts": 500, "c": 0.005, "r_N": 50, "i_min": 20.0, "i_max": 10.0},
+    "Fluo-N2DH-SIM+": {"m_pts": 100, "c": 0.001, "r_N": 50, "i_min": 20.0, "i_max": 1.0},
+}
+
+#: any other CTC-layout folder (and the synthetic default, whose nuclei resemble Fluo-N2DH-SIM+)
+DEFAULT_CTC_PRESET: dict[str, float] = {"m_pts": 100, "c": 0.001, "r_N": 50, "i_min": 20.0, "i_max": 10.0}
+
+
+def ctc_preset(name: str | None = None, dataset_dir: str | os.PathLike | None = None) -> dict[str, float]:
+    """The parameters of a data set: by ``name``, else guessed from ``dataset_dir``'s name, else the defaults.
+
+    ``dataset_dir`` may be the data set folder (``.../Fluo-N2DH-SIM+``) or a sequence folder in it
+    (``.../Fluo-N2DH-SIM+/01``). Returns a copy ``{"m_pts", "c", "r_N", "i_min", "i_max", "name"}``.
+
+    Raises:
+        ValueError: an unknown ``name`` (the message lists the known ones).
+    """
+    if name:
+        if name not in CTC_PRESETS:
+            raise ValueError(f"unknown dataset_preset {name!r}; known presets: {', '.join(sorted(CTC_PRESETS))}")
+        return {**CTC_PRESETS[name], "name": name}
+    if dataset_dir:
+        path = os.path.normpath(os.path.abspath(os.fspath(dataset_dir)))
+        for candidate in (os.path.basename(path), os.path.basename(os.path.dirname(path))):
+            if candidate in CTC_PRESETS:
+                return {**CTC_PRESETS[candidate], "name": candidate}
+    return {**DEFAULT_CTC_PRESET, "name": "default"}
+
+
+def clustering_parameters(
+    preset: Mapping[str, Any],
+    network_size: Sequence[int],
+    frame_size: Sequence[int] | None = None,
+    resolution: str = "scaled",
+    **extra: Any,
+) -> dict[str, Any]:
+    """Clustering options (:func:`~cosinetrack.clustering.cluster_embeddings`) for a network canvas.
+
+    The paper's ``m_pts`` counts pixels and ``c`` multiplies pixel coordinates on the 256 x 256 canvas.
+    With pixels ``k`` times smaller in each direction (a larger canvas, or full-resolution tiles) a cell
+    covers ``k**2`` times more pixels and its coordinates are ``k`` times larger, so ``m_pts`` is scaled
+    by ``k**2`` (at least 5) and ``c`` by ``1 / k``; ``t_size`` stays ``m_pts / 2``.
+
+    Args:
+        preset: a :func:`ctc_preset` dict (``m_pts``, ``c``).
+        network_size: the network input ``(h, w)`` (canvas in ``"scaled"`` mode, tile size in ``"tiled"``).
+        frame_size: ``(H, W)`` of the video's frames; needed for ``"tiled"`` (there ``k`` is the scale
+            at which the frame would fit the reference canvas).
+        resolution: ``"scaled"`` (frames scaled to fit ``network_size``) or ``"tiled"`` (native pixels).
+        extra: further :func:`cluster_embeddings` options, passed through (e.g. ``split_components``).
+    """
+    ref_h, ref_w = REFERENCE_CANVAS
+    if resolution == "scaled":
+        k = (float(network_size[0]) * float(network_size[1]) / (ref_h * ref_w)) ** 0.5
+    elif resolution == "tiled":
+        if frame_size is None:
+            raise ValueError("clustering_parameters: frame_size is needed for resolution='tiled'")
+        k = 1.0 / min(ref_h / float(frame_size[0]), ref_w / float(frame_size[1]))
+    else:
+        raise ValueError(f"resolution must be 'scaled' or 'tiled', got {resolution!r}")
+    return {
+        "min_samples": max(5, int(round(float(preset["m_pts"]) * k * k))),
+        "coordinate_scale": float(preset["c"]) / k,
+        **extra,
+    }

@@ -1,0 +1,461 @@
+"""Streaming instance segmentation and tracking of a video (paper §2.3): frame -> network -> pair -> tracks.
+
+A video is read one frame at a time. Each frame goes through the recurrent network (``step``, the GRU
+state carried), the embeddings of the frame and of the one before it are clustered together
+(:func:`~cosinetrack.clustering.cluster_embeddings` on the pair), the pair's labels go to a
+:class:`~cosinetrack.tracking.PairTracker`, and every frame the tracker finalises is written to a
+:class:`~cosinetrack.io.CTCResultWriter` at once. At the end the lineage is made CTC-valid and the
+written masks are relabelled frame by frame. Peak memory holds one frame, two frames' embeddings, the
+tracker's short history and the network state: it does not grow with the video's length.
+
+A *pair segmenter* turns normalised frames into pair labels; it has ``push(frame) -> (2, H, W) | None``,
+``reset()``, ``timings`` (seconds spent per stage) and ``last_embedding``:
+
+* :class:`ScaledPairSegmenter` (the paper): each frame is scaled to fit the network input size, the
+  pair is clustered on that canvas, and the labels are resampled to the frame's size.
+* :class:`~cosinetrack.engines.tiling.TiledPairSegmenter`: full resolution in overlapping tiles.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from cosinetrack.clustering import check_cluster_kwargs, cluster_embeddings, restore_label_size
+from cosinetrack.tracking import PairTracker
+from cosinetrack.transforms.spatial import fit_to_size
+
+__all__ = [
+    "FrameKeeper",
+    "PairSegmenter",
+    "ScaledPairSegmenter",
+    "VideoTrackingStep",
+    "make_pair_segmenter",
+    "normalize_frame",
+    "segment_and_track_video",
+    "track_folder",
+    "track_sequence_part",
+]
+
+
+class PairSegmenter(Protocol):
+    timings: dict[str, float]
+    last_embedding: torch.Tensor | None
+
+    def reset(self) -> None: ...
+
+    def push(self, frame: torch.Tensor) -> np.ndarray | None: ...
+
+
+def normalize_frame(frame: np.ndarray, i_min: float, i_max: float, smooth_sigma: float = 0.0) -> torch.Tensor:
+    """One raw frame ``(H, W)`` (or ``(C, H, W)``) as the network input ``(C, H, W)`` float32.
+
+    The same robust normalisation as training and validation (median of the lowest ``i_min`` % and of
+    the highest ``i_max`` % mapped to -1 and 1), after an optional Gaussian smoothing of ``smooth_sigma`` px.
+    """
+    from cosinetrack.transforms.augment import clip_eval_transforms
+
+    x = np.asarray(frame, dtype=np.float32)
+    x = x[None] if x.ndim == 2 else x
+    out = clip_eval_transforms(i_min, i_max, per_channel=False, smooth_sigma=smooth_sigma)({"image": x})["image"]
+    return torch.as_tensor(out, dtype=torch.float32)
+
+
+class ScaledPairSegmenter:
+    """The paper's inference: frames scaled to fit ``image_size``, pairs clustered on that canvas.
+
+    Args:
+        network: a :class:`~cosinetrack.networks.RecurrentStackedHourglass` in eval mode.
+        image_size: network input ``(h, w)``.
+        cluster_kwargs: options of :func:`~cosinetrack.clustering.cluster_embeddings` (``min_samples``
+            = m_pts, ``coordinate_scale`` = c, ...); coordinates and ``t_size`` are in canvas pixels.
+        device: where the network runs.
+        stack: which stack's output is clustered (the paper: the last).
+
+    ``push(frame)`` takes a normalised frame ``(C, H, W)`` and returns ``None`` for the first frame,
+    then the labels ``(2, H, W)`` int32 of the pair (previous frame, this frame), 0 = background.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        image_size: Sequence[int],
+        cluster_kwargs: Mapping[str, Any],
+        device: str | torch.device = "cpu",
+        stack: int = -1,
+    ) -> None:
+        self.network = network
+        self.image_size = tuple(int(s) for s in image_size)
+        self.cluster_kwargs = check_cluster_kwargs(dict(cluster_kwargs))
+        self.device = torch.device(device)
+        self.stack = stack
+        self.timings: dict[str, float] = {"network": 0.0, "clustering": 0.0}
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the video: zero GRU state, no previous frame."""
+        self.state = None
+        self.previous: torch.Tensor | None = None
+        self.last_embedding: torch.Tensor | None = None
+
+    @torch.inference_mode()
+    def embed(self, frame: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``(D, h, w)`` on the network canvas of one frame ``(C, H, W)``; advances the state."""
+        t0 = time.perf_counter()
+        x, _ = fit_to_size(frame[None].to(self.device), self.image_size)
+        out, self.state = self.network.step(x, self.state)
+        out = out[self.stack] if isinstance(out, (tuple, list)) else out
+        emb = out[0].float().cpu()
+        self.timings["network"] += time.perf_counter() - t0
+        return emb
+
+    def push(self, frame: torch.Tensor) -> np.ndarray | None:
+        emb = self.embed(frame)
+        self.last_embedding = emb
+        previous, self.previous = self.previous, emb
+        if previous is None:
+            return None
+        t0 = time.perf_counter()
+        labels = cluster_embeddings(torch.stack([previous, emb]), **self.cluster_kwargs)
+        labels = restore_label_size(labels, frame.shape[-2:]).numpy()
+        self.timings["clustering"] += time.perf_counter() - t0
+        return labels
+
+
+def segment_and_track_video(
+    segmenter: PairSegmenter,
+    frames: Iterable[tuple[int, torch.Tensor]],
+    writer: Any,
+    tracker_kwargs: Mapping[str, Any] | None = None,
+    lineage_kwargs: Mapping[str, Any] | None = None,
+    on_frame: Callable[[int, torch.Tensor, torch.Tensor | None, np.ndarray], None] | None = None,
+) -> dict[str, Any]:
+    """Segment and track a video, writing each frame as soon as it is final; return the track table and timings.
+
+    Args:
+        segmenter: a pair segmenter (see the module docstring); it is reset first.
+        frames: ``(t, frame)`` with ``t = 0, 1, 2, ...`` consecutive and ``frame`` the normalised
+            network input ``(C, H, W)`` (e.g. :func:`normalize_frame` of what
+            :func:`~cosinetrack.data.iter_ctc_frames` yields), read lazily.
+        writer: an open :class:`~cosinetrack.io.CTCResultWriter` (``write_frame(t, labels)``,
+            ``relabel(mapping)``); the caller closes it with the returned ``tracks``.
+        tracker_kwargs: options of :class:`~cosinetrack.tracking.PairTracker`.
+        lineage_kwargs: options of :func:`~cosinetrack.tracking.make_lineage_valid`.
+        on_frame: optional ``on_frame(t, frame, embedding (D, h, w) or None, labels (H, W) raw ids)``
+            called for every finalised frame (e.g. to keep a few frames for a figure).
+
+    Returns:
+        ``{"tracks": (N, 4) "L B E P", "num_frames", "timings": {"network", "clustering", "tracking",
+        "writing"} seconds}``.
+    """
+    segmenter.reset()
+    tracker = PairTracker(**dict(tracker_kwargs or {}))
+    timings = {"tracking": 0.0, "writing": 0.0}
+    expected = 0
+    pending: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []  # frames waiting for the tracker
+    size: tuple[int, ...] = ()
+
+    def emit(labels: np.ndarray) -> None:
+        t, frame, emb = pending.pop(0)
+        t0 = time.perf_counter()
+        writer.write_frame(t, labels)
+        timings["writing"] += time.perf_counter() - t0
+        if on_frame is not None:
+            on_frame(t, frame, emb, labels)
+
+    for t, frame in frames:
+        if t != expected:
+            raise ValueError(f"frames must be numbered 0, 1, 2, ... without gaps; got frame {t} after {expected - 1}")
+        expected += 1
+        size = tuple(frame.shape[-2:])
+        pair = segmenter.push(frame)
+        pending.append((t, frame if on_frame is not None else None, segmenter.last_embedding if on_frame else None))
+        if pair is None:
+            continue
+        t0 = time.perf_counter()
+        done = tracker.update(pair)
+        timings["tracking"] += time.perf_counter() - t0
+        emit(done)
+    if expected == 0:
+        raise ValueError("the video has no frames")
+    t0 = time.perf_counter()
+    if expected == 1:  # a single frame: cluster it alone
+        if hasattr(segmenter, "cluster_last_frame"):
+            single = np.asarray(segmenter.cluster_last_frame())[None]
+        else:
+            labels = cluster_embeddings(segmenter.last_embedding[None], **getattr(segmenter, "cluster_kwargs", {}))
+            single = restore_label_size(labels, size).numpy()
+        emit(tracker.update(single))
+    last = tracker.finish()
+    timings["tracking"] += time.perf_counter() - t0
+    if last is not None:
+        emit(last)
+    t0 = time.perf_counter()
+    mappings, tracks = tracker.lineage(**dict(lineage_kwargs or {}))
+    timings["tracking"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    writer.relabel(mappings)
+    timings["writing"] += time.perf_counter() - t0
+    return {"tracks": tracks, "num_frames": expected, "timings": {**segmenter.timings, **timings}}
+
+
+def make_pair_segmenter(
+    network: torch.nn.Module,
+    image_size: Sequence[int],
+    cluster_kwargs: Mapping[str, Any],
+    resolution: str = "scaled",
+    tile_overlap: int | None = None,
+    device: str | torch.device = "cpu",
+) -> PairSegmenter:
+    """A :class:`ScaledPairSegmenter` (``resolution="scaled"``, the paper) or a tiled one (``"tiled"``)."""
+    if resolution == "scaled":
+        return ScaledPairSegmenter(network, image_size, cluster_kwargs, device)
+    if resolution == "tiled":
+        from cosinetrack.engines.tiling import TiledPairSegmenter
+
+        kwargs = {} if tile_overlap is None else {"overlap": tile_overlap}
+        return TiledPairSegmenter(network, image_size, cluster_kwargs, device=device, **kwargs)
+    raise ValueError(f"resolution must be 'scaled' or 'tiled', got {resolution!r}")
+
+
+class FrameKeeper:
+    """``on_frame`` callback of :func:`segment_and_track_video` that keeps ``num_frames`` evenly spread frames.
+
+    The kept frames (input, embedding, instances) are what the MLflow panels draw; frame positions are
+    chosen from the known video length, so only those frames are ever held.
+    """
+
+    def __init__(self, num_video_frames: int, num_frames: int = 4) -> None:
+        n = max(1, min(num_frames, num_video_frames))
+        self.wanted = set(np.unique(np.linspace(0, num_video_frames - 1, n).round().astype(int)).tolist())
+        self.kept: list[tuple[int, np.ndarray, np.ndarray | None, np.ndarray]] = []
+
+    def __call__(self, t: int, frame: torch.Tensor, embedding: torch.Tensor | None, labels: np.ndarray) -> None:
+        if t in self.wanted:
+            emb = None if embedding is None else embedding.numpy().copy()
+            self.kept.append((t, frame.numpy().copy(), emb, np.asarray(labels).copy()))
+
+    def sample(self, title: str = "") -> dict[str, Any]:
+        """The kept frames in the format of :func:`cosinetrack.viz.embedding_sample`."""
+        return {
+            "image": [f for _, f, _, _ in self.kept],
+            "embedding": [e for _, _, e, _ in self.kept],
+            "instances": [lab for _, _, _, lab in self.kept],
+            "label": None,
+            "title": f"{title}frames {[t for t, _, _, _ in self.kept]}",
+        }
+
+
+def track_sequence_part(
+    network: torch.nn.Module,
+    part: Mapping[str, Any],
+    res_dir: str,
+    image_size: Sequence[int],
+    cluster_kwargs: Mapping[str, Any],
+    i_min: float = 20.0,
+    i_max: float = 10.0,
+    smooth_sigma: float = 0.0,
+    resolution: str = "scaled",
+    tile_overlap: int | None = None,
+    tracker_kwargs: Mapping[str, Any] | None = None,
+    lineage_kwargs: Mapping[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+    overwrite: bool = False,
+    num_figure_frames: int = 0,
+) -> dict[str, Any]:
+    """Segment and track the frames ``part["frames"]`` of a CTC sequence into the result folder ``res_dir``.
+
+    ``part`` is ``{"name", "sequence": find_ctc_sequences entry, "frames": [t, ...]}`` (consecutive
+    frames; written as ``mask000.tif, ...`` renumbered from 0, as the held-out ground truth of
+    :func:`~cosinetrack.data.write_ctc_subsequence` is). Frames are read, normalised and streamed one at
+    a time; ``res_dir`` appears complete (and CTC-valid) or not at all.
+
+    Returns:
+        ``{"res_dir", "tracks", "num_frames", "timings", "sample"}`` (``sample``: kept frames for the
+        figures, when ``num_figure_frames`` > 0).
+    """
+    from cosinetrack.data.ctc import iter_ctc_frames
+    from cosinetrack.io.ctc import CTCResultWriter
+
+    seq = dict(part["sequence"])
+    frames = list(part["frames"])
+    network.eval()
+    segmenter = make_pair_segmenter(network, image_size, cluster_kwargs, resolution, tile_overlap, device)
+    keeper = FrameKeeper(len(frames), num_figure_frames) if num_figure_frames > 0 else None
+    inputs = [seq.get("image_dir"), seq.get("gt_dir")]
+    stream = (
+        (i, normalize_frame(image, i_min, i_max, smooth_sigma))
+        for i, (_, image) in enumerate(iter_ctc_frames(seq, frames))
+    )
+    with CTCResultWriter(res_dir, digits=int(seq.get("digits", 3)), overwrite=overwrite, input_dirs=inputs) as writer:
+        result = segment_and_track_video(segmenter, stream, writer, tracker_kwargs, lineage_kwargs, keeper)
+        writer.close(result["tracks"])
+    result["res_dir"] = res_dir
+    result["sample"] = keeper.sample(f"{part['name']}, ") if keeper is not None else None
+    return result
+
+
+def track_folder(
+    network: torch.nn.Module,
+    input_dir: str,
+    output_dir: str,
+    ckpt_path: str | None,
+    image_size: Sequence[int],
+    cluster_kwargs: Mapping[str, Any] | None = None,
+    preset: Mapping[str, Any] | None = None,
+    i_min: float = 20.0,
+    i_max: float = 10.0,
+    smooth_sigma: float = 0.0,
+    resolution: str = "scaled",
+    tile_overlap: int | None = None,
+    tracker_kwargs: Mapping[str, Any] | None = None,
+    lineage_kwargs: Mapping[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+    overwrite: bool = False,
+    cluster_options: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Track every sequence of a CTC-layout folder into ``output_dir/<NN>_RES`` (``maskTTT.tif`` + ``res_track.txt``).
+
+    ``input_dir`` is a data set folder (``01``, ``02``, ...) or one sequence folder; ground truth is not
+    needed. Either ``cluster_kwargs`` is given, or it is derived per sequence from ``preset`` with
+    :func:`~cosinetrack.data.clustering_parameters` (which needs the frame size in tiled mode) plus
+    ``cluster_options`` (e.g. ``max_points``).
+    ``output_dir`` must not exist (unless ``overwrite``) and must not be an input folder; each
+    ``NN_RES`` folder is written atomically.
+
+    Returns:
+        the written result folders.
+    """
+    from cosinetrack.data.ctc import find_ctc_sequences, read_ctc_frame
+    from cosinetrack.data.ctc_presets import clustering_parameters
+    from cosinetrack.engines.checkpoint import load_weights
+
+    sequences = find_ctc_sequences(input_dir)
+    out = os.path.abspath(output_dir)
+    for seq in sequences:
+        for folder in (seq.get("image_dir"), seq.get("gt_dir"), seq.get("root")):
+            if folder and os.path.realpath(folder) == os.path.realpath(out):
+                raise ValueError(f"{output_dir}: the output folder is an input folder; choose another 'output_dir'")
+    if os.path.exists(out) and not overwrite:
+        raise FileExistsError(f"{output_dir}: already exists; choose another output_dir or set overwrite")
+    if ckpt_path:
+        load_weights(network, ckpt_path, map_location=device)
+    os.makedirs(out, exist_ok=True)
+    written = []
+    for seq in sequences:
+        kwargs = cluster_kwargs
+        if kwargs is None:
+            if preset is None:
+                raise ValueError("track_folder needs cluster_kwargs or a preset")
+            frame_size = read_ctc_frame(seq["images"][seq["frames"][0]]).shape
+            kwargs = clustering_parameters(preset, image_size, frame_size, resolution, **dict(cluster_options or {}))
+        part = {"name": seq["name"], "sequence": seq, "frames": list(seq["frames"])}
+        res_dir = os.path.join(out, f"{seq['name']}_RES")
+        result = track_sequence_part(
+            network, part, res_dir, image_size, kwargs, i_min, i_max, smooth_sigma, resolution, tile_overlap,
+            tracker_kwargs, lineage_kwargs, device, overwrite,
+        )
+        t = result["timings"]
+        per_frame = {k: v / max(1, result["num_frames"]) for k, v in t.items()}
+        print(
+            f"{seq['name']}: {result['num_frames']} frames, {len(result['tracks'])} tracks -> {res_dir} "
+            f"(s/frame: " + ", ".join(f"{k} {v:.2f}" for k, v in per_frame.items()) + ")",
+            flush=True,
+        )
+        written.append(res_dir)
+    return written
+
+
+class VideoTrackingStep:
+    """``iteration_update`` of a MONAI evaluator whose items are video parts: track one part, score it.
+
+    Each iteration's batch holds ``index`` (see :class:`~cosinetrack.data.VideoPartDataset`); the part
+    ``parts[index]`` is tracked with :func:`track_sequence_part` into ``work_dir/<name>_RES`` (replaced
+    at every validation), its ground truth is cut out once into ``work_dir/gt/<name>`` with
+    :func:`~cosinetrack.data.write_ctc_subsequence`, and py-ctcmetrics scores the result
+    (:func:`~cosinetrack.metrics.ctc_scores`). ``engine.state.output`` becomes ``{"name", "scores",
+    "res_dir", "tracks", "timings", "sample"}`` for :class:`~cosinetrack.metrics.TrackingScores` and the
+    figure handler.
+    """
+
+    def __init__(
+        self,
+        parts: Sequence[Mapping[str, Any]],
+        work_dir: str,
+        image_size: Sequence[int],
+        preset: Mapping[str, Any],
+        i_min: float = 20.0,
+        i_max: float = 10.0,
+        smooth_sigma: float = 0.0,
+        resolution: str = "scaled",
+        tile_overlap: int | None = None,
+        tracker_kwargs: Mapping[str, Any] | None = None,
+        lineage_kwargs: Mapping[str, Any] | None = None,
+        cluster_kwargs: Mapping[str, Any] | None = None,
+        cluster_options: Mapping[str, Any] | None = None,
+        num_figure_frames: int = 4,
+        metrics: Sequence[str] = ("SEG", "TRA", "DET"),
+    ) -> None:
+        self.parts = list(parts)
+        self.work_dir = os.path.abspath(work_dir)
+        self.image_size = tuple(int(s) for s in image_size)
+        self.preset = dict(preset)
+        self.i_min, self.i_max, self.smooth_sigma = float(i_min), float(i_max), float(smooth_sigma)
+        self.resolution = resolution
+        self.tile_overlap = tile_overlap
+        self.tracker_kwargs = dict(tracker_kwargs or {})
+        self.lineage_kwargs = dict(lineage_kwargs or {})
+        self.cluster_kwargs = None if cluster_kwargs is None else dict(cluster_kwargs)
+        self.cluster_options = dict(cluster_options or {})
+        self.num_figure_frames = num_figure_frames
+        self.metrics = tuple(metrics)
+
+    def _ground_truth(self, part: Mapping[str, Any]) -> str | None:
+        from cosinetrack.data.ctc import write_ctc_subsequence
+
+        seq = part["sequence"]
+        if seq.get("man_track") is None:
+            return None
+        root = os.path.join(self.work_dir, "gt", _safe(part["name"]))
+        gt_dir = os.path.join(root, "01_GT")
+        if not os.path.isdir(gt_dir):
+            write_ctc_subsequence(dict(seq), list(part["frames"]), root, name="01")
+        return gt_dir
+
+    def __call__(self, engine: Any, batch: Mapping[str, Any]) -> dict[str, Any]:
+        from cosinetrack.data.ctc import read_ctc_frame
+        from cosinetrack.data.ctc_presets import clustering_parameters
+        from cosinetrack.metrics.ctc import ctc_scores
+
+        index = batch["index"]
+        index = int(index[0] if isinstance(index, (list, tuple, torch.Tensor, np.ndarray)) else index)
+        part = self.parts[index]
+        seq = part["sequence"]
+        kwargs = self.cluster_kwargs
+        if kwargs is None:
+            frame_size = read_ctc_frame(seq["images"][part["frames"][0]]).shape
+            kwargs = clustering_parameters(
+                self.preset, self.image_size, frame_size, self.resolution, **self.cluster_options
+            )
+        res_dir = os.path.join(self.work_dir, f"{_safe(part['name'])}_RES")
+        result = track_sequence_part(
+            engine.network, part, res_dir, self.image_size, kwargs, self.i_min, self.i_max, self.smooth_sigma,
+            self.resolution, self.tile_overlap, self.tracker_kwargs, self.lineage_kwargs, engine.state.device,
+            overwrite=True, num_figure_frames=self.num_figure_frames,
+        )
+        gt_dir = self._ground_truth(part)
+        scores = ctc_scores(res_dir, gt_dir, metrics=self.metrics) if gt_dir is not None else {}
+        if result["sample"] is not None:
+            result["sample"]["tracks"] = result["tracks"]
+            result["sample"]["num_frames"] = result["num_frames"]
+        return {"name": part["name"], "scores": scores, **result}
+
+
+def _safe(name: str) -> str:
+    """A folder-name-safe version of a part name such as ``01[50:65]``."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name).strip("_")

@@ -1,0 +1,294 @@
+"""Full-resolution tiled inference: tile grid, per-tile GRU state, instance stitching, end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage.draw import disk
+
+from cosinetrack.clustering import mean_best_iou, synthetic_embeddings
+from cosinetrack.engines.tiling import TiledPairSegmenter, stitch_tile_labels, tile_grid, tile_positions
+from cosinetrack.engines.video import ScaledPairSegmenter
+from cosinetrack.networks import RecurrentStackedHourglass
+
+FAST = dict(min_samples=5, n_jobs=1)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_network(seed: int = 0) -> RecurrentStackedHourglass:
+    torch.manual_seed(seed)
+    return RecurrentStackedHourglass(1, 4, num_levels=2, num_filters=4).eval()
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """``a`` and ``b`` have the same instances up to renaming (0 stays background)."""
+    if a.shape != b.shape or not np.array_equal(a > 0, b > 0):
+        return False
+    pairs = np.unique(np.stack([a[a > 0], b[b > 0]]), axis=1)
+    return len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))
+
+
+# ----------------------------------------------------------------------------------------------------
+# grid
+
+
+@pytest.mark.parametrize(("length", "tile", "overlap"), [(100, 32, 16), (97, 32, 8), (64, 32, 16), (33, 32, 0)])
+def test_tile_positions_cover_with_overlap(length, tile, overlap):
+    pos = tile_positions(length, tile, overlap)
+    assert pos[0] == 0 and pos[-1] + tile == length  # last tile aligned to the border
+    gaps = np.diff(pos)
+    assert (gaps > 0).all()
+    overlaps = tile - gaps
+    assert (overlaps[:-1] == overlap).all() and overlaps[-1] >= overlap
+    covered = np.zeros(length, int)
+    for p in pos:
+        covered[p : p + tile] += 1
+    assert covered.min() >= 1
+
+
+def test_tile_grid_cores_partition_and_are_nearest_centre():
+    grid = tile_grid((70, 90), (32, 40), overlap=(8, 20))
+    assert grid.padded_size == (70, 90) and grid.pad == (0, 0, 0, 0)
+    assert grid.num_tiles == len(grid.rows) * len(grid.cols) == len(grid.windows) == len(grid.cores)
+    window_count = np.zeros((70, 90), int)
+    owner = np.full((70, 90), -1)
+    for k, (win, core) in enumerate(zip(grid.windows, grid.cores)):
+        window_count[win] += 1
+        assert (owner[core] == -1).all()
+        owner[core] = k
+        # the core lies inside its window
+        assert win[0].start <= core[0].start and core[0].stop <= win[0].stop
+        assert win[1].start <= core[1].start and core[1].stop <= win[1].stop
+    assert window_count.min() >= 1 and (owner >= 0).all()  # cores partition the image
+    # each pixel is owned by a tile whose centre is (one of) the nearest
+    centres = np.array([(y + 16, x + 20) for y, x in grid.origins], float)
+    yy, xx = np.mgrid[:70, :90] + 0.5
+    d2 = (yy[..., None] - centres[:, 0]) ** 2 + (xx[..., None] - centres[:, 1]) ** 2
+    own_d2 = np.take_along_axis(d2, owner[..., None], axis=-1)[..., 0]
+    assert np.all(own_d2 <= d2.min(axis=-1) + 1e-9)
+    # requested overlap between neighbours, in both axes
+    assert np.diff(grid.rows).tolist()[:-1] == [24] * (len(grid.rows) - 2)
+    assert np.diff(grid.cols).tolist()[:-1] == [20] * (len(grid.cols) - 2)
+
+
+def test_tile_grid_default_overlap_and_small_image():
+    grid = tile_grid((100, 100), 32)
+    assert grid.overlap == (16, 16)  # default: tile // 2
+    small = tile_grid((10, 45), (16, 16), overlap=4)
+    assert small.padded_size == (16, 45) and small.rows == (0,)
+    top, bottom, left, right = small.pad
+    assert (top, bottom, left, right) == (3, 3, 0, 0)
+    assert small.image_window == (slice(3, 13), slice(0, 45))
+    tiny = tile_grid((5, 7), (16, 16))
+    assert tiny.num_tiles == 1 and tiny.padded_size == (16, 16)
+    with pytest.raises(ValueError, match="overlap"):
+        tile_grid((64, 64), 16, overlap=16)
+
+
+def test_small_frame_is_padded_and_cropped():
+    seg = TiledPairSegmenter(tiny_network(), (16, 16), FAST)
+    frame = torch.randn(1, 5, 7)  # much smaller than the tile: repeated reflections
+    tiles = seg.tiles(frame)
+    assert tiles.shape == (1, 1, 16, 16)
+    top, _, left, _ = seg.grid.pad
+    assert torch.equal(tiles[0, 0, top : top + 5, left : left + 7], frame[0])
+    assert seg.push(frame) is None
+    labels = seg.push(torch.randn(1, 5, 7))
+    assert labels.shape == (2, 5, 7) and labels.dtype == np.int32
+
+
+# ----------------------------------------------------------------------------------------------------
+# stitching on hand-made per-tile labels
+
+
+def tiles_of(full: np.ndarray, grid, seed: int = 0) -> list[np.ndarray]:
+    """Crop ``(T, H, W)`` labels into the grid's tiles, with ids shuffled independently per tile."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for wy, wx in grid.windows:
+        crop = full[:, wy, wx]
+        perm = np.concatenate([[0], rng.permutation(np.arange(1, full.max() + 1)) + 100])
+        out.append(perm[crop])
+    return out
+
+
+def test_stitch_instance_spanning_tiles_gets_one_id():
+    grid = tile_grid((24, 40), (24, 24), overlap=8)  # two tiles side by side, overlap x in [16, 24)
+    assert grid.cols == (0, 16)
+    full = np.zeros((1, 24, 40), int)
+    full[0, 6:14, 5:35] = 1  # a long instance across both tiles and the core boundary at x = 20
+    out = stitch_tile_labels(tiles_of(full, grid), grid)
+    assert np.array_equal(out, full)
+
+
+def test_stitch_keeps_distinct_instances_in_overlap_distinct():
+    grid = tile_grid((24, 40), (24, 24), overlap=8)
+    full = np.zeros((2, 24, 40), int)
+    full[:, 2:10, 14:26] = 1  # two instances inside the overlap, crossing the core boundary
+    full[:, 12:20, 15:25] = 2
+    full[:, 2:8, 2:6] = 3  # one only in the first tile's core
+    full[1, 2:8, 34:38] = 4  # one only in the second tile, only in frame 1
+    out = stitch_tile_labels(tiles_of(full, grid), grid)
+    assert out.shape == (2, 24, 40) and out.dtype == np.int32
+    assert same_partition(out, full)  # same instances, one id each in both frames of the pair
+
+
+def test_stitch_pair_consistency_and_grid_of_tiles():
+    grid = tile_grid((50, 60), (24, 24), overlap=12)
+    assert grid.num_tiles > 6
+    full = np.zeros((2, 50, 60), int)
+    centres = [(10, 10), (12, 32), (25, 25), (38, 48), (40, 12), (24, 50)]
+    for i, (cy, cx) in enumerate(centres, start=1):
+        for t in range(2):
+            rr, cc = disk((cy + 2 * t, cx + t), 6, shape=(50, 60))
+            full[t, rr, cc] = i
+    out = stitch_tile_labels(tiles_of(full, grid, seed=3), grid)
+    assert same_partition(out, full)
+    for i in range(1, len(centres) + 1):
+        ids0, ids1 = np.unique(out[0][full[0] == i]), np.unique(out[1][full[1] == i])
+        assert ids0.size == 1 and np.array_equal(ids0, ids1)
+
+
+def test_stitch_does_not_merge_when_a_tile_splits_an_instance():
+    grid = tile_grid((24, 40), (24, 24), overlap=8)
+    full = np.zeros((1, 24, 40), int)
+    full[0, 4:20, 10:30] = 1
+    left, right = tiles_of(full, grid)
+    right = right.copy()
+    right[0, 14:, :] = np.where(right[0, 14:, :] > 0, 7, 0)  # the second tile sees two instances
+    out = stitch_tile_labels([left, right], grid)
+    # the larger upper part matches the first tile's instance (higher IoU); the lower part also covers
+    # >= min_overlap of itself with it but the match is one to one, so it gets its own id
+    assert len(np.unique(out[out > 0])) == 2
+    assert np.unique(out[0, 4:14, 10:30]).tolist() == [1]
+    assert np.unique(out[0, 14:20, 20:30]).tolist() == [2]
+
+
+def test_stitch_one_tile_is_identity_and_crops_padding():
+    grid = tile_grid((10, 12), (16, 16))
+    lab = np.zeros((2, 16, 16), int)
+    lab[:, 0:2, :] = 5  # only in the padding: cropped away
+    lab[:, 5:9, 4:10] = 3
+    out = stitch_tile_labels([lab], grid)
+    assert out.shape == (2, 10, 12)
+    assert np.unique(out).tolist() == [0, 1]
+
+
+# ----------------------------------------------------------------------------------------------------
+# the segmenter
+
+
+def test_one_tile_equals_scaled_segmenter():
+    """A tile-sized frame: one tile, no scaling, so the same GRU steps and the same labels as the paper's path."""
+    net = tiny_network()
+    kwargs = dict(min_samples=8, n_jobs=1)
+    tiled = TiledPairSegmenter(net, (16, 20), kwargs)
+    scaled = ScaledPairSegmenter(net, (16, 20), kwargs)
+    gen = torch.Generator().manual_seed(0)
+    base = torch.randn(1, 16, 20, generator=gen)
+    for t in range(4):
+        frame = base + 0.2 * torch.randn(1, 16, 20, generator=gen)
+        a, b = tiled.push(frame), scaled.push(frame)
+        if t == 0:
+            assert a is None and b is None
+        else:
+            assert a.dtype == np.int32 and np.array_equal(a, b)
+        torch.testing.assert_close(tiled.last_embedding, scaled.last_embedding)
+
+
+def test_each_tile_has_its_own_state():
+    """Batched tiles give what each tile gives when streamed alone with its own state."""
+    net = tiny_network()
+    seg = TiledPairSegmenter(net, (16, 16), FAST, overlap=4)
+    chunked = TiledPairSegmenter(net, (16, 16), FAST, overlap=4, batch_size=2)
+    gen = torch.Generator().manual_seed(1)
+    frames = [torch.randn(1, 30, 40, generator=gen) for _ in range(3)]
+    grid = tile_grid((30, 40), (16, 16), overlap=4)
+    alone_state = [None] * grid.num_tiles
+    for frame in frames:
+        emb = seg.embed(frame)
+        torch.testing.assert_close(chunked.embed(frame), emb, atol=1e-5, rtol=1e-5)
+        for k, (wy, wx) in enumerate(grid.windows):
+            with torch.inference_mode():
+                out, alone_state[k] = net.step(frame[None, :, wy, wx], alone_state[k])
+            torch.testing.assert_close(emb[k], out[-1][0], atol=1e-5, rtol=1e-5)
+
+
+def test_state_per_tile_does_not_grow():
+    seg = TiledPairSegmenter(tiny_network(), (16, 16), FAST, overlap=8)
+    gen = torch.Generator().manual_seed(2)
+    shapes = None
+    for _ in range(4):
+        seg.push(torch.randn(1, 28, 36, generator=gen))
+        n = seg.grid.num_tiles
+        assert n == len(seg.grid.rows) * len(seg.grid.cols) > 1
+        cur = [tuple(s.shape) for per_stack in seg.state for s in per_stack]
+        assert all(s[0] == n for s in cur)  # one state per tile, batched
+        assert shapes is None or cur == shapes  # same size every frame
+        shapes = cur
+        assert seg.previous.shape == (n, 4, 16, 16)  # only the last frame's per-tile embeddings
+    assert seg.last_embedding.shape == (4, 28, 36)
+    with pytest.raises(ValueError, match="fixed per video"):
+        seg.push(torch.randn(1, 30, 36))
+    seg.reset()
+    assert seg.state is None and seg.grid is None and seg.last_embedding is None
+
+
+def test_end_to_end_network_full_resolution():
+    seg = TiledPairSegmenter(tiny_network(), (16, 16), FAST)
+    gen = torch.Generator().manual_seed(3)
+    results = [seg.push(torch.randn(1, 37, 45, generator=gen)) for _ in range(3)]
+    assert results[0] is None
+    for labels in results[1:]:
+        assert isinstance(labels, np.ndarray) and labels.shape == (2, 37, 45) and labels.dtype == np.int32
+        assert labels.min() >= 0
+    assert seg.timings["network"] > 0 and seg.timings["clustering"] > 0
+    assert seg.cluster_last_frame().shape == (37, 45)
+
+
+def moving_discs(frames: int, size=(40, 56)) -> np.ndarray:
+    lab = np.zeros((frames, *size), int)
+    centres = [(8, 9), (9, 30), (20, 20), (28, 44), (31, 8), (14, 48), (32, 28)]
+    for t in range(frames):
+        for i, (cy, cx) in enumerate(centres, start=1):
+            rr, cc = disk((cy + t, cx + t), 5, shape=size)
+            lab[t, rr, cc] = i
+    return lab
+
+
+def test_synthetic_embeddings_per_tile_spaces_stitch_to_ground_truth():
+    """Each tile has its own embedding space (random rotation per tile); the stitched pair labels still
+    recover every instance with one id in both frames."""
+    gt = moving_discs(3)
+    seg = TiledPairSegmenter(tiny_network(), (24, 24), dict(min_samples=5, coordinate_scale=0.01, n_jobs=1), overlap=12)
+    grid = tile_grid(gt.shape[1:], (24, 24), overlap=12)
+    dim = 10
+    rng = np.random.default_rng(0)
+    base = np.eye(dim)[: gt.max() + 1]
+    rotations = [np.linalg.qr(rng.normal(size=(dim, dim)))[0] for _ in range(grid.num_tiles)]
+    calls = {"t": 0}
+
+    def fake_embed_tiles(frame):
+        t = calls["t"]
+        calls["t"] += 1
+        tiles = [
+            synthetic_embeddings(gt[t][wy, wx], dim=dim, directions=base @ rot, smooth=0.0, noise=0.01, seed=t)
+            for (wy, wx), rot in zip(grid.windows, rotations)
+        ]
+        return torch.from_numpy(np.stack(tiles))
+
+    seg._embed_tiles = fake_embed_tiles
+    for t in range(3):
+        labels = seg.push(torch.zeros(1, *gt.shape[1:]))
+        if t:
+            assert labels.shape == (2, *gt.shape[1:])
+            assert mean_best_iou(labels, gt[t - 1 : t + 1]) > 0.95
+            assert same_partition(labels, gt[t - 1 : t + 1])
