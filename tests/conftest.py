@@ -50,3 +50,17 @@ def run_bundle(run_id: str, configs: list[str], *args: str, tmp: Path) -> subpro
     if proc.returncode != 0:
         pytest.fail(f"{' '.join(cmd + list(args))} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+def train_tiny(tmp: Path, configs: list[str], *args: str) -> tuple[Path, str, Path, subprocess.CompletedProcess]:
+    """A 4-iteration training run (validation every 2) logging to ``tmp/mlflow.db``, experiment ``test``.
+
+    Returns ``(tmp, tracking uri, output folder, completed process)``, what the bundle tests share.
+    """
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    out = tmp / "run"
+    proc = run_bundle(
+        "training", configs, "--max_iterations", "4", "--val_interval", "2", *args,
+        "--tracking_uri", uri, "--experiment_name", "test", "--output_dir", str(out), tmp=tmp,
+    )
+    return tmp, uri, out, proc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import mlflow
 import pytest
-from conftest import run_bundle
+from conftest import run_bundle, train_tiny
 
 from cosinetrack.io import validate_ctc_result
 
@@ -17,14 +17,7 @@ SYNTH = ["--synthetic#num_frames", "10", "--synthetic#image_size", "[80,80]", "-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One tiny training run of the user's command; shared by the tests below."""
-    tmp = tmp_path_factory.mktemp("cell")
-    uri = f"sqlite:///{tmp}/mlflow.db"
-    out = tmp / "run"
-    proc = run_bundle(
-        "training", TRAIN, "--max_iterations", "4", "--val_interval", "2", *TINY, *SYNTH,
-        "--tracking_uri", uri, "--experiment_name", "test", "--output_dir", str(out), tmp=tmp,
-    )
-    return tmp, uri, out, proc
+    return train_tiny(tmp_path_factory.mktemp("cell"), TRAIN, *TINY, *SYNTH)
 
 
 def test_training_validates_by_tracking_and_logs_ctc_scores(trained):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlflow
 import numpy as np
 import pytest
-from conftest import run_bundle
+from conftest import run_bundle, train_tiny
 
 from cosinetrack.data import find_cvppp_plants
 from cosinetrack.data.cvppp import read_cvppp_label, read_leaf_counts, write_cvppp_image
@@ -19,14 +19,7 @@ SYNTH = ["--synthetic#num_plants", "6", "--synthetic#image_size", "[96,80]"]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One tiny training run of the user's command; shared by the tests below."""
-    tmp = tmp_path_factory.mktemp("leaf")
-    uri = f"sqlite:///{tmp}/mlflow.db"
-    out = tmp / "run"
-    proc = run_bundle(
-        "training", TRAIN, "--max_iterations", "4", "--val_interval", "2", *TINY, *SYNTH,
-        "--tracking_uri", uri, "--experiment_name", "test", "--output_dir", str(out), tmp=tmp,
-    )
-    return tmp, uri, out, proc
+    return train_tiny(tmp_path_factory.mktemp("leaf"), TRAIN, *TINY, *SYNTH)
 
 
 def test_training_validates_with_clustering_and_logs_embedding_panels(trained):

@@ -7,7 +7,7 @@ import os
 import mlflow
 import nibabel as nib
 import pytest
-from conftest import run_bundle
+from conftest import run_bundle, train_tiny
 
 TINY = ["--image_size", "[32,32]", "--num_levels", "3", "--num_filters", "8", "--num_threads", "2"]
 SYNTH = ["--synthetic#num_cases", "4", "--synthetic#image_size", "[40,48]", "--synthetic#num_frames", "6"]
@@ -16,14 +16,7 @@ SYNTH = ["--synthetic#num_cases", "4", "--synthetic#image_size", "[40,48]", "--s
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One tiny training run of the user's command; shared by the tests below."""
-    tmp = tmp_path_factory.mktemp("lv")
-    uri = f"sqlite:///{tmp}/mlflow.db"
-    out = tmp / "run"
-    proc = run_bundle(
-        "training", ["bundles/lv_mri/train.json"], "--max_iterations", "4", "--val_interval", "2", *TINY, *SYNTH,
-        "--tracking_uri", uri, "--experiment_name", "test", "--output_dir", str(out), tmp=tmp,
-    )
-    return tmp, uri, out, proc
+    return train_tiny(tmp_path_factory.mktemp("lv"), ["bundles/lv_mri/train.json"], *TINY, *SYNTH)
 
 
 def test_training_logs_a_complete_mlflow_run(trained):

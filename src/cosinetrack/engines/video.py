@@ -35,6 +35,7 @@ __all__ = [
     "PairSegmenter",
     "ScaledPairSegmenter",
     "VideoTrackingStep",
+    "clustering_for_part",
     "make_pair_segmenter",
     "normalize_frame",
     "segment_and_track_video",
@@ -300,39 +301,55 @@ def track_sequence_part(
     return result
 
 
+def clustering_for_part(
+    part: Mapping[str, Any],
+    image_size: Sequence[int],
+    resolution: str,
+    preset: Mapping[str, Any] | None,
+    cluster_kwargs: Mapping[str, Any] | None = None,
+    cluster_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The clustering options of a video part: ``cluster_kwargs`` when given, else the ``preset``'s m_pts
+    and c converted to this network canvas (:func:`~cosinetrack.data.clustering_parameters`; tiled mode
+    reads the first frame's size) plus ``cluster_options`` (e.g. ``max_points``)."""
+    from cosinetrack.data.ctc import read_ctc_frame
+    from cosinetrack.data.ctc_presets import clustering_parameters
+
+    if cluster_kwargs is not None:
+        return dict(cluster_kwargs)
+    if preset is None:
+        raise ValueError("the clustering needs cluster_kwargs or a data-set preset")
+    seq = part["sequence"]
+    frame_size = read_ctc_frame(seq["images"][part["frames"][0]]).shape
+    return clustering_parameters(preset, image_size, frame_size, resolution, **dict(cluster_options or {}))
+
+
 def track_folder(
     network: torch.nn.Module,
     input_dir: str,
     output_dir: str,
     ckpt_path: str | None,
     image_size: Sequence[int],
-    cluster_kwargs: Mapping[str, Any] | None = None,
     preset: Mapping[str, Any] | None = None,
-    i_min: float = 20.0,
-    i_max: float = 10.0,
-    smooth_sigma: float = 0.0,
     resolution: str = "scaled",
-    tile_overlap: int | None = None,
-    tracker_kwargs: Mapping[str, Any] | None = None,
-    lineage_kwargs: Mapping[str, Any] | None = None,
+    cluster_kwargs: Mapping[str, Any] | None = None,
+    cluster_options: Mapping[str, Any] | None = None,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
-    cluster_options: Mapping[str, Any] | None = None,
+    **settings: Any,
 ) -> list[str]:
     """Track every sequence of a CTC-layout folder into ``output_dir/<NN>_RES`` (``maskTTT.tif`` + ``res_track.txt``).
 
     ``input_dir`` is a data set folder (``01``, ``02``, ...) or one sequence folder; ground truth is not
-    needed. Either ``cluster_kwargs`` is given, or it is derived per sequence from ``preset`` with
-    :func:`~cosinetrack.data.clustering_parameters` (which needs the frame size in tiled mode) plus
-    ``cluster_options`` (e.g. ``max_points``).
-    ``output_dir`` must not exist (unless ``overwrite``) and must not be an input folder; each
-    ``NN_RES`` folder is written atomically.
+    needed. The clustering options come from :func:`clustering_for_part`; ``settings`` are further
+    keyword arguments of :func:`track_sequence_part` (``i_min``, ``i_max``, ``smooth_sigma``,
+    ``tile_overlap``, ``tracker_kwargs``, ``lineage_kwargs``). ``output_dir`` must not exist (unless
+    ``overwrite``) and must not be an input folder; each ``NN_RES`` folder is written atomically.
 
     Returns:
         the written result folders.
     """
-    from cosinetrack.data.ctc import find_ctc_sequences, read_ctc_frame
-    from cosinetrack.data.ctc_presets import clustering_parameters
+    from cosinetrack.data.ctc import find_ctc_sequences
     from cosinetrack.engines.checkpoint import load_weights
 
     sequences = find_ctc_sequences(input_dir)
@@ -348,20 +365,14 @@ def track_folder(
     os.makedirs(out, exist_ok=True)
     written = []
     for seq in sequences:
-        kwargs = cluster_kwargs
-        if kwargs is None:
-            if preset is None:
-                raise ValueError("track_folder needs cluster_kwargs or a preset")
-            frame_size = read_ctc_frame(seq["images"][seq["frames"][0]]).shape
-            kwargs = clustering_parameters(preset, image_size, frame_size, resolution, **dict(cluster_options or {}))
         part = {"name": seq["name"], "sequence": seq, "frames": list(seq["frames"])}
+        kwargs = clustering_for_part(part, image_size, resolution, preset, cluster_kwargs, cluster_options)
         res_dir = os.path.join(out, f"{seq['name']}_RES")
         result = track_sequence_part(
-            network, part, res_dir, image_size, kwargs, i_min, i_max, smooth_sigma, resolution, tile_overlap,
-            tracker_kwargs, lineage_kwargs, device, overwrite,
+            network, part, res_dir, image_size, kwargs, resolution=resolution, device=device, overwrite=overwrite,
+            **settings,
         )
-        t = result["timings"]
-        per_frame = {k: v / max(1, result["num_frames"]) for k, v in t.items()}
+        per_frame = {k: v / max(1, result["num_frames"]) for k, v in result["timings"].items()}
         print(
             f"{seq['name']}: {result['num_frames']} frames, {len(result['tracks'])} tracks -> {res_dir} "
             f"(s/frame: " + ", ".join(f"{k} {v:.2f}" for k, v in per_frame.items()) + ")",
@@ -380,7 +391,8 @@ class VideoTrackingStep:
     :func:`~cosinetrack.data.write_ctc_subsequence`, and py-ctcmetrics scores the result
     (:func:`~cosinetrack.metrics.ctc_scores`). ``engine.state.output`` becomes ``{"name", "scores",
     "res_dir", "tracks", "timings", "sample"}`` for :class:`~cosinetrack.metrics.TrackingScores` and the
-    figure handler.
+    figure handler. ``settings`` are further keyword arguments of :func:`track_sequence_part`
+    (``i_min``, ``i_max``, ``smooth_sigma``, ``tile_overlap``, ``tracker_kwargs``, ``lineage_kwargs``).
     """
 
     def __init__(
@@ -388,32 +400,24 @@ class VideoTrackingStep:
         parts: Sequence[Mapping[str, Any]],
         work_dir: str,
         image_size: Sequence[int],
-        preset: Mapping[str, Any],
-        i_min: float = 20.0,
-        i_max: float = 10.0,
-        smooth_sigma: float = 0.0,
+        preset: Mapping[str, Any] | None = None,
         resolution: str = "scaled",
-        tile_overlap: int | None = None,
-        tracker_kwargs: Mapping[str, Any] | None = None,
-        lineage_kwargs: Mapping[str, Any] | None = None,
         cluster_kwargs: Mapping[str, Any] | None = None,
         cluster_options: Mapping[str, Any] | None = None,
         num_figure_frames: int = 4,
         metrics: Sequence[str] = ("SEG", "TRA", "DET"),
+        **settings: Any,
     ) -> None:
         self.parts = list(parts)
         self.work_dir = os.path.abspath(work_dir)
         self.image_size = tuple(int(s) for s in image_size)
-        self.preset = dict(preset)
-        self.i_min, self.i_max, self.smooth_sigma = float(i_min), float(i_max), float(smooth_sigma)
+        self.preset = None if preset is None else dict(preset)
         self.resolution = resolution
-        self.tile_overlap = tile_overlap
-        self.tracker_kwargs = dict(tracker_kwargs or {})
-        self.lineage_kwargs = dict(lineage_kwargs or {})
         self.cluster_kwargs = None if cluster_kwargs is None else dict(cluster_kwargs)
         self.cluster_options = dict(cluster_options or {})
         self.num_figure_frames = num_figure_frames
         self.metrics = tuple(metrics)
+        self.settings = dict(settings)
 
     def _ground_truth(self, part: Mapping[str, Any]) -> str | None:
         from cosinetrack.data.ctc import write_ctc_subsequence
@@ -428,25 +432,18 @@ class VideoTrackingStep:
         return gt_dir
 
     def __call__(self, engine: Any, batch: Mapping[str, Any]) -> dict[str, Any]:
-        from cosinetrack.data.ctc import read_ctc_frame
-        from cosinetrack.data.ctc_presets import clustering_parameters
         from cosinetrack.metrics.ctc import ctc_scores
 
         index = batch["index"]
         index = int(index[0] if isinstance(index, (list, tuple, torch.Tensor, np.ndarray)) else index)
         part = self.parts[index]
-        seq = part["sequence"]
-        kwargs = self.cluster_kwargs
-        if kwargs is None:
-            frame_size = read_ctc_frame(seq["images"][part["frames"][0]]).shape
-            kwargs = clustering_parameters(
-                self.preset, self.image_size, frame_size, self.resolution, **self.cluster_options
-            )
+        kwargs = clustering_for_part(
+            part, self.image_size, self.resolution, self.preset, self.cluster_kwargs, self.cluster_options
+        )
         res_dir = os.path.join(self.work_dir, f"{_safe(part['name'])}_RES")
         result = track_sequence_part(
-            engine.network, part, res_dir, self.image_size, kwargs, self.i_min, self.i_max, self.smooth_sigma,
-            self.resolution, self.tile_overlap, self.tracker_kwargs, self.lineage_kwargs, engine.state.device,
-            overwrite=True, num_figure_frames=self.num_figure_frames,
+            engine.network, part, res_dir, self.image_size, kwargs, resolution=self.resolution,
+            device=engine.state.device, overwrite=True, num_figure_frames=self.num_figure_frames, **self.settings,
         )
         gt_dir = self._ground_truth(part)
         scores = ctc_scores(res_dir, gt_dir, metrics=self.metrics) if gt_dir is not None else {}
