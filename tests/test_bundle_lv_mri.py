@@ -34,7 +34,7 @@ def test_training_logs_a_complete_mlflow_run(trained):
     assert {"config.json", "model_best.pt", "figures"} <= artifacts
     figures = [a.path for a in client.list_artifacts(run.info.run_id, "figures/validation")]
     assert len(figures) == 2 and all(f.endswith(".png") for f in figures)
-    assert (out / "model_best.pt").is_file()
+    assert (out / "model_best.pt").is_file() and (out / "model_final.pt").is_file()
 
 
 def test_evaluate_prints_iou_table(trained):

@@ -18,6 +18,7 @@ A *pair segmenter* turns normalised frames into pair labels; it has ``push(frame
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,6 +30,8 @@ import torch
 from cosinetrack.clustering import check_cluster_kwargs, cluster_embeddings, restore_label_size
 from cosinetrack.tracking import PairTracker
 from cosinetrack.transforms.spatial import fit_to_size
+
+logger = logging.getLogger("cosinetrack")
 
 __all__ = [
     "FrameKeeper",
@@ -324,6 +327,14 @@ def clustering_for_part(
     return clustering_parameters(preset, image_size, frame_size, resolution, **dict(cluster_options or {}))
 
 
+def describe_tracking(name: str, result: Mapping[str, Any]) -> str:
+    """One line about a tracked video: frames, tracks, result folder and seconds per frame of each stage."""
+    per_frame = {k: v / max(1, result["num_frames"]) for k, v in result["timings"].items()}
+    timing = ", ".join(f"{k} {v:.2f}" for k, v in per_frame.items())
+    frames, tracks = result["num_frames"], len(result["tracks"])
+    return f"{name}: {frames} frames, {tracks} tracks -> {result['res_dir']} (s/frame: {timing})"
+
+
 def track_folder(
     network: torch.nn.Module,
     input_dir: str,
@@ -372,12 +383,7 @@ def track_folder(
             network, part, res_dir, image_size, kwargs, resolution=resolution, device=device, overwrite=overwrite,
             **settings,
         )
-        per_frame = {k: v / max(1, result["num_frames"]) for k, v in result["timings"].items()}
-        print(
-            f"{seq['name']}: {result['num_frames']} frames, {len(result['tracks'])} tracks -> {res_dir} "
-            f"(s/frame: " + ", ".join(f"{k} {v:.2f}" for k, v in per_frame.items()) + ")",
-            flush=True,
-        )
+        print(describe_tracking(seq["name"], result), flush=True)
         written.append(res_dir)
     return written
 
@@ -445,6 +451,7 @@ class VideoTrackingStep:
             engine.network, part, res_dir, self.image_size, kwargs, resolution=self.resolution,
             device=engine.state.device, overwrite=True, num_figure_frames=self.num_figure_frames, **self.settings,
         )
+        logger.info(describe_tracking(part["name"], result))
         gt_dir = self._ground_truth(part)
         scores = ctc_scores(res_dir, gt_dir, metrics=self.metrics) if gt_dir is not None else {}
         if result["sample"] is not None:
