@@ -52,7 +52,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -69,6 +68,10 @@ from cosinetrack.engines.checkpoint import load_weights
 from cosinetrack.engines.tiling import tile_grid
 from cosinetrack.engines.video import track_sequence_part
 from cosinetrack.io.atomic import atomic_write_text
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_network import cpu_model  # noqa: E402  (the same machine description as the network benchmark)
+
 from cosinetrack.networks import RecurrentStackedHourglass
 
 MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
@@ -76,18 +79,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(os.path.dirname(REPO), "shared", "data", "ctc")
 CHILD_TAG = "BENCH_CELL_INFERENCE_CHILD "
 STAGES = ("network", "clustering", "tracking", "writing")
-
-
-def cpu_model() -> str:
-    """``lscpu`` model name (falls back to ``platform.processor()``)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown"
 
 
 def mib_maxrss() -> float:

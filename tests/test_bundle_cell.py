@@ -73,4 +73,5 @@ def test_training_reads_fluo_sim_by_override(shared_data, tmp_path):
         "--output_dir", str(tmp_path / "run"), tmp=tmp_path,
     )
     assert "Validation after 1 iterations" in proc.stdout and "val_SEG" in proc.stdout
-    assert "Fluo-N2DH-SIM+" in proc.stdout  # preset picked from the folder name
+    res = tmp_path / "run" / "tracking" / "01_63_65_RES"  # the held-out last 2 frames, tracked and scored
+    assert validate_ctc_result(str(res)) and len(list(res.glob("mask*.tif"))) == 2

@@ -67,6 +67,7 @@ import torch
 import torch.nn.functional as F
 
 from cosinetrack.clustering import check_cluster_kwargs, cluster_embeddings, relabel_consecutive
+from cosinetrack.tracking.matching import instance_overlaps
 
 __all__ = ["TileGrid", "TiledPairSegmenter", "stitch_tile_labels", "tile_grid", "tile_positions"]
 
@@ -198,30 +199,21 @@ def _match_in_overlap(
     tile_labels: np.ndarray, placed: np.ndarray, min_iou: float, min_overlap: float | None
 ) -> dict[int, int]:
     """``{tile id: placed id}``: greedy one-to-one matching of the overlap-region pixels (1-D arrays)."""
-    a = tile_labels.astype(np.int64, copy=False)
-    b = placed.astype(np.int64, copy=False)
-    both = (a > 0) & (b > 0)
-    if not both.any():
+    ids_a, ids_b, inter, sa, sb = instance_overlaps(tile_labels, placed)
+    if not inter.size:
         return {}
-    ids_a, sizes_a = np.unique(a[a > 0], return_counts=True)
-    ids_b, sizes_b = np.unique(b[b > 0], return_counts=True)
-    ia = np.searchsorted(ids_a, a[both])
-    ib = np.searchsorted(ids_b, b[both])
-    keys, inter = np.unique(ia * ids_b.size + ib, return_counts=True)
-    ka, kb = np.divmod(keys, ids_b.size)
-    sa, sb = sizes_a[ka], sizes_b[kb]
     iou = inter / (sa + sb - inter)
     frac = inter / np.minimum(sa, sb)
     ok = iou >= min_iou
     if min_overlap is not None:
         ok |= frac >= min_overlap
-    order = np.lexsort((ids_a[ka], ids_b[kb], -frac, -iou))
+    order = np.lexsort((ids_a, ids_b, -frac, -iou))
     matched: dict[int, int] = {}
     taken: set[int] = set()
     for k in order:
         if not ok[k]:
             continue
-        i, g = int(ids_a[ka[k]]), int(ids_b[kb[k]])
+        i, g = int(ids_a[k]), int(ids_b[k])
         if i in matched or g in taken:
             continue
         matched[i] = g

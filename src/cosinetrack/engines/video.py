@@ -18,6 +18,7 @@ A *pair segmenter* turns normalised frames into pair labels; it has ``push(frame
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -62,12 +63,18 @@ def normalize_frame(frame: np.ndarray, i_min: float, i_max: float, smooth_sigma:
     The same robust normalisation as training and validation (median of the lowest ``i_min`` % and of
     the highest ``i_max`` % mapped to -1 and 1), after an optional Gaussian smoothing of ``smooth_sigma`` px.
     """
-    from cosinetrack.transforms.augment import clip_eval_transforms
-
     x = np.asarray(frame, dtype=np.float32)
     x = x[None] if x.ndim == 2 else x
-    out = clip_eval_transforms(i_min, i_max, per_channel=False, smooth_sigma=smooth_sigma)({"image": x})["image"]
+    out = _frame_transform(float(i_min), float(i_max), float(smooth_sigma))({"image": x})["image"]
     return torch.as_tensor(out, dtype=torch.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _frame_transform(i_min: float, i_max: float, smooth_sigma: float):
+    """The evaluation transform of :func:`normalize_frame`, built once per setting (not once per frame)."""
+    from cosinetrack.transforms.augment import clip_eval_transforms
+
+    return clip_eval_transforms(i_min, i_max, per_channel=False, smooth_sigma=smooth_sigma)
 
 
 class ScaledPairSegmenter:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["PARENT_MEASURES", "best_overlapping_instance", "greedy_iou_matching", "iou_pairs"]
+__all__ = ["PARENT_MEASURES", "best_overlapping_instance", "greedy_iou_matching", "instance_overlaps", "iou_pairs"]
 
 #: names accepted by ``measure=`` of :func:`best_overlapping_instance`.
 PARENT_MEASURES = ("iou", "overlap")
@@ -43,13 +43,27 @@ def iou_pairs(labels_a: np.ndarray, labels_b: np.ndarray) -> tuple[np.ndarray, n
         ``(i, j)`` with at least one shared pixel, ordered by ``(i, j)``. Pairs without overlap (IoU 0)
         are left out.
     """
+    _check_same_shape(np.asarray(labels_a), np.asarray(labels_b), "iou_pairs")
+    ids_a, ids_b, inter, size_a, size_b = instance_overlaps(labels_a, labels_b)
+    iou = inter / (size_a + size_b - inter) if inter.size else np.zeros(0)
+    return ids_a, ids_b, iou.astype(np.float64)
+
+
+def instance_overlaps(
+    labels_a: np.ndarray, labels_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every overlapping pair of instances (ids > 0) of two label arrays of the same shape.
+
+    Returns ``(ids_a, ids_b, intersection, size_a, size_b)``, one entry per overlapping pair (pixel
+    counts; sizes are the whole instances' sizes in ``labels_a`` / ``labels_b``), from one contingency
+    table of the shared foreground (no loop over instances).
+    """
     a = np.asarray(labels_a).astype(np.int64, copy=False).ravel()
     b = np.asarray(labels_b).astype(np.int64, copy=False).ravel()
-    _check_same_shape(np.asarray(labels_a), np.asarray(labels_b), "iou_pairs")
     empty = np.zeros(0, dtype=np.int64)
     both = (a > 0) & (b > 0)
     if not both.any():
-        return empty, empty.copy(), np.zeros(0, dtype=np.float64)
+        return empty, empty.copy(), empty.copy(), empty.copy(), empty.copy()
     ids_a, sizes_a = np.unique(a[a > 0], return_counts=True)
     ids_b, sizes_b = np.unique(b[b > 0], return_counts=True)
     # contingency table of the shared foreground, on compact indices so the key never overflows
@@ -57,8 +71,7 @@ def iou_pairs(labels_a: np.ndarray, labels_b: np.ndarray) -> tuple[np.ndarray, n
     ib = np.searchsorted(ids_b, b[both])
     keys, inter = np.unique(ia * ids_b.size + ib, return_counts=True)
     ka, kb = np.divmod(keys, ids_b.size)
-    iou = inter / (sizes_a[ka] + sizes_b[kb] - inter)
-    return ids_a[ka], ids_b[kb], iou.astype(np.float64)
+    return ids_a[ka], ids_b[kb], inter, sizes_a[ka], sizes_b[kb]
 
 
 def greedy_iou_matching(reference: np.ndarray, labels: np.ndarray, min_iou: float = 0.25) -> dict[int, int]:
