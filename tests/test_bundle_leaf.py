@@ -97,3 +97,20 @@ def test_training_reads_cvppp_a1_by_override(shared_data, tmp_path):
         "--output_dir", str(tmp_path / "run"), tmp=tmp_path,
     )
     assert "Validation after 1 iterations" in proc.stdout and "val_sbd" in proc.stdout
+
+
+def test_inference_refuses_an_output_folder_around_the_photos(trained, tmp_path):
+    """The reported data loss: ``--input_dir P/photos --output_dir P --overwrite true`` deleted ``P/photos``."""
+    tmp, _, out, _ = trained
+    photos = tmp_path / "P" / "photos"
+    photos.mkdir(parents=True)
+    write_cvppp_image(np.random.default_rng(0).uniform(size=(3, 40, 50)).astype(np.float32), photos / "a.png")
+    (tmp_path / "P" / "notes.txt").write_text("keep me")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    args = [*TINY, "--ckpt_path", str(out / "model_best.pt"), "--input_dir", str(photos)]
+    with pytest.raises(BaseException, match="contains the input folder"):
+        run_bundle(
+            "inference", TRAIN + ["bundles/leaf/inference.json"], *args, "--output_dir", str(tmp_path / "P"),
+            "--overwrite", "true", tmp=tmp,
+        )
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

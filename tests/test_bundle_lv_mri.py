@@ -80,3 +80,29 @@ def test_nonrecurrent_cross_validation_comparison(tmp_path):
     assert len(runs) == 5  # 2 variants x 2 folds + the summary
     summary = [r for r in runs if "cv2" in r.info.run_name][0]
     assert "recurrent_myo" in summary.data.metrics and "nonrecurrent_cav" in summary.data.metrics
+
+
+def _tree(folder):
+    """``{relative path: bytes}`` of every file below ``folder`` (what must survive a refused run)."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("where", ["same", "parent", "inside"])
+def test_inference_never_deletes_or_writes_into_the_input_folder(trained, where, tmp_path):
+    """The reported data loss: ``--input_dir D --output_dir D --overwrite true`` deleted every file of D."""
+    tmp, _, out, _ = trained
+    cache = tmp / "cache" / os.listdir(tmp / "cache")[0]
+    data = tmp_path / "D"
+    (data / "imagesTr").mkdir(parents=True)
+    for src in sorted((cache / "imagesTr").iterdir())[:1]:
+        (data / "imagesTr" / src.name).write_bytes(src.read_bytes())
+    (data / "README.txt").write_text("my notes")
+    output = {"same": data, "parent": tmp_path, "inside": data / "imagesTr" / "pred"}[where]
+    before = _tree(tmp_path)
+    args = [*TINY, "--ckpt_path", str(out / "model_best.pt"), "--input_dir", str(data), "--output_dir", str(output)]
+    with pytest.raises(BaseException, match="input folder"):
+        run_bundle(
+            "inference", ["bundles/lv_mri/train.json", "bundles/lv_mri/inference.json"], *args, "--overwrite", "true",
+            tmp=tmp,
+        )
+    assert _tree(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["D"]

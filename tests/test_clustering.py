@@ -411,8 +411,10 @@ def test_cluster_folder_writes_frame_pngs(tmp_path):
     pred = np.stack([read_instance_png(p) for p in written[:2]])
     assert mean_best_iou(pred, gts[0]) > 0.9
     assert sorted(os.listdir(tmp_path / "in")) == ["case0.npy", "case1.npy"]
-    with pytest.raises(ValueError, match="differ"):
-        cluster_folder(tmp_path / "in", tmp_path / "in")
+    for out in (tmp_path / "in", tmp_path / "in" / "sub", tmp_path):  # is, lies inside, contains the input
+        with pytest.raises(ValueError, match="input folder"):
+            cluster_folder(tmp_path / "in", out)
+    assert sorted(os.listdir(tmp_path / "in")) == ["case0.npy", "case1.npy"]
 
 
 def test_write_instance_png_modes(tmp_path):

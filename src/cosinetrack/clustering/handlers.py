@@ -22,7 +22,7 @@ from PIL import Image
 
 from cosinetrack.clustering.embedding_clustering import _to_numpy, cluster_embeddings
 from cosinetrack.clustering.transforms import check_cluster_kwargs
-from cosinetrack.io.atomic import atomic_file
+from cosinetrack.io.atomic import atomic_file, refuse_output_over_inputs
 from cosinetrack.transforms.spatial import fit_geometry, undo_fit
 
 __all__ = [
@@ -330,7 +330,7 @@ def cluster_folder(
 
     Args:
         input_dir: folder of the embedding files.
-        output_dir: folder of the PNGs; must not be ``input_dir``.
+        output_dir: folder of the PNGs; must not be, contain or lie inside ``input_dir``.
         pattern: glob pattern of the files within ``input_dir``.
         mode: PNG mode, see :func:`write_instance_png`.
         cluster_kwargs: options of :func:`~cosinetrack.clustering.cluster_embeddings`.
@@ -341,8 +341,7 @@ def cluster_folder(
     input_dir, output_dir = os.fspath(input_dir), os.fspath(output_dir)
     if not os.path.isdir(input_dir):
         raise FileNotFoundError(f"{input_dir}: input folder does not exist")
-    if os.path.realpath(input_dir) == os.path.realpath(output_dir):
-        raise ValueError(f"{output_dir}: output_dir must differ from input_dir (inputs are never overwritten)")
+    refuse_output_over_inputs(output_dir, [input_dir])  # not inside, not around the input folder
     files = sorted(glob.glob(os.path.join(glob.escape(input_dir), pattern)))
     if not files:
         raise FileNotFoundError(f"{input_dir}: no files match {pattern!r}")

@@ -19,6 +19,7 @@ from cosinetrack.data.cine import (
     resolve_cases,
 )
 from cosinetrack.data.ctc import (
+    check_ctc_frames,
     find_ctc_sequences,
     iter_ctc_frames,
     iter_ctc_training_frames,
@@ -52,6 +53,7 @@ __all__ = [
     "split_video_frames",
     "whole_sequences",
     "VideoPartDataset",
+    "check_ctc_frames",
     "find_ctc_sequences",
     "iter_ctc_frames",
     "iter_ctc_training_frames",

@@ -44,6 +44,7 @@ from cosinetrack.data.cine import IGNORE_LABEL
 from cosinetrack.errors import CosineTrackDataError
 
 __all__ = [
+    "check_ctc_frames",
     "find_ctc_sequences",
     "iter_ctc_frames",
     "iter_ctc_training_frames",
@@ -163,6 +164,43 @@ def find_ctc_sequences(path: str | os.PathLike) -> list[dict]:
     return sequences
 
 
+def check_ctc_frames(sequence: dict) -> dict:
+    """Check a sequence of :func:`find_ctc_sequences` before it is tracked; return it unchanged.
+
+    Without reading pixel data: the frame numbers must have no gap (``t000, t001, t003`` would otherwise
+    be tracked as if ``t003`` followed ``t001``, and written as ``mask002``), and every frame's TIFF header
+    must give the same 2D size as the first frame's.
+
+    Raises:
+        CosineTrackDataError: naming the image folder and the missing frame numbers, or the file whose
+            header is unreadable or whose size differs.
+    """
+    frames = list(sequence["frames"])
+    if frames:
+        missing = sorted(set(range(frames[0], frames[-1] + 1)) - set(frames))
+        if missing:
+            shown = ", ".join(f"t{t:0{sequence.get('digits') or 3}d}.tif" for t in missing[:10])
+            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+            raise CosineTrackDataError(
+                sequence["image_dir"],
+                f"frames are missing from the video: {shown}{more}. A gap would be tracked as if no time had "
+                "passed; add the missing frames, or split the video into folders without gaps",
+            )
+    shape = None
+    for t in frames:
+        path = sequence["images"][t]
+        try:
+            with tifffile.TiffFile(path) as tif:
+                size = tuple(n for n in tif.series[0].shape if n != 1)
+        except Exception as exc:  # tifffile raises TiffFileError, ValueError, OSError...
+            raise CosineTrackDataError(path, f"cannot read the TIFF ({type(exc).__name__}: {exc})") from exc
+        if shape is None:
+            shape = size
+        elif size != shape:
+            raise CosineTrackDataError(path, f"frame size {size} differs from the first frame's {shape}")
+    return sequence
+
+
 def _frames_of(sequence: dict, frames: Sequence[int] | None) -> list[int]:
     if frames is None:
         return list(sequence["frames"])
@@ -189,8 +227,9 @@ def read_ctc_frame(path: str | os.PathLike) -> np.ndarray:
     imagecodecs can decode (the CTC files are LZW) is accepted.
 
     Raises:
-        CosineTrackDataError: missing or unreadable file, or not a 2D single-channel image (e.g. a 3D
-            stack, several pages, or RGB).
+        CosineTrackDataError: missing or unreadable file, not a 2D single-channel image (e.g. a 3D
+            stack, several pages, or RGB), or floating-point pixels that are NaN or infinite (they would
+            poison the normalisation and the GRU state for the rest of the video).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -208,6 +247,9 @@ def read_ctc_frame(path: str | os.PathLike) -> np.ndarray:
         )
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise CosineTrackDataError(path, f"unsupported pixel type {array.dtype}")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int(array.size - np.isfinite(array).sum())
+        raise CosineTrackDataError(path, f"{bad} pixel(s) are NaN or infinite; replace them before tracking")
     return array
 
 

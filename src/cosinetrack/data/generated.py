@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from cosinetrack.io.atomic import current_umask
+
 __all__ = [
     "read_dataset_json",
     "is_generated_by",
@@ -181,6 +183,7 @@ def write_generated_dataset(
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private; the data set is not
     try:
         data = write_items(tmp, params)
         data["generator"] = {**params, **data.get("generator", {})}

@@ -18,7 +18,7 @@ from cosinetrack.clustering import check_cluster_kwargs, cluster_embeddings, res
 from cosinetrack.data.cvppp import count_leaves, read_cvppp_image, write_cvppp_label, write_leaf_counts
 from cosinetrack.engines.checkpoint import load_weights
 from cosinetrack.engines.inferer import stream_frames
-from cosinetrack.io.atomic import atomic_directory
+from cosinetrack.io.atomic import atomic_directory, refuse_output_over_inputs
 from cosinetrack.transforms.augment import clip_eval_transforms
 
 __all__ = ["segment_image_instances", "segment_plants_to_folder"]
@@ -64,25 +64,27 @@ def segment_plants_to_folder(
     i_max: float = 1.0,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
+    input_paths: Sequence[str | None] = (),
 ) -> list[str]:
     """Segment every plant image and write ``<name>_label.png`` files plus ``leaf_counts.csv``.
 
     ``plants`` are entries of :func:`~cosinetrack.data.find_plant_images`. The label files are palette
     PNGs like the official CVPPP ones (index = leaf id); ``leaf_counts.csv`` is in the ``A1.csv`` format.
     ``out_dir`` appears complete or not at all (written in a temporary folder, then renamed); an
-    existing ``out_dir`` is an error unless ``overwrite``; it may not be the input folder.
+    existing ``out_dir`` is an error unless ``overwrite``. It may not be, contain or lie inside any
+    input (the folder of any photo, ``ckpt_path``, ``input_paths`` such as the input folder), with or
+    without ``overwrite``; this is checked before anything is read or written.
 
     Returns:
         the written label paths (in ``out_dir``).
     """
     cluster_kwargs = check_cluster_kwargs(dict(cluster_kwargs))
+    inputs = [*input_paths, ckpt_path, *{os.path.dirname(os.path.abspath(p["image"])) for p in plants}]
+    refuse_output_over_inputs(out_dir, inputs)
     if ckpt_path:
         load_weights(network, ckpt_path, map_location=device)
-    inputs = {os.path.dirname(os.path.abspath(p["image"])) for p in plants}
-    if os.path.abspath(out_dir) in inputs:
-        raise ValueError(f"{out_dir}: the output folder is an input folder; choose another 'output_dir'")
     written, counts = [], {}
-    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+    with atomic_directory(out_dir, overwrite=overwrite, inputs=inputs) as tmp:
         for plant in plants:
             image = read_cvppp_image(plant["image"])
             labels = segment_image_instances(network, image, image_size, cluster_kwargs, device, i_min, i_max)

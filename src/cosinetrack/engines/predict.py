@@ -12,11 +12,22 @@ import torch
 from cosinetrack.data.cine import read_cine_case
 from cosinetrack.engines.checkpoint import load_weights
 from cosinetrack.engines.inferer import stream_frames
-from cosinetrack.io.atomic import atomic_directory
+from cosinetrack.io.atomic import atomic_directory, refuse_output_over_inputs
 from cosinetrack.io.nifti import write_case_labels
 from cosinetrack.transforms.augment import clip_eval_transforms
 
-__all__ = ["predict_case", "predict_to_folder"]
+__all__ = ["predict_case", "predict_to_folder", "case_input_folders"]
+
+
+def case_input_folders(cases: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The folders of every image and label file of ``cases`` (``{"image": path or [paths], "label": ...}``)."""
+    folders = set()
+    for case in cases:
+        for key in ("image", "label"):
+            paths = case.get(key)
+            paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths or [])
+            folders.update(os.path.dirname(os.path.abspath(os.fspath(p))) for p in paths if p)
+    return sorted(folders)
 
 
 @torch.inference_mode()
@@ -49,25 +60,27 @@ def predict_to_folder(
     output_label_map: Mapping[Any, Any] | None = None,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
+    input_paths: Sequence[str | None] = (),
 ) -> list[str]:
     """Predict every case and write ``<input name>_pred.nii.gz`` files into ``out_dir``.
 
     ``out_dir`` appears complete or not at all (written in a temporary folder, then renamed); an existing
-    ``out_dir`` is an error unless ``overwrite``. It may not be an input folder. ``output_label_map``
+    ``out_dir`` is an error unless ``overwrite``. It may not be, contain or lie inside any input: the
+    folder of any image or label, ``ckpt_path``, or ``input_paths`` (the input folder, the datalist),
+    with or without ``overwrite`` (checked before anything is read or written). ``output_label_map``
     maps predicted classes to the values written (e.g. ``{"1": 2, "2": 3}`` for ACDC's convention).
     """
+    inputs = [*input_paths, ckpt_path, *case_input_folders(cases)]
+    refuse_output_over_inputs(out_dir, inputs)
     if ckpt_path:
         load_weights(network, ckpt_path, map_location=device)
-    inputs = {os.path.dirname(os.path.abspath(p)) for c in cases for p in c["image"]}
-    if os.path.abspath(out_dir) in inputs:
-        raise ValueError(f"{out_dir}: the output folder is an input folder; choose another 'output_dir'")
     lut = None
     if output_label_map:
         lut = np.arange(256, dtype=np.uint8)
         for k, v in dict(output_label_map).items():
             lut[int(k)] = int(v)
     written = []
-    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+    with atomic_directory(out_dir, overwrite=overwrite, inputs=inputs) as tmp:
         for case in cases:
             image, _ = read_cine_case({"image": case["image"]}, file_layout=file_layout)
             labels = predict_case(network, image, image_size, device, i_min, i_max)

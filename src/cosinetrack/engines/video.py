@@ -29,6 +29,9 @@ import numpy as np
 import torch
 
 from cosinetrack.clustering import check_cluster_kwargs, cluster_embeddings, restore_label_size
+from cosinetrack.data.ctc import check_ctc_frames, find_ctc_sequences
+from cosinetrack.engines.checkpoint import load_weights
+from cosinetrack.io.atomic import atomic_directory, refuse_output_over_inputs
 from cosinetrack.tracking import PairTracker
 from cosinetrack.transforms.spatial import fit_to_size
 
@@ -361,37 +364,50 @@ def track_folder(
     ``input_dir`` is a data set folder (``01``, ``02``, ...) or one sequence folder; ground truth is not
     needed. The clustering options come from :func:`clustering_for_part`; ``settings`` are further
     keyword arguments of :func:`track_sequence_part` (``i_min``, ``i_max``, ``smooth_sigma``,
-    ``tile_overlap``, ``tracker_kwargs``, ``lineage_kwargs``). ``output_dir`` must not exist (unless
-    ``overwrite``) and must not be an input folder; each ``NN_RES`` folder is written atomically.
+    ``tile_overlap``, ``tracker_kwargs``, ``lineage_kwargs``).
+
+    Every input is checked before anything is created: all sequences are listed and their frame numbers
+    checked (:func:`~cosinetrack.data.check_ctc_frames`: no gap), the checkpoint is loaded, and
+    ``output_dir`` may not be, contain or lie inside the input folder, a sequence or ground-truth folder
+    or the checkpoint (with or without ``overwrite``). ``output_dir`` as a whole is then written
+    atomically: it appears with every ``NN_RES`` complete, or not at all (a failure on the second of two
+    sequences leaves no folder behind, so a re-run is not blocked). An existing ``output_dir`` is
+    replaced only with ``overwrite``.
 
     Returns:
         the written result folders.
     """
-    from cosinetrack.data.ctc import find_ctc_sequences
-    from cosinetrack.engines.checkpoint import load_weights
-
     sequences = find_ctc_sequences(input_dir)
-    out = os.path.abspath(output_dir)
     for seq in sequences:
-        for folder in (seq.get("image_dir"), seq.get("gt_dir"), seq.get("root")):
-            if folder and os.path.realpath(folder) == os.path.realpath(out):
-                raise ValueError(f"{output_dir}: the output folder is an input folder; choose another 'output_dir'")
+        check_ctc_frames(seq)
+    inputs = [input_dir, ckpt_path]
+    inputs += [folder for seq in sequences for folder in (seq.get("image_dir"), seq.get("gt_dir"))]
+    out = refuse_output_over_inputs(output_dir, inputs)
     if os.path.exists(out) and not overwrite:
         raise FileExistsError(f"{output_dir}: already exists; choose another output_dir or set overwrite")
     if ckpt_path:
         load_weights(network, ckpt_path, map_location=device)
-    os.makedirs(out, exist_ok=True)
-    written = []
+    parts = []
     for seq in sequences:
         part = {"name": seq["name"], "sequence": seq, "frames": list(seq["frames"])}
-        kwargs = clustering_for_part(part, image_size, resolution, preset, cluster_kwargs, cluster_options)
-        res_dir = os.path.join(out, f"{seq['name']}_RES")
-        result = track_sequence_part(
-            network, part, res_dir, image_size, kwargs, resolution=resolution, device=device, overwrite=overwrite,
-            **settings,
-        )
-        print(describe_tracking(seq["name"], result), flush=True)
-        written.append(res_dir)
+        parts.append((part, clustering_for_part(part, image_size, resolution, preset, cluster_kwargs, cluster_options)))
+    written = []
+    with atomic_directory(out, overwrite=overwrite, inputs=inputs) as tmp:
+        for part, kwargs in parts:
+            name = f"{part['name']}_RES"
+            try:
+                result = track_sequence_part(
+                    network, part, os.path.join(tmp, name), image_size, kwargs, resolution=resolution,
+                    device=device, **settings,
+                )
+            except Exception as exc:
+                done = f"; {', '.join(os.path.basename(w) for w in written)} finished but discarded" if written else ""
+                if hasattr(exc, "add_note"):  # Python >= 3.11
+                    exc.add_note(f"sequence {part['name']} failed: nothing was written to {out}{done}")
+                raise
+            result["res_dir"] = os.path.join(out, name)
+            logger.info(describe_tracking(part["name"], result))
+            written.append(os.path.join(out, name))
     return written
 
 

@@ -1,6 +1,12 @@
 """Writing results: atomic files and folders, NIfTI predictions, CTC result folders."""
 
-from cosinetrack.io.atomic import atomic_directory, atomic_file, atomic_write_text
+from cosinetrack.io.atomic import (
+    atomic_directory,
+    atomic_file,
+    atomic_write_text,
+    refuse_output_over_inputs,
+    remove_stale_temporaries,
+)
 from cosinetrack.io.ctc import (
     RES_TRACK,
     CTCResultWriter,
@@ -21,6 +27,8 @@ __all__ = [
     "atomic_file",
     "atomic_write_text",
     "ctc_mask_name",
+    "refuse_output_over_inputs",
+    "remove_stale_temporaries",
     "relabel_ctc_masks",
     "tracks_from_masks",
     "validate_ctc_result",

@@ -1,27 +1,173 @@
-"""Atomic writes: a file or folder appears complete under its final name, or not at all."""
+"""Atomic writes: a file or folder appears complete under its final name, or not at all.
+
+Every writer of the package goes through this module, which also owns the two rules that protect the
+user's data:
+
+* :func:`refuse_output_over_inputs`: an output that is, contains, or lies inside an input (images,
+  labels, datalist, checkpoint) is refused before anything is written, with or without ``overwrite``.
+* temporaries are named ``.tmp-<name>-<pid>-<random>`` (and ``.old-...`` while an old folder is being
+  replaced) next to their target; those left behind by a process that no longer runs (``kill -9``, power
+  loss) are removed when the next write to the same target starts (:func:`remove_stale_temporaries`).
+  Nothing of any other naming is ever removed.
+
+New files and folders get the permissions the umask allows (``0o666 & ~umask`` / ``0o777 & ~umask``),
+as ``open`` and ``mkdir`` would give them, not the private ``0o600`` / ``0o700`` of ``tempfile``.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
-__all__ = ["atomic_write_text", "atomic_file", "atomic_directory"]
+from cosinetrack.errors import CosineTrackDataError
+
+__all__ = [
+    "atomic_write_text",
+    "atomic_file",
+    "atomic_directory",
+    "refuse_output_over_inputs",
+    "remove_stale_temporaries",
+    "current_umask",
+]
+
+PathLike = str | os.PathLike
+
+
+def current_umask() -> int:
+    """The process umask (read without changing it where ``/proc`` tells it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc: read it by setting it, then restore at once
+    os.umask(mask)
+    return mask
+
+
+def _apply_umask(path: str, is_dir: bool) -> None:
+    os.chmod(path, (0o777 if is_dir else 0o666) & ~current_umask())
+
+
+def _is_within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def refuse_output_over_inputs(
+    output: PathLike, inputs: Iterable[PathLike | None], key: str = "output_dir"
+) -> str:
+    """Refuse an output path that is, contains, or lies inside any of ``inputs``; return it absolute.
+
+    The one guard every writer uses before it creates anything. ``inputs`` are files (an image, a
+    datalist, a checkpoint) or folders (an input folder, a ground-truth folder); ``None`` entries are
+    skipped. Paths are compared after resolving symbolic links, so a link to an input folder is caught.
+
+    * output == an input, or an input lies inside output: writing (or ``overwrite``) would replace it;
+    * output lies inside an input *folder*: inputs are never written to.
+
+    Raises:
+        CosineTrackDataError: naming ``output``, the input it collides with, and the config ``key``.
+    """
+    out_abs = os.path.abspath(os.fspath(output))
+    out = os.path.realpath(out_abs)
+    for item in inputs:
+        if item is None or (isinstance(item, str) and not item):
+            continue
+        inp = os.path.realpath(os.path.abspath(os.fspath(item)))
+        kind = "input folder" if os.path.isdir(inp) else "input file"
+        if out == inp:
+            how = "is the"
+        elif _is_within(inp, out):
+            how = "contains the"
+        elif os.path.isdir(inp) and _is_within(out, inp):
+            how = "lies inside the"
+        else:
+            continue
+        raise CosineTrackDataError(
+            out_abs,
+            f"the output {how} {kind} {inp}; inputs are never written to or replaced, with or without "
+            f"overwrite. Choose an output outside every input ('{key}')",
+        )
+    return out_abs
+
+
+_STALE_RE = r"^\.(tmp|old)-{name}-(\d+)-[A-Za-z0-9_]+{suffix}$"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(target: PathLike, suffix: str = "") -> list[str]:
+    """Remove the temporaries of ``target`` that a dead process of ours left behind; return their paths.
+
+    Only entries named like this module's own temporaries for exactly this target
+    (``.tmp-<basename>-<pid>-<random><suffix>`` or ``.old-...``) whose process ``<pid>`` no longer runs are
+    removed; a temporary of a running writer, or anything else, is left alone. A process killed while
+    replacing an old folder may have moved it aside (``.old-.../x``) without putting the new one in
+    place: when ``target`` is then missing, the old folder is moved back instead of being removed.
+    """
+    target = os.path.abspath(os.fspath(target))
+    parent, name = os.path.dirname(target), os.path.basename(target)
+    pattern = re.compile(_STALE_RE.format(name=re.escape(name), suffix=re.escape(suffix)))
+    removed = []
+    try:
+        entries = os.listdir(parent)
+    except OSError:
+        return removed
+    for entry in entries:
+        m = pattern.match(entry)
+        if m is None or _pid_alive(int(m.group(2))):
+            continue
+        path = os.path.join(parent, entry)
+        moved_aside = os.path.join(path, "x")
+        if m.group(1) == "old" and not os.path.lexists(target) and os.path.lexists(moved_aside):
+            os.replace(moved_aside, target)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        removed.append(path)
+    return removed
+
+
+def _prefix(kind: str, target: str) -> str:
+    return f".{kind}-{os.path.basename(target)}-{os.getpid()}-"
 
 
 @contextlib.contextmanager
-def atomic_file(path: str, suffix: str = "") -> Iterator[str]:
+def atomic_file(path: PathLike, suffix: str = "", inputs: Iterable[PathLike | None] = ()) -> Iterator[str]:
     """Yield a temporary path next to ``path``; on success it is renamed onto ``path``, else removed.
 
-    ``suffix`` (e.g. ``".nii.gz"``) keeps writers that pick the format from the name happy.
+    ``suffix`` (e.g. ``".nii.gz"``) keeps writers that pick the format from the name happy. ``inputs``
+    are checked with :func:`refuse_output_over_inputs` first.
     """
-    folder = os.path.dirname(os.path.abspath(path))
+    path = os.path.abspath(os.fspath(path))
+    refuse_output_over_inputs(path, inputs, key="output")
+    folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+    remove_stale_temporaries(path, suffix)
+    fd, tmp = tempfile.mkstemp(prefix=_prefix("tmp", path), suffix=suffix, dir=folder)
     os.close(fd)
     try:
+        _apply_umask(tmp, is_dir=False)
         yield tmp
         os.replace(tmp, path)
     except BaseException:
@@ -30,29 +176,38 @@ def atomic_file(path: str, suffix: str = "") -> Iterator[str]:
         raise
 
 
-def atomic_write_text(path: str, text: str) -> None:
+def atomic_write_text(path: PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_file(path) as tmp, open(tmp, "w") as f:
         f.write(text)
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str, overwrite: bool = False) -> Iterator[str]:
+def atomic_directory(
+    path: PathLike, overwrite: bool = False, inputs: Iterable[PathLike | None] = (), key: str = "output_dir"
+) -> Iterator[str]:
     """Yield a temporary folder next to ``path``; on success it is renamed to ``path``.
 
-    If ``path`` exists it is replaced only with ``overwrite=True`` (the old folder is removed after the
-    new one is complete); otherwise ``FileExistsError``. On failure nothing is left behind.
+    Before anything is created, ``path`` is checked against ``inputs`` (:func:`refuse_output_over_inputs`:
+    it may not be, contain or lie inside one, whatever ``overwrite`` says) and stale temporaries of
+    ``path`` left by dead processes are removed. If ``path`` exists it is replaced only with
+    ``overwrite=True`` (the old folder is removed after the new one is complete); otherwise
+    ``FileExistsError``. On failure nothing is left behind.
     """
-    path = os.path.abspath(path)
+    path = refuse_output_over_inputs(path, inputs, key=key)
     parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path}: already exists; choose another output folder or allow overwriting")
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(path)}-", dir=parent)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise FileExistsError(f"{path}: exists and is not a folder; refusing to replace it")
+    os.makedirs(parent, exist_ok=True)
+    remove_stale_temporaries(path)
+    tmp = tempfile.mkdtemp(prefix=_prefix("tmp", path), dir=parent)
     try:
+        _apply_umask(tmp, is_dir=True)
         yield tmp
         if os.path.exists(path):
-            old = tempfile.mkdtemp(prefix=f".old-{os.path.basename(path)}-", dir=parent)
+            old = tempfile.mkdtemp(prefix=_prefix("old", path), dir=parent)
             os.replace(path, os.path.join(old, "x"))
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)

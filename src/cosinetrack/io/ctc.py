@@ -35,7 +35,7 @@ import tifffile
 
 from cosinetrack.data.ctc import read_ctc_frame, read_man_track
 from cosinetrack.errors import CosineTrackDataError
-from cosinetrack.io.atomic import atomic_directory, atomic_file, atomic_write_text
+from cosinetrack.io.atomic import atomic_directory, atomic_file, atomic_write_text, refuse_output_over_inputs
 
 __all__ = [
     "CTCResultWriter",
@@ -252,19 +252,6 @@ def relabel_ctc_masks(
     return present
 
 
-def _refuse_inputs(res_dir: str, input_dirs: Iterable[str | os.PathLike | None]) -> None:
-    res = os.path.realpath(res_dir)
-    for folder in input_dirs:
-        if folder is None:
-            continue
-        inp = os.path.realpath(os.fspath(folder))
-        if res == inp or res.startswith(inp + os.sep) or inp.startswith(res + os.sep):
-            raise ValueError(
-                f"{res_dir}: the result folder is, is inside, or contains the input folder {inp}; choose another "
-                "output folder (results go to a sibling like NN_RES)"
-            )
-
-
 class CTCResultWriter:
     """Write a CTC result folder frame by frame; it appears under its final name only on :meth:`close`.
 
@@ -286,7 +273,7 @@ class CTCResultWriter:
         overwrite: replace an existing ``res_dir`` (only once the new one is complete); without it an
             existing folder raises ``FileExistsError`` here, before anything is written.
         input_dirs: input folders (images, ground truth); ``res_dir`` may not be, be inside, or contain
-            one (``ValueError``).
+            one (:class:`~cosinetrack.errors.CosineTrackDataError`, a ``ValueError``).
         compression: TIFF compression of the masks: ``"zlib"`` (default), ``"lzw"`` or ``None``.
 
     Attributes:
@@ -304,7 +291,7 @@ class CTCResultWriter:
     ) -> None:
         self.res_dir = os.path.abspath(os.fspath(res_dir))
         ctc_mask_name(0, digits)  # validates digits
-        _refuse_inputs(self.res_dir, input_dirs)
+        refuse_output_over_inputs(self.res_dir, input_dirs, key="res_dir")
         self.digits = digits
         self.compression = compression
         self._frame_labels: dict[int, np.ndarray] = {}
