@@ -155,3 +155,26 @@ def test_track_sequence_part_streams_a_subset_renumbered_from_zero(cell_video, t
     names = sorted(p.name for p in (tmp_path / "tail_RES").iterdir())
     assert names[:3] == ["mask000.tif", "mask001.tif", "mask002.tif"]
     assert set(res["timings"]) == {"network", "clustering", "tracking", "writing"}
+
+
+class _Recorder(torch.nn.Module):
+    """A stand-in network whose ``step`` records its input and returns it as a 1-d embedding."""
+
+    def step(self, x, state):
+        self.seen = x.clone()
+        return [x], state
+
+
+@pytest.mark.parametrize("mode, pad_value", [("zeros", lambda f: torch.zeros(4)), ("reflection", lambda f: f[:, 1])])
+def test_scaled_segmenter_pads_the_canvas_as_training_does(mode, pad_value):
+    frame = torch.linspace(-1, 1, 4 * 3).reshape(1, 4, 3)  # 4 x 3 frame on a 4 x 5 canvas: one column each side
+    seg = ScaledPairSegmenter(_Recorder(), (4, 5), {"min_samples": 2}, padding_mode=mode)
+    seg.embed(frame)
+    canvas = seg.network.seen[0, 0]
+    torch.testing.assert_close(canvas[:, 1:4], frame[0])
+    torch.testing.assert_close(canvas[:, 0], pad_value(frame[0]))
+
+
+def test_unknown_padding_mode_fails_at_construction():
+    with pytest.raises(ValueError, match="padding_mode"):
+        ScaledPairSegmenter(_Recorder(), (4, 5), {"min_samples": 2}, padding_mode="mirror")

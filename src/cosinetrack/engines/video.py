@@ -90,6 +90,10 @@ class ScaledPairSegmenter:
             = m_pts, ``coordinate_scale`` = c, ...); coordinates and ``t_size`` are in canvas pixels.
         device: where the network runs.
         stack: which stack's output is clustered (the paper: the last).
+        padding_mode: how the canvas around a frame that does not fill it is padded: the training
+            augmentation's ``padding_mode`` (``"reflection"`` for cells), so that the network sees at
+            inference what it saw in training. Zeros (mid-grey after the robust normalisation) next to
+            a frame border produced thin spurious instances along that border.
 
     ``push(frame)`` takes a normalised frame ``(C, H, W)`` and returns ``None`` for the first frame,
     then the labels ``(2, H, W)`` int32 of the pair (previous frame, this frame), 0 = background.
@@ -102,8 +106,11 @@ class ScaledPairSegmenter:
         cluster_kwargs: Mapping[str, Any],
         device: str | torch.device = "cpu",
         stack: int = -1,
+        padding_mode: str = "zeros",
     ) -> None:
         self.network = network
+        self.padding_mode = padding_mode
+        fit_to_size(torch.zeros(1, 1, 2, 2), (2, 2), padding_mode=padding_mode)  # validates it now
         self.image_size = tuple(int(s) for s in image_size)
         self.cluster_kwargs = check_cluster_kwargs(dict(cluster_kwargs))
         self.device = torch.device(device)
@@ -121,7 +128,7 @@ class ScaledPairSegmenter:
     def embed(self, frame: torch.Tensor) -> torch.Tensor:
         """Embeddings ``(D, h, w)`` on the network canvas of one frame ``(C, H, W)``; advances the state."""
         t0 = time.perf_counter()
-        x, _ = fit_to_size(frame[None].to(self.device), self.image_size)
+        x, _ = fit_to_size(frame[None].to(self.device), self.image_size, padding_mode=self.padding_mode)
         out, self.state = self.network.step(x, self.state)
         out = out[self.stack] if isinstance(out, (tuple, list)) else out
         emb = out[0].float().cpu()
@@ -225,10 +232,11 @@ def make_pair_segmenter(
     resolution: str = "scaled",
     tile_overlap: int | None = None,
     device: str | torch.device = "cpu",
+    padding_mode: str = "zeros",
 ) -> PairSegmenter:
     """A :class:`ScaledPairSegmenter` (``resolution="scaled"``, the paper) or a tiled one (``"tiled"``)."""
     if resolution == "scaled":
-        return ScaledPairSegmenter(network, image_size, cluster_kwargs, device)
+        return ScaledPairSegmenter(network, image_size, cluster_kwargs, device, padding_mode=padding_mode)
     if resolution == "tiled":
         from cosinetrack.engines.tiling import TiledPairSegmenter
 
@@ -281,13 +289,15 @@ def track_sequence_part(
     device: str | torch.device = "cpu",
     overwrite: bool = False,
     num_figure_frames: int = 0,
+    padding_mode: str = "zeros",
 ) -> dict[str, Any]:
     """Segment and track the frames ``part["frames"]`` of a CTC sequence into the result folder ``res_dir``.
 
     ``part`` is ``{"name", "sequence": find_ctc_sequences entry, "frames": [t, ...]}`` (consecutive
     frames; written as ``mask000.tif, ...`` renumbered from 0, as the held-out ground truth of
     :func:`~cosinetrack.data.write_ctc_subsequence` is). Frames are read, normalised and streamed one at
-    a time; ``res_dir`` appears complete (and CTC-valid) or not at all.
+    a time; ``res_dir`` appears complete (and CTC-valid) or not at all. ``padding_mode``: see
+    :class:`ScaledPairSegmenter` (pass the training augmentation's).
 
     Returns:
         ``{"res_dir", "tracks", "num_frames", "timings", "sample"}`` (``sample``: kept frames for the
@@ -299,7 +309,9 @@ def track_sequence_part(
     seq = dict(part["sequence"])
     frames = list(part["frames"])
     network.eval()
-    segmenter = make_pair_segmenter(network, image_size, cluster_kwargs, resolution, tile_overlap, device)
+    segmenter = make_pair_segmenter(
+        network, image_size, cluster_kwargs, resolution, tile_overlap, device, padding_mode=padding_mode
+    )
     keeper = FrameKeeper(len(frames), num_figure_frames) if num_figure_frames > 0 else None
     inputs = [seq.get("image_dir"), seq.get("gt_dir")]
     stream = (
@@ -421,7 +433,8 @@ class VideoTrackingStep:
     (:func:`~cosinetrack.metrics.ctc_scores`). ``engine.state.output`` becomes ``{"name", "scores",
     "res_dir", "tracks", "timings", "sample"}`` for :class:`~cosinetrack.metrics.TrackingScores` and the
     figure handler. ``settings`` are further keyword arguments of :func:`track_sequence_part`
-    (``i_min``, ``i_max``, ``smooth_sigma``, ``tile_overlap``, ``tracker_kwargs``, ``lineage_kwargs``).
+    (``i_min``, ``i_max``, ``smooth_sigma``, ``padding_mode``, ``tile_overlap``, ``tracker_kwargs``,
+    ``lineage_kwargs``).
     """
 
     def __init__(

@@ -37,11 +37,11 @@ from monai.transforms import (
     SpatialPadd,
 )
 
-from cosinetrack.transforms.spatial import FitToSized
+from cosinetrack.transforms.spatial import PAD_MODES, FitToSized
 
 __all__ = ["robust_normalization", "clip_train_transforms", "clip_eval_transforms"]
 
-_TORCH_PAD = {"zeros": "constant", "reflection": "reflect", "border": "replicate"}
+_TORCH_PAD = PAD_MODES
 _NUMPY_PAD = {"zeros": "constant", "reflection": "reflect", "border": "edge"}
 
 

@@ -17,7 +17,10 @@ import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-__all__ = ["FitGeometry", "fit_geometry", "fit_to_size", "undo_fit", "FitToSized"]
+__all__ = ["FitGeometry", "fit_geometry", "fit_to_size", "undo_fit", "FitToSized", "PAD_MODES"]
+
+PAD_MODES = {"zeros": "constant", "reflection": "reflect", "border": "replicate"}
+"""The augmentation's (``grid_sample``) padding names and the :func:`torch.nn.functional.pad` mode of each."""
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,13 @@ def fit_to_size(
     """Scale ``x`` ``(N, C, H, W)`` to fit ``out_size`` and pad; returns the result and its geometry.
 
     ``mode`` is ``"bilinear"`` (images; antialiased when shrinking) or ``"nearest"`` (labels);
-    ``padding_mode`` is a :func:`torch.nn.functional.pad` mode (``constant`` = zeros, ``reflect``, ...).
+    ``padding_mode`` is a :func:`torch.nn.functional.pad` mode (``constant`` = zeros, ``reflect``,
+    ``replicate``) or the augmentation's name for it (``zeros``, ``reflection``, ``border``), so that
+    inference can pad exactly as training did.
     """
+    padding_mode = PAD_MODES.get(padding_mode, padding_mode)
+    if padding_mode not in ("constant", "reflect", "replicate", "circular"):
+        raise ValueError(f"padding_mode: expected one of {sorted(PAD_MODES)} or a torch pad mode, got {padding_mode!r}")
     geo = fit_geometry(x.shape[-2:], out_size)
     if geo.scaled_size != geo.in_size:
         if mode == "nearest":
