@@ -290,6 +290,122 @@ def test_invalid_inputs_raise_clear_value_errors(kwargs, match):
 
 
 # ------------------------------------------------------------------------------------------------
+# mode="fast": HDBSCAN on a grid sample, every pixel labelled from it
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """``a`` and ``b`` have the same background and the same instances, up to the ids."""
+    a, b = np.asarray(a).ravel(), np.asarray(b).ravel()
+    if not np.array_equal(a > 0, b > 0):
+        return False
+    pairs = np.unique(np.stack([a[a > 0], b[b > 0]]), axis=1)
+    return np.unique(pairs[0]).size == pairs.shape[1] == np.unique(pairs[1]).size
+
+
+def touching_pair() -> np.ndarray:
+    """Two rectangles sharing a long edge (different directions) and a disc, in two frames."""
+    lab = np.zeros((2, H, W), np.int32)
+    for t in range(2):
+        lab[t, 8 + t : 30 + t, 6:22] = 1
+        lab[t, 8 + t : 30 + t, 22:40] = 2  # touches instance 1 along a 22 px edge
+        rr, cc = disk((34, 52 - t), 8, shape=(H, W))
+        lab[t, rr, cc] = 3
+    return lab
+
+
+def fast_cases() -> dict[str, tuple[np.ndarray, np.ndarray, dict]]:
+    """name -> (embeddings, labels, options): synthetic cases with one unambiguous answer."""
+    sep = blobs(n=6, seed=11)[0]
+    pair = blobs(n=5, seed=12, frames=2)
+    touch = touching_pair()
+    twins = np.stack([two_twins_and_disc(), np.roll(two_twins_and_disc(), (1, 2), axis=(0, 1))])
+    one = np.zeros((H, W), np.int32)
+    one[10:30, 20:44] = 1
+    return {
+        "separated directions": (
+            synthetic_embeddings(sep, dim=D, directions=directions(7), noise=0.01, smooth=0.0, seed=11),
+            sep,
+            dict(coordinate_scale=0.01),
+        ),
+        "pair of frames": (
+            synthetic_embeddings(pair, dim=D, directions=directions(6), noise=0.01, smooth=0.0, seed=12),
+            pair,
+            dict(coordinate_scale=0.01),
+        ),
+        "touching instances": (
+            synthetic_embeddings(touch, dim=D, directions=directions(4), noise=0.01, smooth=0.0, seed=13),
+            touch,
+            dict(coordinate_scale=0.001),
+        ),
+        "twins, split components": (twin_embeddings(twins), twins, dict(coordinate_scale=0.0, split_components=True)),
+        "one instance": (synthetic_embeddings(one, dim=D, noise=0.01, smooth=0.0), one, {}),
+        "background only": (synthetic_embeddings(np.zeros((H, W), np.int32), dim=D, noise=0.01), None, {}),
+    }
+
+
+FAST_CASES = fast_cases()
+
+
+@pytest.mark.parametrize("assign", ["nearest_sample", "mean_direction"])
+@pytest.mark.parametrize(
+    "sample_points, m_pts",
+    [(100000, 10), (150, 20)],  # every pixel / a grid of stride 2 (m_pts 20 -> 5 on the sample)
+)
+@pytest.mark.parametrize("case", list(FAST_CASES))
+def test_fast_mode_gives_the_instances_of_the_exact_mode(case, sample_points, m_pts, assign):
+    emb, lab, options = FAST_CASES[case]
+    exact = cluster_embeddings(emb, **options, min_samples=m_pts)
+    fast = cluster_embeddings(
+        emb, mode="fast", sample_points=sample_points, assign=assign, min_samples=m_pts, **options
+    )
+    assert fast.shape == exact.shape and fast.dtype == np.int32
+    np.testing.assert_array_equal(np.unique(fast), np.arange(fast.max() + 1))
+    assert same_partition(fast, exact)
+    if lab is None:
+        assert not fast.any()
+    else:
+        assert same_partition(fast, lab) or mean_best_iou(fast, lab) > 0.98
+
+
+def test_fast_mode_grid_stride():
+    from cosinetrack.clustering.embedding_clustering import _grid_stride
+
+    fg = np.zeros((2, 100, 100), bool)
+    fg[:, 10:90, 10:90] = True  # 12800 px
+    assert _grid_stride(fg, 100000, 100) == 1  # few enough pixels: all of them
+    assert _grid_stride(fg, 1000, 100) == 4  # 2 * 20 * 20 = 800 <= 1000 (stride 3: 2 * 27 * 27 > 1000)
+    assert _grid_stride(fg, 10, 100) == 4  # sqrt(100 / 5) = 4.47: min_samples stays >= 5
+    assert _grid_stride(fg, 10, 9) == 1
+
+
+def test_fast_mode_is_a_bundle_option():
+    from cosinetrack.clustering import check_cluster_kwargs
+
+    assert check_cluster_kwargs({"mode": "fast", "sample_points": 500, "assign": "mean_direction"})
+    cfg = ConfigParser()
+    cfg.read_config(os.path.join(os.path.dirname(__file__), "..", "bundles", "cell", "train.json"))
+    options = cfg.get("clustering_options")
+    assert options.get("mode", "exact") in ("exact", "fast")
+    check_cluster_kwargs(options)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(mode="approximate"), r"mode: expected one of \('exact', 'fast'\), got 'approximate'"),
+        (dict(mode=None), "mode"),
+        (dict(mode="fast", assign="knn"), "assign"),
+        (dict(mode="fast", sample_points=1), "sample_points"),
+        (dict(mode="fast", sample_points=2.5), "sample_points"),
+    ],
+)
+def test_invalid_fast_options_raise_clear_value_errors(kwargs, match):
+    emb = np.random.default_rng(0).normal(size=(D, H, W)).astype(np.float32)
+    with pytest.raises(ValueError, match=match):
+        cluster_embeddings(emb, min_samples=10, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------
 # MONAI transforms
 
 

@@ -405,3 +405,43 @@ def test_tables_from_labels_and_checker_agree_with_ctcmetrics(tmp_path):
         assert needle in text
     assert check_ctc_lineage(np.zeros((0, 4), int)) == ["no tracks"]
     assert ctcmetrics_valid(write_ctc(tmp_path / "parent", fixed, np.array([[1, 0, 4, 0], [2, 0, 4, 1]]))) == 0
+
+
+# ------------------------------------------------------------------------------------------------------
+# the shortcuts for small ids give the results of the general (sorting) code
+
+
+def random_label_pair(seed: int, size: int = 48, n: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    a = np.zeros((size, size), np.int64)
+    b = np.zeros((size, size), np.int64)
+    for i in range(1, n + 1):
+        y, x, h, w = rng.integers(0, size - 8, 2).tolist() + rng.integers(3, 9, 2).tolist()
+        a[y : y + h, x : x + w] = i
+        dy, dx = rng.integers(-2, 3, 2)
+        b[max(y + dy, 0) : y + dy + h, max(x + dx, 0) : x + dx + w] = 2 * i + 1
+    return a, b
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_small_id_overlaps_equal_the_general_ones(seed):
+    a, b = random_label_pair(seed)
+    big = 1 << 41  # forces the sorting code path
+    small = iou_pairs(a, b)
+    general = iou_pairs(np.where(a > 0, a + big, a), np.where(b > 0, b + big, b))
+    np.testing.assert_array_equal(small[0], general[0] - big)
+    np.testing.assert_array_equal(small[1], general[1] - big)
+    np.testing.assert_array_equal(small[2], general[2])
+    assert greedy_iou_matching(a, b) == {
+        n - big: r - big for n, r in greedy_iou_matching(a + big * (a > 0), b + big * (b > 0)).items()
+    }
+
+
+def test_tracker_result_does_not_depend_on_the_size_of_cluster_ids():
+    gt = division_video(continuing_id=True)
+    pairs = frame_pairs(gt, seed=3)
+    labels, tracks = track_pairs(pairs, parent_dilation=1)
+    huge = [np.where(p > 0, p + (1 << 45), 0) for p in pairs]
+    labels_huge, tracks_huge = track_pairs(huge, parent_dilation=1)
+    np.testing.assert_array_equal(labels, labels_huge)
+    np.testing.assert_array_equal(tracks, tracks_huge)

@@ -50,12 +50,33 @@ __all__ = ["PairTracker", "track_pairs"]
 _PROVISIONAL = 1 << 40
 
 
+def _present_ids(labels: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of non-negative integer ``labels`` (``np.unique`` without sorting the pixels
+    when the values are small: a count per value)."""
+    top = int(labels.max(initial=0))
+    if top <= 4 * labels.size + 1024:
+        return np.flatnonzero(np.bincount(labels.ravel(), minlength=1)).astype(labels.dtype)
+    return np.unique(labels)
+
+
 def _replace_ids(labels: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
     """``labels`` with the ids ``old`` (sorted) replaced by ``new``; other values unchanged."""
+    if old.size == 0:
+        return labels.copy()
+    if old[0] >= 0 and labels.min(initial=0) >= 0 and int(old[-1]) <= 4 * labels.size + 1024:
+        # small ids: one lookup table over 0..max
+        top = max(int(old[-1]), int(labels.max(initial=0)))
+        if top <= 4 * labels.size + 1024:
+            lut = np.arange(top + 1, dtype=np.result_type(labels.dtype, new.dtype))
+            lut[old] = new
+            return lut[labels]
     out = labels.copy()
-    idx = np.clip(np.searchsorted(old, labels), 0, old.size - 1)
-    hit = old[idx] == labels
-    out[hit] = new[idx[hit]]
+    flat = out.reshape(-1)
+    pos = np.flatnonzero((flat >= old[0]) & (flat <= old[-1]))
+    values = flat[pos]
+    idx = np.searchsorted(old, values)
+    hit = old[idx] == values
+    flat[pos[hit]] = new[idx[hit]]
     return out
 
 
@@ -204,8 +225,8 @@ class PairTracker:
         if pair.shape[0] == 1 and self._num_frames > 0:
             raise ValueError("pair_labels: (1, H, W) is only accepted as the whole video (one frame)")
         self._shape = pair.shape[1:]
-        matched = {} if self._pending is None else greedy_iou_matching(self._pending, pair[0], self.min_iou)
-        ids, inverse = np.unique(pair, return_inverse=True)
+        matched = {} if self._pending is None else self._match_pending(pair[0])
+        ids = _present_ids(pair)
         new_ids = np.zeros(ids.size, dtype=np.int64)
         for k, cluster in enumerate(ids):
             if cluster > 0:
@@ -213,13 +234,24 @@ class PairTracker:
                 if track is None:
                     track, self._next_provisional = self._next_provisional, self._next_provisional + 1
                 new_ids[k] = track
-        tracked = new_ids[inverse].reshape(pair.shape)
+        tracked = _replace_ids(pair, ids, new_ids)
         if pair.shape[0] == 2:
             out, self._pending = self._finalize(tracked[0], tracked[1])
         else:
             out, _ = self._finalize(tracked[0])
             self._closed = True
         return out
+
+    def _match_pending(self, first: np.ndarray) -> dict[int, int]:
+        """:func:`greedy_iou_matching` of the pending frame (reference) and ``first``. Provisional ids are
+        renumbered above all real ids for the matching (same order, so the same result) and back."""
+        reference = self._pending
+        offset = self._next_id - _PROVISIONAL  # real ids are < self._next_id
+        provisional = reference >= _PROVISIONAL
+        if provisional.any():
+            reference = np.where(provisional, reference + offset, reference)
+        matched = greedy_iou_matching(reference, first, self.min_iou)
+        return {n: (r - offset if r >= self._next_id else r) for n, r in matched.items()}
 
     def finish(self) -> np.ndarray | None:
         """End the video: the last frame (the last pair's second frame) with track ids, or ``None``.
@@ -250,7 +282,7 @@ class PairTracker:
                 pending = _replace_ids(pending, provisional, real)
         frame = frame.astype(np.int32)
         history = list(self._history)
-        for i in (int(v) for v in np.unique(frame[frame > 0])):
+        for i in (int(v) for v in _present_ids(np.maximum(frame, 0)) if v > 0):
             runs = self._runs.get(i)
             if runs is None:
                 self._runs[i] = [[t, t]]
