@@ -28,6 +28,7 @@ from monai.transforms import (
     EnsureTyped,
     GaussianSmoothd,
     Rand2DElasticd,
+    RandAdjustContrastd,
     RandFlipd,
     RandScaleIntensityd,
     RandShiftIntensityd,
@@ -37,6 +38,7 @@ from monai.transforms import (
     SpatialPadd,
 )
 
+from cosinetrack.transforms.intensity import RandImagingNoised
 from cosinetrack.transforms.spatial import PAD_MODES, FitToSized
 
 __all__ = ["robust_normalization", "clip_train_transforms", "clip_eval_transforms"]
@@ -72,6 +74,9 @@ def clip_train_transforms(
     augment: bool = True,
     smooth_sigma: float = 0.0,
     fit: str = "scale",
+    noise_std: float = 0.0,
+    noise_prob: float = 0.5,
+    gamma: float = 0.0,
 ) -> Compose:
     """The training pipeline for one clip dict ``{"image": (L, H, W), "label": (L, H, W)}``.
 
@@ -81,6 +86,12 @@ def clip_train_transforms(
     the clip to fit ``image_size``; ``fit="crop"`` keeps the native resolution and takes a random
     ``image_size`` crop (mirror-padded when the frames are smaller), for networks that run in tiles at
     full resolution (:class:`~cosinetrack.engines.tiling.TiledPairSegmenter`).
+
+    Beyond the paper (all off by default): ``gamma`` > 0 applies a random gamma ``exp(U(-gamma, gamma))``
+    to the raw clip (dim nuclei brighter or darker relative to bright ones), and ``noise_std`` > 0 adds
+    noise of up to that fraction of the clip's contrast with probability ``noise_prob``
+    (:class:`~cosinetrack.transforms.intensity.RandImagingNoised`), both before the smoothing and the
+    normalisation, as real differences between videos arrive.
     """
     if fit not in ("scale", "crop"):
         raise ValueError(f"fit must be 'scale' or 'crop', got {fit!r}")
@@ -88,6 +99,7 @@ def clip_train_transforms(
     size = tuple(int(s) for s in image_size)
     transforms = [
         EnsureTyped(keys=keys, track_meta=False),
+        *(_raw_intensity(gamma, noise_std, noise_prob) if augment else []),
         *_smoothing(smooth_sigma),
         robust_normalization(i_min, i_max),
         ShiftIntensityd(keys="label", offset=1),  # label -1 (no loss) becomes 0, so padding means "no loss"
@@ -127,6 +139,16 @@ def clip_train_transforms(
         EnsureTyped(keys="label", dtype="int64", track_meta=False),
     ]
     return Compose(transforms)
+
+
+def _raw_intensity(gamma: float, noise_std: float, noise_prob: float) -> list:
+    """Random gamma and imaging noise on the raw clip (nothing when both are 0)."""
+    out = []
+    if gamma and gamma > 0:
+        out.append(RandAdjustContrastd(keys="image", prob=1.0, gamma=(math.exp(-gamma), math.exp(gamma))))
+    if noise_std and noise_std > 0:
+        out.append(RandImagingNoised(keys="image", prob=noise_prob, max_std=noise_std))
+    return out
 
 
 def _smoothing(sigma: float) -> list:

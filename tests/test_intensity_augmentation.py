@@ -1,0 +1,72 @@
+"""Imaging-noise and gamma augmentation on raw clips (beyond the paper; off by default)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cosinetrack.transforms import RandImagingNoised, clip_train_transforms
+
+
+def _clip():
+    x = np.full((3, 32, 32), 100.0, np.float32)
+    x[:, 8:16, 8:16] = 300.0  # median 100, 99.5th percentile 300: contrast 200
+    return x
+
+
+@pytest.mark.parametrize(
+    "kwargs, expect",
+    [
+        ({"prob": 0.0, "max_std": 0.5}, "unchanged"),
+        ({"prob": 1.0, "max_std": 0.0}, "unchanged"),
+        ({"prob": 1.0, "max_std": 0.5, "poisson_prob": 0.0}, "gaussian"),
+        ({"prob": 1.0, "max_std": 0.5, "poisson_prob": 1.0}, "signal dependent"),
+    ],
+)
+def test_noise_strength_and_kind(kwargs, expect):
+    t = RandImagingNoised(keys="image", **kwargs)
+    t.set_random_state(0)
+    out = t({"image": _clip(), "label": np.zeros((3, 32, 32))})
+    diff = out["image"] - _clip()
+    if expect == "unchanged":
+        np.testing.assert_array_equal(diff, 0)
+        return
+    k = t._k
+    bg, fg = diff[:, 20:, 20:].std(), diff[:, 8:16, 8:16].std()
+    assert 0 < k <= 0.5
+    if expect == "gaussian":
+        assert bg == pytest.approx(k * 200, rel=0.1) and fg == pytest.approx(k * 200, rel=0.2)
+    else:  # background at the 1st percentile: std k*s*sqrt(0.1); nuclei: k*s*sqrt(200/200 + 0.1)
+        assert bg == pytest.approx(k * 200 * np.sqrt(0.1), rel=0.1)
+        assert fg == pytest.approx(k * 200 * np.sqrt(1.1), rel=0.2)
+
+
+def test_noise_keeps_tensor_type_and_label():
+    t = RandImagingNoised(keys="image", prob=1.0, max_std=0.3)
+    t.set_random_state(1)
+    label = np.ones((3, 32, 32))
+    out = t({"image": torch.as_tensor(_clip()), "label": label})
+    assert isinstance(out["image"], torch.Tensor) and out["label"] is label
+
+
+@pytest.mark.parametrize("bad", [{"prob": 1.5}, {"max_std": -0.1}, {"poisson_prob": -1}])
+def test_bad_arguments_fail_at_construction(bad):
+    with pytest.raises(ValueError):
+        RandImagingNoised(keys="image", **bad)
+
+
+@pytest.mark.parametrize("gamma, noise_std", [(0.0, 0.0), (0.4, 0.0), (0.0, 0.3), (0.4, 0.3)])
+def test_training_pipeline_with_raw_intensity_augmentation(gamma, noise_std):
+    pipe = clip_train_transforms((32, 32), i_min=20, i_max=1, gamma=gamma, noise_std=noise_std, noise_prob=1.0,
+                                 smooth_sigma=2.0, padding_mode="reflection", flip_prob=0.5)  # fmt: skip
+    pipe.set_random_state(0)
+    label = np.zeros((3, 32, 32), np.int64)
+    label[:, 8:16, 8:16] = 1
+    out = pipe({"image": _clip(), "label": label})
+    assert out["image"].shape == (3, 32, 32) and torch.isfinite(out["image"]).all()
+    assert set(torch.unique(out["label"]).tolist()) <= {-1, 0, 1}
+    eval_pipe = clip_train_transforms((32, 32), i_min=20, i_max=1, gamma=gamma, noise_std=noise_std, augment=False)
+    a = eval_pipe({"image": _clip(), "label": label})["image"]
+    b = eval_pipe({"image": _clip(), "label": label})["image"]
+    torch.testing.assert_close(a, b)  # augment=False: no noise, no gamma
