@@ -108,8 +108,12 @@ def bundle_settings(path: str) -> dict[str, Any]:
         "clustering_options": cfg["clustering_options"],
         "smooth_sigma": cfg["augmentation"]["smooth_sigma"],
     }
+
+    def expression(v: Any) -> bool:  # MONAI config syntax: "$python", "@reference", "%file#key"
+        return isinstance(v, str) and v[:1] in ("$", "@", "%")
+
     for key, value in settings.items():
-        if isinstance(value, str) or (isinstance(value, dict) and any(isinstance(v, str) for v in value.values())):
+        if expression(value) or (isinstance(value, dict) and any(expression(v) for v in value.values())):
             raise ValueError(f"{path}: '{key}' is an expression ({value!r}); this benchmark needs literal values")
     return settings
 

@@ -349,7 +349,7 @@ FAST_CASES = fast_cases()
 @pytest.mark.parametrize("assign", ["nearest_sample", "mean_direction"])
 @pytest.mark.parametrize(
     "sample_points, m_pts",
-    [(100000, 10), (150, 20)],  # every pixel / a grid of stride 2 (m_pts 20 -> 5 on the sample)
+    [(100000, 10), (150, 20)],  # every pixel / a grid of stride >= 2 (m_pts 20 -> 5 on the sample)
 )
 @pytest.mark.parametrize("case", list(FAST_CASES))
 def test_fast_mode_gives_the_instances_of_the_exact_mode(case, sample_points, m_pts, assign):
@@ -372,10 +372,9 @@ def test_fast_mode_grid_stride():
 
     fg = np.zeros((2, 100, 100), bool)
     fg[:, 10:90, 10:90] = True  # 12800 px
-    assert _grid_stride(fg, 100000, 100) == 1  # few enough pixels: all of them
-    assert _grid_stride(fg, 1000, 100) == 4  # 2 * 20 * 20 = 800 <= 1000 (stride 3: 2 * 27 * 27 > 1000)
-    assert _grid_stride(fg, 10, 100) == 4  # sqrt(100 / 5) = 4.47: min_samples stays >= 5
-    assert _grid_stride(fg, 10, 9) == 1
+    assert _grid_stride(fg, 100000) == 1  # few enough pixels: all of them
+    assert _grid_stride(fg, 1000) == 4  # 2 * 20 * 20 = 800 <= 1000 (stride 3: 2 * 27 * 27 > 1000)
+    assert _grid_stride(fg, 100) == 11  # rows and columns 16, 27, ..., 82: 2 * 7 * 7 = 98
 
 
 def test_fast_mode_is_a_bundle_option():

@@ -330,19 +330,17 @@ def _nearest_labels(query: np.ndarray, ref: np.ndarray, ref_labels: np.ndarray, 
     return ref_labels[idx]
 
 
-#: ``mode="fast"`` never samples so sparsely that the scaled ``min_samples`` drops below this.
+#: ``mode="fast"``: the scaled ``min_samples`` and ``min_cluster_size`` are at least this (or the unscaled
+#: value when that is smaller), so that a sparse sample does not make HDBSCAN cut instances into pieces.
 MIN_SAMPLED_NEIGHBOURS = 5
 
 
-def _grid_stride(fg: np.ndarray, sample_points: int, min_samples: int) -> int:
+def _grid_stride(fg: np.ndarray, sample_points: int) -> int:
     """Grid stride of ``mode="fast"``: the smallest ``s`` whose grid (rows and columns ``s // 2 + k * s``)
-    keeps at most ``sample_points`` foreground pixels of ``fg`` ``(T, H, W)``, but no larger than
-    ``sqrt(min_samples / MIN_SAMPLED_NEIGHBOURS)``, so that HDBSCAN's ``min_samples``, scaled by the
-    sampling fraction ``1 / s**2``, stays at least ``MIN_SAMPLED_NEIGHBOURS``."""
-    largest = max(1, int(np.floor(np.sqrt(min_samples / MIN_SAMPLED_NEIGHBOURS))))
+    keeps at most ``sample_points`` foreground pixels of ``fg`` ``(T, H, W)``."""
     n = int(np.count_nonzero(fg))
-    s = min(largest, max(1, int(np.floor(np.sqrt(n / sample_points)))))
-    while s < largest and np.count_nonzero(fg[:, s // 2 :: s, s // 2 :: s]) > sample_points:
+    s = max(1, int(np.floor(np.sqrt(n / sample_points))))
+    while s < max(fg.shape[1:]) and np.count_nonzero(fg[:, s // 2 :: s, s // 2 :: s]) > sample_points:
         s += 1
     return s
 
@@ -388,7 +386,7 @@ def _fast_point_labels(
     n = int(np.count_nonzero(fg))
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    s = _grid_stride(fg, sample_points, min_samples)
+    s = _grid_stride(fg, sample_points)
     o = s // 2
     gy = np.arange(o, h, s)
     gx = np.arange(o, w, s)
@@ -401,8 +399,8 @@ def _fast_point_labels(
     ms, mcs = min_samples, min_cluster_size
     if m < n:
         frac = m / n
-        ms = max(1, round(min_samples * frac))
-        mcs = max(2, round(min_cluster_size * frac))
+        ms = max(min(min_samples, MIN_SAMPLED_NEIGHBOURS), round(min_samples * frac))
+        mcs = max(min(min_cluster_size, MIN_SAMPLED_NEIGHBOURS), 2, round(min_cluster_size * frac))
     sample_points_ = np.concatenate([sample_feats, sample_coords], axis=1)
     sample_labels = _run_hdbscan(sample_points_, ms, mcs, *hdbscan_args, hdbscan_kwargs)
     if noise == "nearest":
@@ -588,9 +586,9 @@ def cluster_embeddings(
             ``max_points`` random ones), as described above. ``"fast"``: HDBSCAN on a spatially
             stratified sample of the foreground, the pixels on a regular grid of stride ``s`` (the same
             grid in every frame; ``s`` is the smallest stride that leaves at most ``sample_points``
-            foreground pixels, ``1`` = all of them, but at most ``sqrt(min_samples / 5)`` so that the
-            scaled ``min_samples`` stays >= 5), with ``min_samples`` and ``min_cluster_size`` scaled by
-            the sampling fraction like ``max_points`` does; every other
+            foreground pixels, ``1`` = all of them), with ``min_samples`` and ``min_cluster_size``
+            scaled by the sampling fraction like ``max_points`` does, but not below 5 (a sparse sample
+            must not make HDBSCAN cut instances into pieces); every other
             foreground pixel is then labelled from the sample (``assign``). Background removal, the
             cluster-level background rule, ``min_size`` and ``split_components`` are those of the exact
             path. ``max_points`` is not used. Tens of times faster on a 256 x 256 cell frame pair
