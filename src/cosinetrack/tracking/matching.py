@@ -143,6 +143,7 @@ def best_overlapping_instance(
     measure: str = "iou",
     min_score: float = 0.1,
     dilation: int = 0,
+    sizes: Sequence[np.ndarray] | None = None,
 ) -> tuple[int, int, float]:
     """The instance of earlier frames that overlaps ``mask`` most (the parent of a new track).
 
@@ -158,6 +159,8 @@ def best_overlapping_instance(
             size change of a division: a daughter lies inside its mother's last outline).
         min_score: an instance qualifies only with a score of at least this.
         dilation: radius in pixels of the dilation of ``mask`` (``0``: none).
+        sizes: optional pixel counts of the instances of each frame (``sizes[k][id]``, e.g.
+            ``np.bincount`` of frame ``k``), to save counting them again; same result.
 
     Returns:
         ``(id, frame index in frames, score)`` of the best instance, or ``(0, -1, 0.0)`` when none
@@ -191,8 +194,11 @@ def best_overlapping_instance(
             continue
         ids, inter = np.unique(inside, return_counts=True)
         if measure == "iou":
-            sizes = np.array([np.count_nonzero(frame == i) for i in ids])
-            scores = inter / (size + sizes - inter)
+            if sizes is not None:
+                counts = np.asarray(sizes[index])[ids]
+            else:
+                counts = np.array([np.count_nonzero(frame == i) for i in ids])
+            scores = inter / (size + counts - inter)
         else:
             scores = inter / size
         k = int(np.argmax(scores))  # first maximum: the smallest id

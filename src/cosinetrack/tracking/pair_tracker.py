@@ -155,6 +155,7 @@ class PairTracker:
         self.border_width = int(border_width)
         self._pending: np.ndarray | None = None  # second frame of the last pair, in track ids
         self._history: deque[np.ndarray] = deque(maxlen=self.max_parent_gap)  # finalised, nearest first
+        self._history_sizes: deque[np.ndarray] = deque(maxlen=self.max_parent_gap)  # their instance sizes
         self._runs: dict[int, list[list[int]]] = {}  # id -> [[first, last], ...]
         self._parents: dict[int, int] = {}
         self._border: set[int] = set()
@@ -203,7 +204,7 @@ class PairTracker:
             raise ValueError(f"pair_labels: expected integer labels, got dtype {pair.dtype}")
         if self._shape is not None and pair.shape[1:] != self._shape:
             raise ValueError(f"pair_labels: frame shape {pair.shape[1:]} differs from the earlier {self._shape}")
-        pair = np.where(pair > 0, pair, 0).astype(np.int64)
+        pair = np.maximum(pair, 0).astype(np.int64, copy=False)
         if self.min_size > 0:
             pair = np.stack([_remove_small(f, self.min_size) for f in pair])
         return pair
@@ -264,6 +265,7 @@ class PairTracker:
         pending, self._pending = self._pending, None
         out = None if pending is None else self._finalize(pending)[0]
         self._history.clear()
+        self._history_sizes.clear()
         return out
 
     def _finalize(self, frame: np.ndarray, pending: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -282,13 +284,20 @@ class PairTracker:
                 pending = _replace_ids(pending, provisional, real)
         frame = frame.astype(np.int32)
         history = list(self._history)
-        for i in (int(v) for v in _present_ids(np.maximum(frame, 0)) if v > 0):
+        history_sizes = list(self._history_sizes)
+        counts = np.bincount(np.maximum(frame, 0).ravel())
+        for i in (int(v) for v in np.flatnonzero(counts) if v > 0):
             runs = self._runs.get(i)
             if runs is None:
                 self._runs[i] = [[t, t]]
                 if history:
                     parent, _, _ = best_overlapping_instance(
-                        frame == i, history, self.parent_measure, self.min_parent_score, self.parent_dilation
+                        frame == i,
+                        history,
+                        self.parent_measure,
+                        self.min_parent_score,
+                        self.parent_dilation,
+                        sizes=history_sizes,
                     )
                     if parent:
                         self._parents[i] = parent
@@ -299,6 +308,7 @@ class PairTracker:
         self._border.update(int(i) for i in _border_ids(frame, self.border_width))
         if self.max_parent_gap > 0:
             self._history.appendleft(frame)
+            self._history_sizes.appendleft(counts)
         self._num_frames += 1
         return frame, pending
 
