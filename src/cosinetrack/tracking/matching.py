@@ -61,10 +61,19 @@ def instance_overlaps(
     a = np.asarray(labels_a).astype(np.int64, copy=False).ravel()
     b = np.asarray(labels_b).astype(np.int64, copy=False).ravel()
     empty = np.zeros(0, dtype=np.int64)
+    small = _small_id_bound(a.size)
+    if a.size:
+        a_max, b_max = int(a.max()), int(b.max())
+        if 0 < a_max and 0 < b_max and (a_max + 1) * (b_max + 1) <= small and min(a.min(), b.min()) >= 0:
+            # small non-negative ids (the usual case): the whole contingency table in one count; same result
+            table = np.bincount(a * (b_max + 1) + b, minlength=(a_max + 1) * (b_max + 1)).reshape(a_max + 1, -1)
+            ka, kb = np.nonzero(table[1:, 1:])  # row-major: ordered by (id_a, id_b)
+            sizes_a = table[1:].sum(axis=1)
+            sizes_b = table[:, 1:].sum(axis=0)
+            return ka + 1, kb + 1, table[ka + 1, kb + 1], sizes_a[ka], sizes_b[kb]
     both = (a > 0) & (b > 0)
     if not both.any():
         return empty, empty.copy(), empty.copy(), empty.copy(), empty.copy()
-    small = _small_id_bound(a.size)
     if int(a.max()) <= small and int(b.max()) <= small:
         # small ids (the usual case): counts per value instead of sorting the pixels; same result
         count_a = np.bincount(np.maximum(a, 0))
