@@ -1,6 +1,14 @@
 """Engines: batch preparation for clips and cases, streaming inference, run reports (on Ignite/MONAI)."""
 
-from cosinetrack.engines.checkpoint import load_weights, require_dir, require_file
+from cosinetrack.engines.checkpoint import (
+    NetworkSettings,
+    TrainingCheckpoint,
+    find_resume_checkpoint,
+    load_weights,
+    network_settings,
+    require_dir,
+    require_file,
+)
 from cosinetrack.engines.crossval import cross_validate, run_training
 from cosinetrack.engines.inferer import StreamingInferer, stream_frames
 from cosinetrack.engines.instances import segment_image_instances, segment_plants_to_folder
@@ -19,6 +27,10 @@ from cosinetrack.engines.video import (
 )
 
 __all__ = [
+    "NetworkSettings",
+    "TrainingCheckpoint",
+    "find_resume_checkpoint",
+    "network_settings",
     "TiledPairSegmenter",
     "TileGrid",
     "stitch_tile_labels",

@@ -75,21 +75,26 @@ def _running_bundle_config() -> dict | None:
     return None
 
 
-def export_bundle_config(path: str, config: Mapping[str, Any] | None = None) -> str:
+def export_bundle_config(path: str, config: Mapping[str, Any] | None = None, resume: bool = False) -> str:
     """Write the bundle config (merged files plus command-line overrides, expressions unevaluated) to ``path``.
 
     Without ``config``, the config of the ``monai.bundle`` workflow that evaluates this expression is
     found on the call stack. Returns ``path`` (so a config item can reference it as an artifact). An
     existing ``path`` means the output folder belongs to another run: that is an error, so a run never
-    overwrites another run's checkpoints.
+    overwrites another run's checkpoints, unless ``resume`` (the run continues; this start's config is
+    written beside it as ``config_resumed-<time>.json``).
     """
     config = dict(config) if config is not None else _running_bundle_config()
     if config is None:
         raise RuntimeError("export_bundle_config found no running monai.bundle ConfigParser; pass 'config'")
     if os.path.exists(path):
+        if resume:  # the run continues: its config stays; this start's is kept beside it
+            resumed = f"{os.path.splitext(path)[0]}_resumed-{time.strftime('%Y%m%d-%H%M%S')}.json"
+            atomic_write_text(resumed, json.dumps(config, indent=2, default=str, sort_keys=True))
+            return path
         raise FileExistsError(
             f"{os.path.dirname(os.path.abspath(path))}: this output folder already holds a run; "
-            "choose a new --output_dir (nothing was overwritten)"
+            "choose a new --output_dir, or continue that run with --resume true (nothing was overwritten)"
         )
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     atomic_write_text(path, json.dumps(config, indent=2, default=str, sort_keys=True))
@@ -129,12 +134,25 @@ class MLflowRunHandler(MLFlowHandler):
             engine.add_event_handler(Events.EXCEPTION_RAISED, self.failed)
 
     def failed(self, engine: Engine, error: BaseException) -> None:
-        """Mark the run FAILED (so a later run with the same name never appends to it) and re-raise."""
+        """Mark the run FAILED (KILLED for Ctrl-C) so a later run never appends to it by name; re-raise.
+
+        A run resumed with ``--resume true`` continues it by id (:meth:`resume_run`) and sets it RUNNING.
+        """
         if self.cur_run is not None:
-            status = mlflow.entities.RunStatus.to_string(mlflow.entities.RunStatus.FAILED)
-            self.client.set_terminated(self.cur_run.info.run_id, status)
+            killed = isinstance(error, KeyboardInterrupt)
+            status = mlflow.entities.RunStatus.KILLED if killed else mlflow.entities.RunStatus.FAILED
+            self.client.set_terminated(self.cur_run.info.run_id, mlflow.entities.RunStatus.to_string(status))
             self.cur_run = None
         raise error
+
+    def resume_run(self, run_id: str | None, run_name: str | None = None) -> None:
+        """Continue the MLflow run ``run_id`` (a resumed training): log into it and set it RUNNING again."""
+        if not run_id:
+            return
+        self.cur_run = self.client.get_run(run_id)
+        if run_name:
+            self.run_name = run_name
+        self.client.update_run(run_id, status="RUNNING")
 
     def start(self, engine: Engine) -> None:
         super().start(engine)

@@ -1,0 +1,123 @@
+"""Model files that say which network they fit, and a killed training resumed at the same iteration and run."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from conftest import REPO_ROOT, run_bundle
+
+from cosinetrack.engines import load_weights, network_settings
+from cosinetrack.engines.checkpoint import RNGState
+from cosinetrack.errors import CosineTrackDataError
+from cosinetrack.networks import RecurrentStackedHourglass
+
+NET = dict(in_channels=1, out_channels=4, num_levels=2, num_filters=4)
+
+
+def _save(path, net, with_settings=True):
+    state = {"model": net.state_dict()}
+    if with_settings:
+        state["network"] = network_settings(net)
+    torch.save(state, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "other, fragment",
+    [
+        ({"num_levels": 3}, "num_levels=2 (this network: 3); run with --num_levels 2"),
+        ({"num_filters": 8}, "num_filters=4 (this network: 8)"),
+        ({"out_channels": 8}, "--embedding_dim 4"),
+        ({"recurrent": False}, "recurrent=True (this network: False)"),
+    ],
+)
+def test_a_model_of_another_network_names_the_file_and_the_mismatch(tmp_path, other, fragment):
+    path = _save(tmp_path / "model.pt", RecurrentStackedHourglass(**NET))
+    with pytest.raises(CosineTrackDataError, match=f"{path}: .*{fragment}".replace("(", r"\(").replace(")", r"\)")):
+        load_weights(RecurrentStackedHourglass(**{**NET, **other}), str(path))
+
+
+@pytest.mark.parametrize(
+    "make, fragment",
+    [
+        (lambda p: p.write_bytes(_save(p, RecurrentStackedHourglass(**NET)).read_bytes()[:200]), "cannot read"),
+        (lambda p: p.write_text("not a checkpoint"), "cannot read"),
+        (lambda p: _save(p, RecurrentStackedHourglass(**{**NET, "num_filters": 8}), with_settings=False), "do not fit"),
+        (lambda p: torch.save([1, 2], p), "expected a dict"),
+    ],
+    ids=["truncated", "text", "old file of another shape", "a list"],
+)
+def test_unreadable_or_foreign_checkpoints_are_clear_errors(tmp_path, make, fragment):
+    path = tmp_path / "model.pt"
+    make(path)
+    with pytest.raises(CosineTrackDataError, match=fragment) as err:
+        load_weights(RecurrentStackedHourglass(**NET), str(path))
+    assert str(err.value).startswith(str(path))
+
+
+def test_weights_round_trip_with_and_without_settings(tmp_path):
+    torch.manual_seed(0)
+    net = RecurrentStackedHourglass(**NET)
+    for settings in (True, False):
+        other = RecurrentStackedHourglass(**NET)
+        load_weights(other, str(_save(tmp_path / f"m{settings}.pt", net, settings)))
+        for a, b in zip(net.state_dict().values(), other.state_dict().values()):
+            torch.testing.assert_close(a, b)
+
+
+def test_rng_state_round_trip():
+    saved = RNGState().state_dict()
+    draws = (random.random(), np.random.rand(), torch.rand(1).item())  # noqa: NPY002 - the global state
+    random.seed(5)
+    np.random.seed(5)  # noqa: NPY002
+    torch.manual_seed(5)
+    RNGState().load_state_dict(saved)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == draws  # noqa: NPY002
+
+
+TINY = ["--image_size", "[32,32]", "--num_levels", "3", "--num_filters", "8", "--num_threads", "1"]
+SYNTH = ["--synthetic#num_cases", "4", "--synthetic#image_size", "[40,48]", "--synthetic#num_frames", "6"]
+
+
+def test_training_killed_with_sigkill_resumes_to_the_end_in_one_mlflow_run(tmp_path):
+    out, uri = tmp_path / "run", f"sqlite:///{tmp_path}/mlflow.db"
+    args = [*TINY, *SYNTH, "--max_iterations", "300", "--val_interval", "150", "--save_interval", "5",
+            "--tracking_uri", uri, "--experiment_name", "resume", "--output_dir", str(out)]  # fmt: skip
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", "bundles/lv_mri/train.json"]
+    env = dict(os.environ, COSINETRACK_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.Popen(cmd + args, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if any(p.name.startswith("resume_") and int(p.stem.split("_")[1]) >= 20 for p in out.glob("resume_*.pt")):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the training ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "model_final.pt").exists()  # a killed run leaves nothing that looks finished
+    killed_at = max(int(p.stem.split("_")[1]) for p in out.glob("resume_*.pt"))
+    assert killed_at < 300
+
+    done = run_bundle("training", ["bundles/lv_mri/train.json"], *args, "--resume", "true", tmp=tmp_path)
+    assert "resuming from iteration" in done.stdout + done.stderr
+    assert (out / "model_final.pt").is_file() and (out / "resume_300.pt").is_file()
+    assert len(list(out.glob("resume_*.pt"))) == 2
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("resume").experiment_id])
+    assert run.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
+    assert set(steps) == set(range(1, 301))  # nothing missing
+    assert len(steps) - 300 < 5 + 5  # re-done iterations: at most those after the last save (one interval)
+    lr = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "lr_group_0")}
+    assert lr[1] == pytest.approx(1e-4) and lr[300] == pytest.approx(1e-5)  # the schedule went on, not restarted
+    vals = client.get_metric_history(run.info.run_id, "val_iou")
+    assert sorted({m.step for m in vals}) == [150, 300]
