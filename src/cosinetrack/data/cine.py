@@ -210,14 +210,46 @@ def resolve_cases(
 
 
 def read_nifti_array(path: str, dtype: type = np.float32) -> np.ndarray:
-    """Read a NIfTI file into an array (axes as stored: ``(H, W, ...)``), with a clear error when it fails."""
+    """Read a NIfTI file into an array (axes as stored: ``(H, W, ...)``), with a clear error when it fails.
+
+    Axes after the fourth must have length 1 (NIfTI's unused dimensions); they are dropped. With an
+    integer ``dtype`` (labels) every value must be a finite whole number: a label of 2.5 is an error, never
+    truncated to 2.
+
+    Raises:
+        CosineTrackDataError: the message starts with ``path``: a missing or unreadable file, a 5D (or
+            higher) array with more than one element along an axis after the fourth, or (integer ``dtype``)
+            NaN, infinite or fractional values.
+    """
     if path is None or not os.path.isfile(path):
         raise CosineTrackDataError(path, "file not found (listed in the data set but missing on disk)")
     try:
         array = np.asarray(nib.load(path).dataobj)
     except Exception as e:  # nibabel raises many types for corrupt files
         raise CosineTrackDataError(path, f"cannot read this file as NIfTI ({type(e).__name__}: {e})") from e
-    array = np.squeeze(array, axis=tuple(range(4, array.ndim))) if array.ndim > 4 else array
+    if array.ndim > 4:
+        extra = array.shape[4:]
+        if any(n != 1 for n in extra):
+            raise CosineTrackDataError(
+                path, f"a {array.ndim}D array of shape {array.shape}: only 2D, 3D (x, y, z or t) and 4D (x, y, z, t) "
+                f"images are supported, and the axes after the fourth ({extra}) must have length 1 "
+                "(one channel / one component per voxel)",
+            )
+        array = array.reshape(array.shape[:4])
+    if np.issubdtype(np.dtype(dtype), np.integer) and not np.issubdtype(array.dtype, np.integer):
+        if not np.issubdtype(array.dtype, np.floating):
+            raise CosineTrackDataError(path, f"label values must be whole numbers, got data type {array.dtype}")
+        finite = np.isfinite(array)
+        if not finite.all():
+            raise CosineTrackDataError(path, f"the label has {int(array.size - finite.sum())} NaN or Inf values")
+        fractional = array != np.round(array)
+        if fractional.any():
+            shown = ", ".join(f"{v:g}" for v in np.unique(array[fractional])[:5])
+            raise CosineTrackDataError(
+                path, f"label values must be whole numbers; {int(fractional.sum())} voxel(s) hold fractional "
+                f"values ({shown}), which would be truncated. Store labels as integers (or check the "
+                "scaling slope/intercept of the header)",
+            )
     return array.astype(dtype, copy=False)
 
 

@@ -45,6 +45,7 @@ from cosinetrack.errors import CosineTrackDataError
 
 __all__ = [
     "check_ctc_frames",
+    "check_tra_markers",
     "find_ctc_sequences",
     "iter_ctc_frames",
     "iter_ctc_training_frames",
@@ -384,6 +385,41 @@ def read_man_track(path: str | os.PathLike) -> np.ndarray:
     return tracks
 
 
+def check_tra_markers(path: str | os.PathLike, tra: np.ndarray, frame: int, tracks: np.ndarray) -> None:
+    """Check that every marker of one TRA frame is a track of ``man_track.txt`` alive at that frame.
+
+    A marker id that the track table lacks, or that is drawn outside its track's frames ``B..E``, would
+    otherwise be trained on as a cell and scored as ground truth (py-ctcmetrics takes the masks as they
+    are), silently: the ground truth must say what the lineage says.
+
+    Args:
+        path: the TRA file (``man_trackT.tif``), for the message.
+        tra: its ``(H, W)`` non-negative integer markers (:func:`read_ctc_label`).
+        frame: its CTC frame number ``T``.
+        tracks: the ``(N, 4)`` table of :func:`read_man_track` (``L B E P``).
+
+    Raises:
+        CosineTrackDataError: the message starts with ``path`` and lists the offending marker ids.
+    """
+    ids = np.unique(tra[tra > 0]) if tra.size else np.zeros(0, dtype=np.int64)
+    if not ids.size:
+        return
+    span = {int(label): (int(begin), int(end)) for label, begin, end, _ in np.asarray(tracks).reshape(-1, 4)}
+    absent = [int(i) for i in ids if int(i) not in span]
+    if absent:
+        shown = ", ".join(map(str, absent[:10])) + (f" and {len(absent) - 10} more" if len(absent) > 10 else "")
+        raise CosineTrackDataError(
+            path, f"marker label(s) {shown} of frame {frame} are not in {MAN_TRACK}; every TRA marker must be a "
+            f"track of {MAN_TRACK} (fix the markers or add the tracks)",
+        )
+    outside = [(int(i), span[int(i)]) for i in ids if not span[int(i)][0] <= frame <= span[int(i)][1]]
+    if outside:
+        shown = ", ".join(f"{i} (frames {b}..{e})" for i, (b, e) in outside[:10])
+        raise CosineTrackDataError(
+            path, f"marker label(s) drawn in frame {frame} outside their track's frames in {MAN_TRACK}: {shown}"
+        )
+
+
 # ----------------------------------------------------------------------------------------------------
 # SEG + TRA -> training labels
 # ----------------------------------------------------------------------------------------------------
@@ -482,7 +518,8 @@ def iter_ctc_training_frames(sequence: dict, frames: Sequence[int] | None = None
 
     Raises:
         CosineTrackDataError: no ground truth (no ``man_track.txt``), a frame without its TRA file, bad
-            files, or GT and image sizes that differ (names the GT file).
+            files, GT and image sizes that differ (names the GT file), or a TRA marker that
+            ``man_track.txt`` lacks or places in other frames (:func:`check_tra_markers`).
     """
     if sequence.get("man_track") is None:
         where = sequence.get("gt_dir") or os.path.join(sequence["root"], f"{sequence['name']}_GT")
@@ -501,6 +538,7 @@ def iter_ctc_training_frames(sequence: dict, frames: Sequence[int] | None = None
             raise CosineTrackDataError(
                 sequence["tra"][t], f"size {tra.shape} differs from the image size {image.shape}"
             )
+        check_tra_markers(sequence["tra"][t], tra, t, tracks)
         seg = None
         if t in sequence["seg"]:
             seg = read_ctc_label(sequence["seg"][t])
@@ -590,8 +628,10 @@ def write_ctc_subsequence(
 
     Raises:
         CosineTrackDataError: a frame that the sequence lacks, or (with ground truth) a frame without its
-            TRA file or no ``man_track.txt``. ValueError: empty or non-consecutive ``frames``, a bad
-            ``name``, or an output folder that overlaps an input folder. FileExistsError: see ``overwrite``.
+            TRA file, no ``man_track.txt``, or a TRA marker the table lacks (:func:`check_tra_markers`).
+        ValueError: empty or non-consecutive ``frames``, a bad ``name``, or an output folder that overlaps
+            an input folder.
+        FileExistsError: see ``overwrite``.
     """
     import shutil
 
@@ -642,6 +682,8 @@ def write_ctc_subsequence(
                 os.path.join(sequence["gt_dir"], "TRA"), f"TRA marker files missing for frame(s) {missing}"
             )
         table = read_man_track(sequence["man_track"])
+        for t in frames:  # the copies are scored as ground truth: their markers must match the table
+            check_tra_markers(sequence["tra"][t], read_ctc_label(sequence["tra"][t]), t, table)
         inside = (table[:, 2] >= first) & (table[:, 1] <= last)
         table = table[inside].copy()
         kept = set(table[:, 0].tolist())
