@@ -1,6 +1,8 @@
-"""Figures of frames for MLflow: segmentation and embedding panels, and the functions that pick the frames."""
+"""Figures of frames for MLflow: segmentation and embedding panels, and the functions that pick the frames;
+napari layers of a cell tracking result (napari itself is optional and imported only by ``view_ctc``)."""
 
 from cosinetrack.viz.lineage import lineage_tree_figure, lineage_tree_layout
+from cosinetrack.viz.napari_layers import ctc_napari_layers, view_ctc
 from cosinetrack.viz.panels import (
     embedding_panel,
     embedding_rgb,
@@ -13,6 +15,8 @@ from cosinetrack.viz.panels import (
 )
 
 __all__ = [
+    "ctc_napari_layers",
+    "view_ctc",
     "lineage_tree_figure",
     "lineage_tree_layout",
     "segmentation_panel",
