@@ -1,7 +1,8 @@
 """MLflow experiment tracking for bundle runs: one MLflow run per training, with config, curves, figures.
 
-* :func:`default_tracking_uri` / :func:`default_artifact_location`: the project's default store, a SQLite
-  database plus an artifact folder under ``mlruns/`` (MLflow 3 refuses plain file stores).
+* :func:`default_tracking_uri`: the project's default store, a SQLite database under ``mlruns/`` (MLflow 3
+  refuses plain file stores); :func:`default_artifact_location`: artifacts beside the SQLite database of
+  whichever store is used (``mlruns/artifacts`` for the default one), so they follow ``--tracking_uri``.
 * :func:`export_bundle_config`: writes the merged, overridden bundle config of the running
   ``monai.bundle`` workflow to a JSON file (logged as an artifact) and :func:`flatten_params` turns it
   into MLflow params.
@@ -46,11 +47,25 @@ def default_tracking_uri(mlruns_dir: str) -> str:
     return path_to_sqlite_uri(os.path.join(os.path.abspath(mlruns_dir), "mlflow.db"))
 
 
-def default_artifact_location(tracking_uri: str, mlruns_dir: str) -> str | None:
-    """``<mlruns_dir>/artifacts`` for a local SQLite store; ``None`` (the server decides) otherwise."""
-    if tracking_uri.startswith("sqlite:"):
-        return path_to_uri(os.path.join(os.path.abspath(mlruns_dir), "artifacts"))
-    return None
+def default_artifact_location(tracking_uri: str | None) -> str | None:
+    """Where the artifacts of a new experiment go: they follow the tracking store, never the repository.
+
+    * a SQLite file store ``sqlite:///<dir>/<name>.db``: ``file://<dir>/artifacts``, beside the database
+      (the project's default store ``mlruns/mlflow.db`` thus keeps ``mlruns/artifacts``, and
+      ``--tracking_uri sqlite:///elsewhere/runs.db`` writes to ``elsewhere/artifacts``);
+    * anything else (an ``http(s)://`` tracking server, another database, an in-memory SQLite store):
+      ``None``, MLflow's or the server's default artifact root; give ``artifact_location`` to choose.
+
+    ``MLFLOW_TRACKING_URI``, when set, is the store MONAI's ``MLFlowHandler`` logs to, so it decides.
+    An experiment that exists already keeps the artifact location it was created with.
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or tracking_uri
+    if not uri or not uri.startswith("sqlite:///"):
+        return None
+    db_path = uri[len("sqlite:///") :].split("?", 1)[0]
+    if db_path in ("", ":memory:") or db_path.startswith("file:"):
+        return None
+    return path_to_uri(os.path.join(os.path.dirname(os.path.abspath(db_path)), "artifacts"))
 
 
 def make_run_name(*parts: Any) -> str:
