@@ -1,5 +1,10 @@
-"""MLflow artifacts follow the tracking store: ``--tracking_uri sqlite:///elsewhere/runs.db`` used to write
-the artifacts into the repository's ``mlruns/artifacts/``."""
+"""MLflow settings of the bundles: plain top-level keys, and artifacts that follow the tracking store.
+
+``--tracking_uri sqlite:///elsewhere/runs.db`` used to write the artifacts into the repository's
+``mlruns/artifacts/``; the ``mlflow`` section is pulled in by a ``%`` macro, so ``--mlflow#...`` overrides
+crash inside MONAI (``invalid literal for int()``): the settings are the top-level keys
+``tracking_uri``, ``artifact_location``, ``experiment_name`` and ``run_name``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from pathlib import Path
 import mlflow
 import pytest
 from conftest import REPO_ROOT, run_bundle
+from monai.bundle import ConfigParser
 from monai.utils import path_to_uri
 
 from cosinetrack.handlers import default_artifact_location
@@ -48,6 +54,78 @@ def test_default_artifact_location_relative_sqlite_and_environment(tmp_path, mon
     assert default_artifact_location(f"sqlite:///{REPO_ROOT}/mlruns/mlflow.db") == path_to_uri(
         tmp_path / "env" / "artifacts"
     )
+
+
+BUNDLES = ["cell", "leaf", "lv_mri"]
+OVERRIDE_CASES = [
+    # name, command-line overrides ({tmp}: the test's folder), expected tracking uri, expected artifact location
+    ["default store", {}, "sqlite:///{tmp}/project/mlruns/mlflow.db", "file://{tmp}/project/mlruns/artifacts"],
+    [
+        "sqlite elsewhere",
+        {"tracking_uri": "sqlite:///{tmp}/store/elsewhere.db"},
+        "sqlite:///{tmp}/store/elsewhere.db",
+        "file://{tmp}/store/artifacts",
+    ],
+    [
+        "explicit artifact location",
+        {"tracking_uri": "sqlite:///{tmp}/store/elsewhere.db", "artifact_location": "file://{tmp}/shared"},
+        "sqlite:///{tmp}/store/elsewhere.db",
+        "file://{tmp}/shared",
+    ],
+    ["server", {"tracking_uri": "http://127.0.0.1:5000"}, "http://127.0.0.1:5000", None],
+]
+CASES = [(b, *c) for b in BUNDLES for c in OVERRIDE_CASES]
+
+
+@pytest.mark.parametrize(
+    "bundle, name, overrides, uri, location", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES]
+)
+def test_mlflow_settings_are_plain_overridable_keys(
+    tmp_path, monkeypatch, no_env_uri, bundle, name, overrides, uri, location
+):
+    """What ``python -m monai.bundle run ... --tracking_uri ... --artifact_location ...`` does: the overrides
+    are applied to the raw config before the macros are expanded, and reach the MLflow handlers."""
+    monkeypatch.chdir(REPO_ROOT)  # the %configs/... macros are relative to the repository root
+    parser = _parser(bundle, tmp_path, {k: v.format(tmp=tmp_path) for k, v in overrides.items()})
+    assert parser.get_parsed_content("mlflow#tracking_uri") == uri.format(tmp=tmp_path)
+    expected = None if location is None else location.format(tmp=tmp_path)
+    assert parser.get_parsed_content("mlflow#artifact_location") == expected
+    for handler in ("trainer_handler", "evaluator_handler"):
+        raw = parser[f"mlflow#{handler}"]
+        assert raw["tracking_uri"] == "@mlflow#tracking_uri"
+        assert raw["artifact_location"] == "@mlflow#artifact_location"
+        assert (raw["experiment_name"], raw["run_name"]) == ("@experiment_name", "@run_name")
+    made = {p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*")}
+    assert made <= {"project", "store", "run"}
+
+
+def test_overrides_reach_the_mlflow_handler(tmp_path, monkeypatch, no_env_uri):
+    monkeypatch.chdir(REPO_ROOT)
+    uri = f"sqlite:///{tmp_path}/store/elsewhere.db"
+    parser = _parser("leaf", tmp_path, {"tracking_uri": uri, "artifact_location": f"file://{tmp_path}/shared"})
+    handler = parser.get_parsed_content("mlflow#evaluator_handler")
+    assert (handler.experiment_name, handler.run_name) == ("my-exp", "my-run")
+    assert handler.artifact_location == f"file://{tmp_path}/shared"
+    assert handler.client.tracking_uri == uri
+
+
+def _parser(bundle: str, tmp_path: Path, overrides: dict) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config(str(REPO_ROOT / "bundles" / bundle / "train.json"))
+    parser.update({"project_root": str(tmp_path / "project"), "output_dir": str(tmp_path / "run"), **overrides})
+    parser.update({"experiment_name": "my-exp", "run_name": "my-run"})
+    return parser
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_mlflow_section_is_only_reached_through_top_level_keys(bundle):
+    """The bundle pulls the ``mlflow`` section in by macro (so ``--mlflow#x`` cannot work, a MONAI
+    limitation): every user setting it reads must be a top-level key of the bundle."""
+    parser = ConfigParser()
+    parser.read_config(str(REPO_ROOT / "bundles" / bundle / "train.json"))
+    assert isinstance(parser["mlflow"], str) and parser["mlflow"].startswith("%")
+    for key in ("tracking_uri", "artifact_location", "experiment_name", "run_name"):
+        assert key in parser.get(), f"bundles/{bundle}/train.json lacks the top-level key {key!r}"
 
 
 def _repo_files_naming(run_id: str) -> list[Path]:
