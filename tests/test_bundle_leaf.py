@@ -77,7 +77,8 @@ def test_cross_validation_table_over_plants(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     proc = run_bundle(
         "cross_validation", TRAIN + ["bundles/leaf/crossval.json"], "--cv_folds", "2", "--max_iterations", "2",
-        "--val_interval", "2", *TINY, *SYNTH, "--tracking_uri", uri, "--experiment_name", "cv", tmp=tmp_path,
+        "--val_interval", "2", *TINY, *SYNTH, "--tracking_uri", uri, "--experiment_name", "cv",
+        "--output_dir", str(tmp_path / "cv"), tmp=tmp_path,
     )
     table = proc.stdout.split("2-fold cross-validation")[1]
     assert "| nonrecurrent |" in table and "(n=6)" in table and "abs_dic" in table

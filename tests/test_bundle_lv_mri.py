@@ -70,7 +70,7 @@ def test_nonrecurrent_cross_validation_comparison(tmp_path):
     proc = run_bundle(
         "cross_validation", ["bundles/lv_mri/train.json", "bundles/lv_mri/compare.json"],
         "--cv_folds", "2", "--max_iterations", "2", "--val_interval", "2", *TINY, *SYNTH,
-        "--tracking_uri", uri, "--experiment_name", "cv", tmp=tmp_path,
+        "--tracking_uri", uri, "--experiment_name", "cv", "--output_dir", str(tmp_path / "cv"), tmp=tmp_path,
     )
     assert "2-fold cross-validation" in proc.stdout
     table = proc.stdout.split("2-fold cross-validation")[1]

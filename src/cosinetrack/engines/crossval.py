@@ -4,12 +4,16 @@ Each (variant, fold) is a complete ``training`` run of the same bundle config wi
 ``num_folds``, ``fold`` and the variant's keys, so it logs its own MLflow run. Scores are the per-case
 metrics of the final model on its held-out fold (no checkpoint is picked on the held-out fold), pooled
 over folds: every case is scored exactly once, by a model that never saw it.
+
+Everything a cross-validation writes goes under one folder, the bundle's ``output_dir``: a
+``<variant>-fold<k>/`` training folder per run and the table ``cross_validation.md``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from typing import Any
@@ -20,10 +24,17 @@ from monai.bundle import ConfigWorkflow
 
 from cosinetrack.engines.report import format_table
 from cosinetrack.handlers.mlflow import _running_bundle_config, make_run_name
+from cosinetrack.io.atomic import atomic_write_text
 
-__all__ = ["run_training", "cross_validate", "summarize_folds"]
+__all__ = ["run_training", "cross_validate", "summarize_folds", "fold_dir_name", "TABLE_NAME"]
 
 _CV_KEYS = ("cross_validation", "cv_folds", "cv_variants", "cv_overrides")
+TABLE_NAME = "cross_validation.md"
+
+
+def fold_dir_name(variant: str, fold: int) -> str:
+    """``<variant>-fold<k>``, the training folder of one run (characters other than ``[A-Za-z0-9._-]`` -> ``_``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", str(variant)).strip(".") + f"-fold{fold}"
 
 
 def run_training(config: Mapping[str, Any], **overrides: Any) -> dict:
@@ -62,6 +73,7 @@ def cross_validate(
     experiment_name: str = "cosinetrack",
     task: str = "",
     out_file: str | None = None,
+    output_dir: str | None = None,
 ) -> dict[str, dict[str, str]]:
     """Train and score every variant on every fold; print and log the comparison table.
 
@@ -71,15 +83,33 @@ def cross_validate(
         config: the merged bundle config; default: the running ``monai.bundle`` workflow's config.
         overrides: extra overrides for every run (e.g. ``{"max_iterations": 2000}``).
         tracking_uri, experiment_name, task: where the summary run is logged (``None``: no summary run).
-        out_file: also write the table (markdown) here.
+        out_file: also write the table (markdown) here (default: ``<output_dir>/cross_validation.md``).
+        output_dir: the cross-validation's folder: run ``(variant, fold)`` trains in
+            ``<output_dir>/<variant>-fold<k>/`` (:func:`fold_dir_name`) and the table is written beside.
+            It must not exist or be empty (a cross-validation never writes over another). ``None``: each
+            run uses the config's own ``output_dir`` (unless ``overrides`` sets one) and no table file is
+            written unless ``out_file``.
 
     Returns:
         ``{variant: {metric: "mean ± std (n)"}}``.
+
+    Raises:
+        FileExistsError: ``output_dir`` holds files already (nothing was trained).
     """
     config = dict(config) if config is not None else _running_bundle_config()
     if config is None:
         raise RuntimeError("cross_validate needs a config (or must run inside a monai.bundle workflow)")
     variants = dict(variants or {"default": {}})
+    if output_dir is not None:
+        output_dir = os.path.abspath(os.fspath(output_dir))
+        if os.path.isdir(output_dir) and os.listdir(output_dir):
+            raise FileExistsError(
+                f"{output_dir}: this output folder already holds files (another cross-validation?); choose a new "
+                "--output_dir (nothing was overwritten)"
+            )
+        if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+            raise FileExistsError(f"{output_dir}: exists and is not a folder; choose a new --output_dir")
+        out_file = out_file or os.path.join(output_dir, TABLE_NAME)
     results: dict[str, dict[str, str]] = {}
     folds: dict[str, list[dict]] = {}
     for name, variant in variants.items():
@@ -87,6 +117,8 @@ def cross_validate(
         for fold in range(num_folds):
             print(f"\n=== variant {name}, fold {fold + 1}/{num_folds} ===", flush=True)
             run_overrides = {**dict(overrides or {}), **dict(variant), "num_folds": num_folds, "fold": fold}
+            if output_dir is not None:
+                run_overrides["output_dir"] = os.path.join(output_dir, fold_dir_name(name, fold))
             report = run_training(config, **run_overrides)
             pooled += report.get("per_case", [])
         folds[name] = pooled
@@ -95,9 +127,8 @@ def cross_validate(
     table = format_table([{"variant": n, **r} for n, r in results.items()], ["variant"] + metrics)
     print(f"\n{num_folds}-fold cross-validation (per-case mean ± std over all held-out cases):\n{table}\n", flush=True)
     if out_file:
-        os.makedirs(os.path.dirname(os.path.abspath(out_file)), exist_ok=True)
-        with open(out_file, "w") as f:
-            f.write(table + "\n")
+        atomic_write_text(out_file, table + "\n")
+        print(f"table written to {out_file}", flush=True)
     if tracking_uri:
         client = mlflow.MlflowClient(tracking_uri)
         exp = client.get_experiment_by_name(experiment_name)
