@@ -121,3 +121,60 @@ def test_training_killed_with_sigkill_resumes_to_the_end_in_one_mlflow_run(tmp_p
     assert lr[1] == pytest.approx(1e-4) and lr[300] == pytest.approx(1e-5)  # the schedule went on, not restarted
     vals = client.get_metric_history(run.info.run_id, "val_iou")
     assert sorted({m.step for m in vals}) == [150, 300]
+
+
+@pytest.mark.parametrize(
+    "files, ckpt, preset, expect",
+    [
+        (["model.pt"], "mine.pt", None, "mine.pt"),  # an explicit checkpoint always wins
+        (["model.pt"], None, None, "models/model.pt"),
+        (["model.pt", "Fluo-N2DH-SIM+.pt"], None, {"name": "Fluo-N2DH-SIM+"}, "models/Fluo-N2DH-SIM+.pt"),
+        (["model.pt"], None, {"name": "Fluo-N2DH-GOWT1"}, "models/model.pt"),
+        ([], None, None, "ships no trained model"),
+        (["model.pt"], "missing.pt", None, "does not point to an existing file"),
+    ],
+)
+def test_resolve_model_prefers_checkpoint_then_preset_then_bundle_model(tmp_path, files, ckpt, preset, expect):
+    from cosinetrack.engines import resolve_model
+
+    (tmp_path / "models").mkdir()
+    for name in files + ["mine.pt"]:
+        (tmp_path / ("models" if name != "mine.pt" else "") / name).write_bytes(b"x")
+    ckpt = None if ckpt is None else str(tmp_path / ckpt)
+    if expect.endswith(".pt"):
+        assert resolve_model(ckpt, str(tmp_path), preset) == str(tmp_path / expect)
+    else:
+        with pytest.raises(CosineTrackDataError, match=expect):
+            resolve_model(ckpt, str(tmp_path), preset)
+
+
+def test_network_for_model_takes_the_recorded_shape(tmp_path):
+    from cosinetrack.engines import network_for_model
+
+    path = _save(tmp_path / "m.pt", RecurrentStackedHourglass(**{**NET, "num_levels": 3, "num_filters": 6}))
+    defaults = dict(in_channels=1, out_channels=4, num_levels=7, num_filters=64, num_stacks=2, recurrent=True)
+    net = network_for_model(str(path), **defaults)
+    assert (net.num_levels, net.num_filters) == (3, 6)
+    load_weights(net, str(path))
+    old = tmp_path / "old.pt"
+    torch.save(RecurrentStackedHourglass(**NET).state_dict(), old)  # no settings recorded: the defaults
+    assert network_for_model(str(old), **{**defaults, "num_levels": 2, "num_filters": 4}).num_levels == 2
+
+
+def test_cell_inference_without_ckpt_path_uses_the_bundle_model(tmp_path):
+    """What a new user runs: no training, no --ckpt_path; the model shapes the network (no --num_levels)."""
+    from cosinetrack.data.synthetic_cells import generate_cell_video, write_ctc_sequence
+    from cosinetrack.io import validate_ctc_result
+
+    bundle = tmp_path / "bundle"
+    (bundle / "models").mkdir(parents=True)
+    torch.manual_seed(0)
+    _save(bundle / "models" / "model.pt", RecurrentStackedHourglass(1, 16, num_levels=2, num_filters=4))
+    images, labels, tracks = generate_cell_video(0, num_frames=3, image_size=(64, 64), num_cells=(2, 3))
+    write_ctc_sequence(tmp_path / "videos", "01", images, labels, tracks)
+    run_bundle(
+        "inference", ["bundles/cell/train.json", "bundles/cell/inference.json"], "--bundle_root", str(bundle),
+        "--input_dir", str(tmp_path / "videos" / "01"), "--output_dir", str(tmp_path / "res"),
+        "--image_size", "[32,32]", "--clustering_options", "{'max_points': 500}", "--num_threads", "1", tmp=tmp_path,
+    )  # fmt: skip
+    assert validate_ctc_result(tmp_path / "res" / "01_RES")

@@ -218,3 +218,28 @@ def test_a_failed_bundle_run_ends_with_the_file_and_the_problem(tmp_path, bundle
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f"Error: {data}") and "Failed to evaluate" not in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["my data"]
+
+
+@pytest.mark.parametrize(
+    "value, expect",
+    [(True, True), (False, False), (None, False), (1, True), (0, False), ("true", True), ("False", False),
+     ("false", False), ("no", False), ("YES", True), ("0", False), ("maybe", ValueError), (2, ValueError)],
+)  # fmt: skip
+def test_command_line_flags_mean_what_they_say(value, expect):
+    from cosinetrack.options import as_flag
+
+    if expect is ValueError:
+        with pytest.raises(ValueError, match="overwrite: expected true or false"):
+            as_flag(value, "overwrite")
+    else:
+        assert as_flag(value, "overwrite") is expect
+
+
+@pytest.mark.parametrize("overwrite", [False, "false", "False", "no", "0"])
+def test_overwrite_false_from_the_command_line_keeps_the_existing_output(tmp_path, overwrite):
+    """``--overwrite false`` arrives as the string "false": it must not replace anything."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("keep")
+    with pytest.raises(FileExistsError), atomic_directory(tmp_path / "out", overwrite=overwrite):
+        pytest.fail("the body must not run")
+    assert (tmp_path / "out" / "mine.txt").read_text() == "keep"

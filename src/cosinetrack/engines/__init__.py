@@ -5,9 +5,12 @@ from cosinetrack.engines.checkpoint import (
     TrainingCheckpoint,
     find_resume_checkpoint,
     load_weights,
+    network_for_model,
     network_settings,
     require_dir,
     require_file,
+    resolve_model,
+    stored_network_settings,
 )
 from cosinetrack.engines.crossval import cross_validate, run_training
 from cosinetrack.engines.inferer import StreamingInferer, stream_frames
@@ -30,7 +33,10 @@ __all__ = [
     "NetworkSettings",
     "TrainingCheckpoint",
     "find_resume_checkpoint",
+    "network_for_model",
     "network_settings",
+    "resolve_model",
+    "stored_network_settings",
     "TiledPairSegmenter",
     "TileGrid",
     "stitch_tile_labels",

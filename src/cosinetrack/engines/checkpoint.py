@@ -28,6 +28,8 @@ from ignite.handlers import Checkpoint, DiskSaver
 
 from cosinetrack.errors import CosineTrackDataError
 from cosinetrack.io.atomic import atomic_file
+from cosinetrack.networks import RecurrentStackedHourglass
+from cosinetrack.options import as_flag
 
 __all__ = [
     "require_file",
@@ -38,6 +40,9 @@ __all__ = [
     "RNGState",
     "TrainingCheckpoint",
     "find_resume_checkpoint",
+    "resolve_model",
+    "stored_network_settings",
+    "network_for_model",
 ]
 
 _SETTINGS = ("in_channels", "out_channels", "num_levels", "num_filters", "num_stacks", "recurrent")
@@ -123,6 +128,45 @@ def load_weights(network: torch.nn.Module, path: str, map_location: str | torch.
     return network
 
 
+def stored_network_settings(path: str) -> dict[str, Any] | None:
+    """The network settings a model file records (``None`` for a bare state dict of an older version)."""
+    state = _read_checkpoint(require_file(path, "ckpt_path"))
+    settings = state.get("network") if isinstance(state, dict) else None
+    return dict(settings) if isinstance(settings, dict) else None
+
+
+def resolve_model(ckpt_path: str | None, bundle_root: str, preset: Mapping[str, Any] | None = None) -> str:
+    """The model file to run: ``ckpt_path`` when given, else the trained model the bundle ships.
+
+    The bundle's models live in ``<bundle_root>/models/``: ``<preset name>.pt`` (one per data set, e.g.
+    ``Fluo-N2DH-SIM+.pt``) is taken when ``preset`` names one, else ``model.pt``.
+
+    Raises:
+        CosineTrackDataError: ``ckpt_path`` is not a file, or no ``ckpt_path`` and the bundle ships no model.
+    """
+    if ckpt_path:
+        return require_file(ckpt_path, "ckpt_path")
+    folder = os.path.join(os.fspath(bundle_root), "models")
+    names = ([f"{preset['name']}.pt"] if preset and preset.get("name") else []) + ["model.pt"]
+    for name in names:
+        if os.path.isfile(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    raise CosineTrackDataError(
+        folder, f"this bundle ships no trained model ({' or '.join(names)}); train one and pass --ckpt_path"
+    )
+
+
+def network_for_model(path: str, **defaults: Any) -> torch.nn.Module:
+    """A :class:`~cosinetrack.networks.RecurrentStackedHourglass` shaped like the model file ``path``.
+
+    ``defaults`` are the bundle's constructor arguments (``in_channels``, ``out_channels``, ``num_levels``,
+    ``num_filters``, ``num_stacks``, ``recurrent``); the settings recorded in the file replace them, so
+    inference needs no ``--num_levels``/``--num_filters`` to match a model. The weights are loaded
+    by :func:`load_weights` afterwards.
+    """
+    return RecurrentStackedHourglass(**{**defaults, **(stored_network_settings(path) or {})})
+
+
 class RNGState:
     """An entry for a checkpoint: the Python, NumPy and torch random states (restored on resume)."""
 
@@ -206,7 +250,7 @@ class TrainingCheckpoint:
         self.save_dir = os.path.abspath(save_dir)
         self.network = network
         self.save_interval = int(save_interval)
-        self.resume = bool(resume)
+        self.resume = as_flag(resume, "resume")
         self.final_filename = final_filename
         self.run_record = _RunRecord(run_handlers)
         self.to_save: dict[str, Any] = {

@@ -32,6 +32,7 @@ from cosinetrack.clustering import check_cluster_kwargs, cluster_embeddings, res
 from cosinetrack.data.ctc import check_ctc_frames, find_ctc_sequences
 from cosinetrack.engines.checkpoint import load_weights
 from cosinetrack.io.atomic import atomic_directory, refuse_output_over_inputs
+from cosinetrack.options import as_flag
 from cosinetrack.tracking import PairTracker
 from cosinetrack.transforms.spatial import fit_to_size
 
@@ -395,6 +396,7 @@ def track_folder(
     inputs = [input_dir, ckpt_path]
     inputs += [folder for seq in sequences for folder in (seq.get("image_dir"), seq.get("gt_dir"))]
     out = refuse_output_over_inputs(output_dir, inputs)
+    overwrite = as_flag(overwrite, "overwrite")
     if os.path.exists(out) and not overwrite:
         raise FileExistsError(f"{output_dir}: already exists; choose another output_dir or set overwrite")
     if ckpt_path:

@@ -26,6 +26,7 @@ from monai.handlers import MLFlowHandler
 from monai.utils import path_to_sqlite_uri, path_to_uri
 
 from cosinetrack.io.atomic import atomic_write_text
+from cosinetrack.options import as_flag
 
 __all__ = [
     "default_tracking_uri",
@@ -103,7 +104,7 @@ def export_bundle_config(path: str, config: Mapping[str, Any] | None = None, res
     if config is None:
         raise RuntimeError("export_bundle_config found no running monai.bundle ConfigParser; pass 'config'")
     if os.path.exists(path):
-        if resume:  # the run continues: its config stays; this start's is kept beside it
+        if as_flag(resume, "resume"):  # the run continues: its config stays; this start's is kept beside it
             resumed = f"{os.path.splitext(path)[0]}_resumed-{time.strftime('%Y%m%d-%H%M%S')}.json"
             atomic_write_text(resumed, json.dumps(config, indent=2, default=str, sort_keys=True))
             return path

@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 
 from cosinetrack.errors import CosineTrackDataError
+from cosinetrack.options import as_flag
 
 __all__ = [
     "atomic_write_text",
@@ -195,6 +196,7 @@ def atomic_directory(
     ``FileExistsError``. On failure nothing is left behind.
     """
     path = refuse_output_over_inputs(path, inputs, key=key)
+    overwrite = as_flag(overwrite, "overwrite")
     parent = os.path.dirname(path)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path}: already exists; choose another output folder or allow overwriting")

@@ -34,6 +34,7 @@ from cosinetrack.data.ctc import read_ctc_label, read_man_track
 from cosinetrack.errors import CosineTrackDataError
 from cosinetrack.io.atomic import atomic_directory
 from cosinetrack.io.ctc import RES_TRACK
+from cosinetrack.options import as_flag
 
 __all__ = [
     "GEFF_SUFFIX",
@@ -276,18 +277,6 @@ def write_ctc_geff(
     return out
 
 
-def _flag(value: bool | str | int | None, name: str) -> bool:
-    """A yes/no option as a bool; the command line passes ``--export_geff false`` as the string ``"false"``."""
-    if value is None or isinstance(value, bool | int):
-        return bool(value)
-    word = str(value).strip().lower()
-    if word in ("true", "1", "yes", "on"):
-        return True
-    if word in ("false", "0", "no", "off", "none", ""):
-        return False
-    raise ValueError(f"{name}: expected true or false, got {value!r}")
-
-
 def export_geff_for_results(
     result_dirs: Iterable[str | os.PathLike], enabled: bool | str = True, *, overwrite: bool = False
 ) -> list[str]:
@@ -297,6 +286,6 @@ def export_geff_for_results(
     ``export_geff_for_results(ctc_result_folders(output_dir))``. ``enabled`` is the bundle's ``export_geff``
     option (a bool, or ``"true"`` / ``"false"`` from the command line): false writes nothing and returns ``[]``.
     """
-    if not _flag(enabled, "export_geff"):
+    if not as_flag(enabled, "export_geff"):
         return []
     return [write_ctc_geff(res_dir, overwrite=overwrite) for res_dir in result_dirs]
