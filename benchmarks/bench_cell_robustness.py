@@ -29,9 +29,9 @@ Usage (from the repository root; a checkpoint trained on frames 0-49 of SIM+/01)
         --cross ../shared/data/ctc/Fluo-N2DH-GOWT1 --json rows.json
     python benchmarks/bench_cell_robustness.py --table rows.json
 
-``--cross`` adds the other video(s), every frame, unshifted (the model never saw them; the baseline's
-parameters were chosen on SIM+/01). ``--shifts none,gain2`` picks shifts; ``--no-model`` scores only the
-baseline. Rows: method, data, shift, SEG, TRA, DET, OP_CTB, seconds.
+``--cross`` adds the other video(s), every frame (or ``--cross-frames``), unshifted (the model never saw
+them; the baseline's parameters were chosen on SIM+/01). ``--shifts none,gain2`` picks shifts; without
+``--ckpt`` only the baseline is scored. Rows: method, data, shift, SEG, TRA, DET, OP_CTB, seconds.
 """
 
 from __future__ import annotations
@@ -146,7 +146,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             for shift in args.shifts:
                 jobs.append((f"{name}/{seq['name']} {frames[0]}-{frames[-1]}", shift, seq, frames, name))
         else:
-            jobs.append((f"{name}/{seq['name']} all", "none", seq, list(seq["frames"]), name))
+            frames = baseline.parse_frames(args.cross_frames, seq["frames"])
+            span = "all" if frames == list(seq["frames"]) else f"{frames[0]}-{frames[-1]}"
+            jobs.append((f"{name}/{seq['name']} {span}", "none", seq, frames, name))
     for label, shift, seq, frames, name in jobs:
         with tempfile.TemporaryDirectory(prefix="cell-robustness-", dir=args.workdir) as work:
             root = os.path.join(work, name)
@@ -185,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequence", default="01")
     parser.add_argument("--frames", default="50:65", help="held-out window 'start:stop' of --dataset")
     parser.add_argument("--cross", action="append", default=[], help="other data set folder(s), all frames, unshifted")
+    parser.add_argument("--cross-frames", default=None, help="frames 'start:stop' of the --cross videos (default all)")
     parser.add_argument("--shifts", default=",".join(SHIFTS), type=lambda s: [x for x in s.split(",") if x])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir", default=None)
