@@ -495,7 +495,7 @@ def cluster_embeddings(
     hdbscan_kwargs: dict[str, Any] | None = None,
     mode: str = "exact",
     sample_points: int = 1000,
-    assign: str = "nearest_sample",
+    assign: str = "mean_direction",
 ) -> np.ndarray:
     """Cluster pixel embeddings of one image or of ``T`` frames jointly into an instance label image.
 
@@ -591,16 +591,21 @@ def cluster_embeddings(
             must not make HDBSCAN cut instances into pieces); every other
             foreground pixel is then labelled from the sample (``assign``). Background removal, the
             cluster-level background rule, ``min_size`` and ``split_components`` are those of the exact
-            path. ``max_points`` is not used. Tens of times faster on a 256 x 256 cell frame pair
-            (``benchmarks/bench_fast_clustering.py``).
+            path. ``max_points`` is not used. Tens of times faster on a 256 x 256 cell frame pair, but
+            not the same result: on the CPU-budget cell model's embeddings (every cell its own
+            direction) the sparse sample merges or drops cells that the exact path separates (SEG
+            about 0.05 lower on Fluo-N2DH-SIM+, ``docs/benchmarks_cell_inference.md``), so the bundles
+            keep ``"exact"``.
         sample_points: ``mode="fast"``: about how many foreground pixels HDBSCAN clusters.
-        assign: ``mode="fast"``: how the pixels off the grid are labelled. ``"nearest_sample"``
-            (default): the label (cluster or noise) of the nearest, in data-point space, of the (up to
-            four) foreground grid pixels of the same frame that surround the pixel, which is what
-            ``max_points`` does with all sampled pixels; a pixel without a foreground grid pixel
-            around it falls back to ``"mean_direction"``. ``"mean_direction"``: the cluster whose mean
-            direction (and mean position, weighted by ``c``) is nearest in data-point space (one matrix
-            product; every foreground pixel joins a cluster, HDBSCAN noise included).
+        assign: ``mode="fast"``: how the foreground pixels are labelled from the sample.
+            ``"mean_direction"`` (default): the cluster whose mean direction (and mean position,
+            weighted by ``c``) is nearest in data-point space (one matrix product; every foreground
+            pixel joins a cluster, HDBSCAN noise included). ``"nearest_sample"``: the label (cluster or
+            noise) of the nearest, in data-point space, of the (up to four) foreground grid pixels of
+            the same frame that surround the pixel, which is what ``max_points`` does with all sampled
+            pixels; a pixel without a foreground grid pixel around it falls back to
+            ``"mean_direction"``. On the CPU-budget cell model ``"mean_direction"`` was closer to the
+            exact path (``docs/benchmarks_cell_inference.md``).
 
     Returns:
         int32 labels ``(H, W)`` for ``(D, H, W)`` input or ``(T, H, W)`` for ``(T, D, H, W)`` input;
