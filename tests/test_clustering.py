@@ -377,6 +377,18 @@ def test_fast_mode_grid_stride():
     assert _grid_stride(fg, 100) == 11  # rows and columns 16, 27, ..., 82: 2 * 7 * 7 = 98
 
 
+def test_fast_mode_min_similarity_leaves_mixed_borders_as_background():
+    lab = blobs(n=5, seed=14)[0]
+    emb = synthetic_embeddings(lab, dim=D, directions=directions(6), noise=0.02, smooth=1.0, seed=14)
+    kw = dict(mode="fast", coordinate_scale=0.01, sample_points=200, min_samples=20)
+    all_pixels = cluster_embeddings(emb, min_similarity=None, **kw)
+    cores = cluster_embeddings(emb, **kw)  # default 0.97
+    assert (cores > 0).sum() < (all_pixels > 0).sum()
+    assert ((cores > 0) <= (all_pixels > 0)).all()
+    assert all_pixels.max() == cores.max() == 5
+    assert mean_best_iou(all_pixels, lab) > 0.8 and mean_best_iou(cores, lab) > 0.6  # cores: rims left out
+
+
 def test_fast_mode_is_a_bundle_option():
     from cosinetrack.clustering import check_cluster_kwargs
 
@@ -396,6 +408,7 @@ def test_fast_mode_is_a_bundle_option():
         (dict(mode="fast", assign="knn"), "assign"),
         (dict(mode="fast", sample_points=1), "sample_points"),
         (dict(mode="fast", sample_points=2.5), "sample_points"),
+        (dict(mode="fast", min_similarity=1.5), "min_similarity"),
     ],
 )
 def test_invalid_fast_options_raise_clear_value_errors(kwargs, match):
