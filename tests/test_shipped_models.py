@@ -43,3 +43,15 @@ def test_cell_inference_with_the_shipped_model_on_real_frames(shared_data, tmp_p
     res = tmp_path / "result" / "01_RES"
     assert validate_ctc_result(res) and len(list(res.glob("mask*.tif"))) == 3
     assert {p: p.read_bytes() for p in (tmp_path / "Fluo-N2DH-SIM+").rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("bundle", ["cell", "leaf", "lv_mri"])
+def test_metadata_flattens_to_valid_mlflow_param_names(bundle):
+    """Bundle runs log their metadata as MLflow params; a name MLflow refuses would fail every run."""
+    from mlflow.utils.validation import _validate_param_name
+
+    from cosinetrack.handlers import flatten_params
+
+    meta = json.loads((REPO_ROOT / "bundles" / bundle / "metadata.json").read_text())
+    for name in flatten_params({"_meta_": meta}):
+        _validate_param_name(name)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -40,6 +41,7 @@ __all__ = [
 
 _MAX_PARAMS_PER_BATCH = 100
 _MAX_PARAM_LENGTH = 500
+_PARAM_NAME_BAD = re.compile(r"[^A-Za-z0-9_\-./: ]")
 
 
 def default_tracking_uri(mlruns_dir: str) -> str:
@@ -118,13 +120,17 @@ def export_bundle_config(path: str, config: Mapping[str, Any] | None = None, res
 
 
 def flatten_params(config: Mapping[str, Any] | str, prefix: str = "") -> dict[str, str]:
-    """Flatten a (nested) config, or a JSON file of one, into ``{"a.b.c": "value"}`` MLflow params."""
+    """Flatten a (nested) config, or a JSON file of one, into ``{"a.b.c": "value"}`` MLflow params.
+
+    Characters MLflow refuses in a param name (anything but letters, digits, ``_ - . / :`` and spaces,
+    e.g. the ``+`` of ``Fluo-N2DH-SIM+``) become ``_``, so no config or metadata key can fail a run.
+    """
     if isinstance(config, str):
         with open(config) as f:
             config = json.load(f)
     out: dict[str, str] = {}
     for key, value in config.items():
-        name = f"{prefix}{key}"
+        name = f"{prefix}{_PARAM_NAME_BAD.sub('_', str(key))}"
         if isinstance(value, Mapping) and value:
             out.update(flatten_params(value, prefix=f"{name}."))
         else:
