@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_network.py                      # paper size: 256x256, 7 levels, 64 filters
     python benchmarks/bench_network.py --size 128 --repeats 1
+    python benchmarks/bench_network.py --amp                # float32 and bfloat16 autocast side by side
 
 Measures, for the recurrent and the non-recurrent network (2 stacks, batch 1):
 
@@ -12,6 +13,12 @@ Measures, for the recurrent and the non-recurrent network (2 stacks, batch 1):
 * clip inference: ``forward`` on a ``(1, T, 1, S, S)`` clip under ``torch.inference_mode``;
 * training: forward + backward of one ``T``-frame clip (loss = mean of squared outputs of both
   stacks; no optimizer step).
+
+With ``--amp`` every row is measured in float32 and under ``torch.autocast("cpu", dtype=torch.bfloat16)``
+(:func:`cosinetrack.engines.autocast_context`; training: autocast forward, float32 loss, backward
+outside the region, as the trainer does), the two interleaved repeat by repeat so that load from other
+processes hits both alike; a second table gives the speed-up float32 time / bfloat16 time. The bfloat16
+rows' "% of peak" divides by the bfloat16 single-conv peak (same three implementations in bfloat16).
 
 FLOPs are counted analytically for the convolutions only: ``2 * 9 * C_in * C_out * H * W`` per 3x3
 conv and frame, counting what is executed (the ConvGRU hidden convolutions are skipped on the first
@@ -42,10 +49,13 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+import cosinetrack.networks.convgru as convgru
+from cosinetrack.engines.inferer import autocast_context
 from cosinetrack.networks import RecurrentStackedHourglass
-from cosinetrack.networks.convgru import Conv3x3
+from cosinetrack.networks.convgru import Conv3x3, cpu_bf16_supported
 
 MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def cpu_model() -> str:
@@ -101,17 +111,29 @@ def network_flops(net: RecurrentStackedHourglass, height: int, width: int, frame
     return total
 
 
-def _time_single_conv(name: str, conv: Conv3x3, frames: int, size: int, repeats: int) -> tuple[float, float]:
-    """Seconds (forward, forward + backward) of one conv ``name`` on ``(T, F, S, S)``."""
+def _time_single_conv(
+    name: str, conv: Conv3x3, frames: int, size: int, repeats: int, dtype: torch.dtype = torch.float32
+) -> tuple[float, float]:
+    """Seconds (forward, forward + backward) of one conv ``name`` on ``(T, F, S, S)`` in ``dtype``.
+
+    ``conv2d`` rows run on ``dtype`` tensors; ``Conv3x3`` takes float32 input and parameters and runs
+    under CPU autocast when ``dtype`` is bfloat16 (as in the network).
+    """
     f = conv.in_channels
     fmt = torch.contiguous_format if name == "conv2d NCHW" else torch.channels_last
-    x = torch.randn(frames, f, size, size).contiguous(memory_format=fmt)
-    weight = conv.weight.detach().clone().contiguous(memory_format=fmt).requires_grad_()
-    bias = conv.bias.detach().clone().requires_grad_()
-    grad = torch.randn(frames, conv.out_channels, size, size).contiguous(memory_format=fmt)
+    ours = name.startswith("Conv3x3")
+    data_dtype = torch.float32 if ours else dtype
+    x = torch.randn(frames, f, size, size).to(data_dtype).contiguous(memory_format=fmt)
+    weight = conv.weight.detach().clone().to(data_dtype).contiguous(memory_format=fmt).requires_grad_()
+    bias = conv.bias.detach().clone().to(data_dtype).requires_grad_()
+    grad = torch.randn(frames, conv.out_channels, size, size).to(dtype).contiguous(memory_format=fmt)
+    amp = dtype != torch.float32
 
     def run(inp: torch.Tensor) -> torch.Tensor:
-        return conv(inp) if name.startswith("Conv3x3") else F.conv2d(inp, weight, bias, padding=1)
+        if not ours:
+            return F.conv2d(inp, weight, bias, padding=1)
+        with autocast_context("cpu", amp):
+            return conv(inp)
 
     with torch.inference_mode():
         t_fwd = best_time(lambda: run(x), repeats)
@@ -125,14 +147,19 @@ def _time_single_conv(name: str, conv: Conv3x3, frames: int, size: int, repeats:
     return t_fwd, best_time(train, repeats)
 
 
-def measure_peak(frames: int, filters: int, size: int, repeats: int) -> dict[str, tuple[float, float]]:
+PEAK_IMPLEMENTATIONS = ("conv2d NCHW", "conv2d channels_last", "Conv3x3 (ours)")
+
+
+def measure_peak(
+    frames: int, filters: int, size: int, repeats: int, dtype: torch.dtype = torch.float32
+) -> dict[str, tuple[float, float]]:
     """GFLOP/s (forward, forward + backward) of one ``F -> F`` 3x3 conv on ``(T, F, S, S)``."""
     torch.manual_seed(0)
     flops = frames * conv_flops(filters, filters, size * size)
     conv = Conv3x3(filters, filters)
     results: dict[str, tuple[float, float]] = {}
-    for name in ("conv2d NCHW", "conv2d channels_last", "Conv3x3 (ours)"):
-        t_fwd, t_train = _time_single_conv(name, conv, frames, size, repeats)
+    for name in PEAK_IMPLEMENTATIONS:
+        t_fwd, t_train = _time_single_conv(name, conv, frames, size, repeats, dtype)
         results[name] = (flops / t_fwd / 1e9, 3 * flops / t_train / 1e9)
     return results
 
@@ -144,21 +171,43 @@ class PeakProbe:
     the ratio to the peak measured once at the start.
     """
 
-    def __init__(self, peaks: dict[str, tuple[float, float]], frames: int, filters: int, size: int, repeats: int):
+    def __init__(
+        self,
+        peaks: dict[str, tuple[float, float]],
+        frames: int,
+        filters: int,
+        size: int,
+        repeats: int,
+        dtype: torch.dtype = torch.float32,
+    ):
         self.best_fwd = max(peaks, key=lambda k: peaks[k][0])
         self.best_train = max(peaks, key=lambda k: peaks[k][1])
         self.flops = frames * conv_flops(filters, filters, size * size)
         self.conv = Conv3x3(filters, filters)
-        self.frames, self.size, self.repeats = frames, size, repeats
+        self.frames, self.size, self.repeats, self.dtype = frames, size, repeats, dtype
 
     def __call__(self, train: bool) -> float:
         name = self.best_train if train else self.best_fwd
-        t_fwd, t_train = _time_single_conv(name, self.conv, self.frames, self.size, self.repeats)
+        t_fwd, t_train = _time_single_conv(name, self.conv, self.frames, self.size, self.repeats, self.dtype)
         return 3 * self.flops / t_train / 1e9 if train else self.flops / t_fwd / 1e9
 
 
-def bench_network(recurrent: bool, args: argparse.Namespace, probe: PeakProbe) -> tuple[int, list[tuple]]:
-    """Time one network; returns its parameter count and table rows."""
+def interleaved_best_times(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Like :func:`best_time` for several functions, run in turn in every repeat (load hits all alike)."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(max(1, repeats)):
+        for key, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[key] = min(best[key], time.perf_counter() - t0)
+    return best
+
+
+def bench_network(recurrent: bool, args: argparse.Namespace, probes: dict[str, PeakProbe]) -> tuple[int, list[tuple]]:
+    """Time one network in every precision of ``probes``; returns its parameter count and table rows."""
     torch.manual_seed(0)
     net = RecurrentStackedHourglass(
         in_channels=1,
@@ -173,19 +222,22 @@ def bench_network(recurrent: bool, args: argparse.Namespace, probe: PeakProbe) -
     clip = torch.randn(1, t_len, 1, s, s)
     fwd_flops = network_flops(net, s, s, t_len)
 
-    def stream() -> None:
+    def stream(amp: bool) -> None:
         state = None
         with torch.inference_mode():
             for t in range(t_len):
-                _, state = net.step(clip[:, t], state)
+                with autocast_context("cpu", amp):
+                    out, state = net.step(clip[:, t], state)
+                out[-1].float()  # what is handed to clustering
 
-    def clip_forward() -> None:
-        with torch.inference_mode():
+    def clip_forward(amp: bool) -> None:
+        with torch.inference_mode(), autocast_context("cpu", amp):
             net(clip)
 
-    def train() -> None:
-        outputs = net(clip)
-        loss = sum(o.square().mean() for o in outputs)
+    def train(amp: bool) -> None:
+        with autocast_context("cpu", amp):  # forward only, as cosinetrack.engines.AutocastInferer
+            outputs = net(clip)
+        loss = sum(o.float().square().mean() for o in outputs)
         loss.backward()
         for p in net.parameters():
             p.grad = None
@@ -197,12 +249,19 @@ def bench_network(recurrent: bool, args: argparse.Namespace, probe: PeakProbe) -
         ("train fwd+bwd", train, args.train_repeats, 3 * fwd_flops, True),
     ):
         net.train(is_train)
-        before = probe(is_train)
-        secs = best_time(fn, repeats)
-        peak = 0.5 * (before + probe(is_train))
-        gflops = flops / secs / 1e9
-        rows.append((name, mode, secs, secs / t_len, flops / 1e9, gflops, peak, 100 * gflops / peak))
-        print(f"# {name} {mode}: {secs:.2f} s, {gflops:.1f} GFLOP/s, adjacent peak {peak:.1f}", flush=True)
+        before = {prec: probe(is_train) for prec, probe in probes.items()}
+        fns = {prec: (lambda fn=fn, amp=prec != "fp32": fn(amp)) for prec in probes}
+        secs = interleaved_best_times(fns, repeats)
+        for prec, probe in probes.items():
+            peak = 0.5 * (before[prec] + probe(is_train))
+            gflops = flops / secs[prec] / 1e9
+            rows.append(
+                (name, mode, prec, secs[prec], secs[prec] / t_len, flops / 1e9, gflops, peak, 100 * gflops / peak)
+            )
+            print(
+                f"# {name} {mode} {prec}: {secs[prec]:.2f} s, {gflops:.1f} GFLOP/s, adjacent peak {peak:.1f}",
+                flush=True,
+            )
     return sum(p.numel() for p in net.parameters()), rows
 
 
@@ -218,7 +277,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
     parser.add_argument("--only", choices=["recurrent", "non-recurrent"], default=None)
     parser.add_argument("--no-malloc-tuning", action="store_true", help="keep glibc malloc defaults")
+    parser.add_argument(
+        "--amp", action="store_true", help="also measure bfloat16 CPU autocast, interleaved with float32, and the ratio"
+    )
+    parser.add_argument(
+        "--weight-grad",
+        choices=["auto", "gemm", "onednn"],
+        default="auto",
+        help="Conv3x3 weight gradient: GEMMs or oneDNN's kernel (auto: the package default for this CPU)",
+    )
     args = parser.parse_args(argv)
+    if args.weight_grad != "auto":
+        convgru.GEMM_WEIGHT_GRAD = args.weight_grad == "gemm"
 
     if argv is None and not args.no_malloc_tuning and any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
         os.environ.update(MALLOC_ENV)
@@ -232,36 +302,57 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"# CPU: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, malloc tuning {'on' if tuned else 'off'}, "
-        f"load average {os.getloadavg()[0]:.1f}"
+        f"load average {os.getloadavg()[0]:.1f}, Conv3x3 weight gradient "
+        f"{'GEMM' if convgru.GEMM_WEIGHT_GRAD else 'oneDNN'}"
     )
     print(f"# command: python benchmarks/bench_network.py {' '.join(sys.argv[1:] if argv is None else argv)}")
     print(
         f"# size {args.size}x{args.size}, {args.levels} levels, {args.filters} filters, 2 stacks, "
-        f"{args.frames} frames, batch 1, out_channels {args.out_channels}\n"
+        f"{args.frames} frames, batch 1, out_channels {args.out_channels}"
     )
+    precisions = ["fp32", "bf16"] if args.amp else ["fp32"]
+    if args.amp:
+        print(f"# precisions: {', '.join(precisions)}; native bfloat16 (oneDNN): {cpu_bf16_supported()}")
+    print()
 
-    peaks = measure_peak(args.frames, args.filters, args.size, args.repeats)
     shape = f"({args.frames}, {args.filters}, {args.size}, {args.size})"
-    print(f"Single {args.filters}->{args.filters} 3x3 conv on {shape}:\n")
-    print("| implementation | forward GFLOP/s | forward+backward GFLOP/s |")
-    print("|---|---:|---:|")
-    for name, (fwd, trn) in peaks.items():
-        print(f"| {name} | {fwd:.1f} | {trn:.1f} |")
-    print(flush=True)
+    probes = {}
+    for prec in precisions:
+        dtype = PRECISIONS[prec]
+        peaks = measure_peak(args.frames, args.filters, args.size, args.repeats, dtype)
+        print(f"Single {args.filters}->{args.filters} 3x3 conv on {shape}, {prec}:\n")
+        print("| implementation | forward GFLOP/s | forward+backward GFLOP/s |")
+        print("|---|---:|---:|")
+        for name, (fwd, trn) in peaks.items():
+            print(f"| {name} | {fwd:.1f} | {trn:.1f} |")
+        print(flush=True)
+        probes[prec] = PeakProbe(peaks, args.frames, args.filters, args.size, args.repeats, dtype)
 
-    probe = PeakProbe(peaks, args.frames, args.filters, args.size, args.repeats)
     rows, counts = [], {}
     variants = [True, False] if args.only is None else [args.only == "recurrent"]
     for recurrent in variants:
-        count, net_rows = bench_network(recurrent, args, probe)
+        count, net_rows = bench_network(recurrent, args, probes)
         counts[net_rows[0][0]] = count
         rows += net_rows
-    print("\n| network | mode | s per clip | s per frame | GFLOP per clip | GFLOP/s | peak GFLOP/s | % of peak |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for name, mode, secs, per_frame, gflop, gflops, peak, pct in rows:
+    print(
+        "\n| network | mode | precision | s per clip | s per frame | GFLOP per clip | GFLOP/s | peak GFLOP/s ", end=""
+    )
+    print("| % of peak |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for name, mode, prec, secs, per_frame, gflop, gflops, peak, pct in rows:
         print(
-            f"| {name} | {mode} | {secs:.2f} | {per_frame:.3f} | {gflop:.0f} | {gflops:.1f} | {peak:.1f} | {pct:.0f}% |"
+            f"| {name} | {mode} | {prec} | {secs:.2f} | {per_frame:.3f} | {gflop:.0f} | {gflops:.1f} | {peak:.1f} "
+            f"| {pct:.0f}% |"
         )
+    if args.amp:
+        by_key = {(r[0], r[1], r[2]): r[3] for r in rows}
+        print("\n| network | mode | fp32 s per frame | bf16 s per frame | speed-up fp32 / bf16 |")
+        print("|---|---|---:|---:|---:|")
+        for name, mode, prec, *_ in rows:
+            if prec == "fp32":
+                t32, t16 = by_key[name, mode, "fp32"], by_key[name, mode, "bf16"]
+                n = args.frames
+                print(f"| {name} | {mode} | {t32 / n:.3f} | {t16 / n:.3f} | {t32 / t16:.2f}x |")
     print("\nparameters: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     if len(counts) == 2:
         print(f"ratio recurrent / non-recurrent: {counts['recurrent'] / counts['non-recurrent']:.2f}")

@@ -238,7 +238,11 @@ def test_conv3x3_weight_grad_matches_aten(shape: tuple[int, ...]) -> None:
     torch.testing.assert_close(conv3x3_weight_grad(g, x), ref)
 
 
-def test_conv3x3_backward_matches_conv2d() -> None:
+@pytest.mark.parametrize("gemm", [True, False])
+def test_conv3x3_backward_matches_conv2d(gemm: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cosinetrack.networks.convgru as convgru
+
+    monkeypatch.setattr(convgru, "GEMM_WEIGHT_GRAD", gemm)  # both weight-gradient paths, on any CPU
     torch.manual_seed(0)
     conv = Conv3x3(8, 16).double()
     with torch.no_grad():

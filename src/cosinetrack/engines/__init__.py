@@ -13,7 +13,15 @@ from cosinetrack.engines.checkpoint import (
     stored_network_settings,
 )
 from cosinetrack.engines.crossval import cross_validate, run_training
-from cosinetrack.engines.inferer import StreamingInferer, stream_frames
+from cosinetrack.engines.inferer import (
+    AutocastInferer,
+    StreamingInferer,
+    autocast_context,
+    cuda_amp,
+    default_amp,
+    resolve_amp,
+    stream_frames,
+)
 from cosinetrack.engines.instances import segment_image_instances, segment_plants_to_folder
 from cosinetrack.engines.predict import predict_case, predict_to_folder
 from cosinetrack.engines.prepare import PrepareCaseBatch, PrepareClipBatch
@@ -37,6 +45,11 @@ __all__ = [
     "network_settings",
     "resolve_model",
     "stored_network_settings",
+    "AutocastInferer",
+    "autocast_context",
+    "cuda_amp",
+    "default_amp",
+    "resolve_amp",
     "TiledPairSegmenter",
     "TileGrid",
     "stitch_tile_labels",

@@ -67,6 +67,7 @@ import torch
 import torch.nn.functional as F
 
 from cosinetrack.clustering import check_cluster_kwargs, cluster_embeddings, relabel_consecutive
+from cosinetrack.engines.inferer import autocast_context, resolve_amp
 from cosinetrack.tracking.matching import instance_overlaps
 
 __all__ = ["TileGrid", "TiledPairSegmenter", "stitch_tile_labels", "tile_grid", "tile_positions"]
@@ -322,6 +323,10 @@ class TiledPairSegmenter:
             ``tile_size // 2`` (MedIA'19: stride 128 for 256² tiles).
         min_iou, min_overlap: the matching rule of :func:`stitch_tile_labels`.
         batch_size: tiles per ``network.step`` call; ``None`` (default): all tiles of a frame at once.
+        amp: run the network under :func:`~cosinetrack.engines.inferer.autocast_context` (bfloat16 on
+            CPU; ``"auto"``: where the CPU has native bfloat16, see
+            :func:`~cosinetrack.engines.inferer.resolve_amp`); the embeddings handed to clustering are
+            float32 either way.
 
     ``push(frame)`` takes a normalised frame ``(C, H, W)`` and returns ``None`` for the first frame,
     then the labels ``(2, H, W)`` int32 of the pair (previous frame, this frame) at full resolution,
@@ -342,8 +347,11 @@ class TiledPairSegmenter:
         min_iou: float = 0.5,
         min_overlap: float | None = 0.8,
         batch_size: int | None = None,
+        amp: bool | str | None = False,
     ) -> None:
         self.network = network
+        resolve_amp(amp)  # validates
+        self.amp = amp
         self.tile_size = _pair(tile_size, "tile_size")
         self.overlap = None if overlap is None else _pair(overlap, "overlap")
         tile_grid(self.tile_size, self.tile_size, self.overlap)  # validates sizes and overlap
@@ -408,7 +416,8 @@ class TiledPairSegmenter:
             state = None
             if self.state is not None:
                 state = self.state if chunk >= n else [[s[i : i + chunk] for s in per] for per in self.state]
-            out, new_state = self.network.step(tiles[i : i + chunk], state)
+            with autocast_context(self.device, self.amp):
+                out, new_state = self.network.step(tiles[i : i + chunk], state)
             out = out[self.stack] if isinstance(out, (tuple, list)) else out
             outs.append(out.float().cpu())
             states.append(new_state)

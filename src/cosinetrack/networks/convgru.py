@@ -25,7 +25,17 @@ biases zero.
 This module also holds :class:`Conv3x3`, the 3x3 "same" convolution used throughout the hourglass:
 a drop-in ``nn.Conv2d`` whose CPU backward computes the weight gradient with nine large GEMMs over
 channels-last memory instead of oneDNN's slow channels-last weight-gradient kernel (measured
-~3x faster on a 2-core AVX2 EPYC; see ``benchmarks/bench_network.py``).
+~3x faster on a 2-core AVX2 EPYC; see ``benchmarks/bench_network.py``). On AVX-512 CPUs oneDNN's
+kernel is the faster one and is kept (:data:`GEMM_WEIGHT_GRAD`).
+
+Mixed precision on CPU. The fused oneDNN op is not on autocast's list, so autocast alone would leave
+every convolution in float32. :class:`Conv3x3` therefore reads the CPU autocast state itself: under
+``torch.autocast("cpu", dtype=torch.bfloat16)`` it casts its input, addend and weight to bfloat16
+(autograd-tracked casts: the weight gradient is computed in bfloat16 and arrives in float32 at the
+parameter) and runs the fused bfloat16 kernel; the bias gradient is accumulated in float32. The
+element-wise ConvGRU and hourglass ops then run in bfloat16 too (their inputs are bfloat16), so
+outputs and recurrent states are bfloat16; cast outputs to float32 before losses and clustering
+(:func:`cosinetrack.engines.inferer.autocast_context` and the inferers do).
 """
 
 from __future__ import annotations
@@ -37,13 +47,31 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Conv3x3", "ConvGRUCell", "conv3x3_fused", "conv3x3_weight_grad"]
+__all__ = ["Conv3x3", "ConvGRUCell", "conv3x3_fused", "conv3x3_weight_grad", "cpu_bf16_supported"]
 
 _CL = torch.channels_last
 
 # Below these sizes the GEMM weight gradient is not worth its Python overhead.
 _GEMM_MIN_PIXELS = 128 * 128
 _GEMM_MIN_CHANNELS = 8
+
+
+def _default_gemm_weight_grad() -> bool:
+    """GEMM weight gradient except on AVX-512 CPUs, where oneDNN's own kernel is as fast or faster.
+
+    Measured (``docs/benchmarks.md``): on a 2-core AVX2 EPYC the GEMMs were ~3x faster than oneDNN's
+    channels-last weight gradient; on a 2-core AVX-512 (Zen 4) EPYC oneDNN's kernel is faster, in
+    float32 (paper-size recurrent training clip, 1 thread: 47.6 s against 52.7 s) and in bfloat16
+    (27.1 s against 28.5 s).
+    """
+    try:
+        return "AVX512" not in torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        return True
+
+
+# Module switch (benchmarks flip it): compute large weight gradients with conv3x3_weight_grad.
+GEMM_WEIGHT_GRAD = _default_gemm_weight_grad()
 
 
 @functools.lru_cache(maxsize=256)
@@ -114,30 +142,72 @@ def _has_fused_op() -> bool:
 _HAS_FUSED_OP = _has_fused_op()
 
 
+def _has_bf16_kernels() -> bool:
+    try:  # oneDNN's check for native bfloat16 support (AVX512-BF16 / AMX); private, hence the guard
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_HAS_BF16_KERNELS = _has_bf16_kernels()
+
+
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU runs oneDNN's bfloat16 convolutions natively (AVX512-BF16 or AMX)."""
+    return _HAS_BF16_KERNELS and torch.backends.mkldnn.is_available()
+
+
 def _fused_conv_available(x: Tensor, weight: Tensor) -> bool:
-    """Whether oneDNN's fused conv + add + ReLU kernels apply (CPU float32)."""
+    """Whether oneDNN's fused conv + add + ReLU kernels apply (CPU float32, or bfloat16 where native)."""
     return (
         x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and weight.dtype == torch.float32
+        and x.dtype == weight.dtype
+        and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _HAS_BF16_KERNELS))
         and _HAS_FUSED_OP
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
     )
 
 
+def _strictly_channels_last(t: Tensor) -> bool:
+    """Channels-last and not also plain contiguous (sizes of 1 make a layout ambiguous)."""
+    return t.is_contiguous(memory_format=_CL) and not t.is_contiguous()
+
+
+def _cpu_autocast_dtype() -> torch.dtype | None:
+    """The lower-precision dtype of an active CPU autocast region, else ``None``."""
+    if torch.is_autocast_enabled("cpu"):
+        return torch.get_autocast_dtype("cpu")
+    return None
+
+
 def conv3x3_fused(x: Tensor, weight: Tensor, bias: Tensor | None, residual: Tensor | None, relu: bool) -> Tensor:
     """``act(conv3x3(x, weight, bias) + residual)`` without autograd; ``act`` = ReLU or identity.
 
-    On CPU float32 this is one oneDNN convolution with the addition and the ReLU as post-ops (no
-    extra passes over memory); otherwise plain PyTorch ops. The result is channels-last on CPU.
+    On CPU float32 (and bfloat16 where the CPU has native bfloat16) this is one oneDNN convolution
+    with the addition and the ReLU as post-ops (no extra passes over memory); otherwise plain PyTorch
+    ops. ``x``, ``weight`` and ``residual`` share one dtype, the result's; ``bias`` may be float32
+    with bfloat16 ``x``. The result is channels-last on CPU.
     """
-    if _fused_conv_available(x, weight):
+    if bias is not None and bias.dtype != x.dtype:
+        bias = bias.to(x.dtype)
+    fused = _fused_conv_available(x, weight)
+    if fused and residual is not None and x.dtype != torch.float32:
+        # oneDNN fuses the addition only when the input or the weight is unambiguously channels-last
+        # (torch's suggest_memory_format); otherwise it adds with an add_relu that has no bfloat16
+        # kernel. Channels-last weights (Conv3x3 casts them so) make that hold for C_in > 1; 1x1 frames
+        # of a one-channel input take the unfused path below.
+        fused = _strictly_channels_last(x) or _strictly_channels_last(weight)
+    if fused:
         if residual is None:
             y = torch.ops.mkldnn._convolution_pointwise(
                 x, weight, bias, _PAD, _STRIDE, _DILATION, 1, "relu" if relu else "none", [], ""
             )
         else:
+            if x.stride(1) != 1 or residual.stride(1) != 1:
+                # channels innermost (channels-last, or channel slices of it) for both: other layouts take
+                # an unfused add_relu path that has no bfloat16 kernel
+                x, residual = x.contiguous(memory_format=_CL), residual.contiguous(memory_format=_CL)
             y = torch.ops.mkldnn._convolution_pointwise.binary(
                 x, residual, weight, bias, _PAD, _STRIDE, _DILATION, 1, "add", None, "relu" if relu else None, [], None
             )
@@ -158,6 +228,7 @@ class _Conv3x3Function(torch.autograd.Function):
         y = conv3x3_fused(x, weight, bias, residual, relu)
         ctx.relu = relu
         ctx.has_bias = bias is not None
+        ctx.bias_dtype = None if bias is None else bias.dtype
         ctx.save_for_backward(x, weight, y if relu else None)
         return y
 
@@ -170,7 +241,12 @@ class _Conv3x3Function(torch.autograd.Function):
         if ctx.relu:
             grad_out = torch.ops.aten.threshold_backward(grad_out, y, 0)
         n, c_in, h, w = x.shape
-        use_gemm = need_w and n * h * w >= _GEMM_MIN_PIXELS and min(c_in, weight.shape[0]) >= _GEMM_MIN_CHANNELS
+        use_gemm = (
+            GEMM_WEIGHT_GRAD
+            and need_w
+            and n * h * w >= _GEMM_MIN_PIXELS
+            and min(c_in, weight.shape[0]) >= _GEMM_MIN_CHANNELS
+        )
         grad_x = grad_w = grad_b = None
         if need_x or (need_w and not use_gemm):
             grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
@@ -180,7 +256,12 @@ class _Conv3x3Function(torch.autograd.Function):
         if use_gemm:
             grad_w = conv3x3_weight_grad(grad_out, x)
         if need_b and ctx.has_bias:
-            grad_b = grad_out.sum(dim=(0, 2, 3))
+            # column sums of the (N*H*W, C_out) pixel matrix; reduced-precision sums accumulate in float32
+            if grad_out.is_contiguous(memory_format=_CL):
+                grad_b = grad_out.permute(0, 2, 3, 1).reshape(-1, grad_out.shape[1]).sum(0)
+            else:
+                grad_b = grad_out.sum(dim=(0, 2, 3))
+            grad_b = grad_b.to(ctx.bias_dtype)
         return grad_x, grad_w, grad_b, grad_out if need_res else None, None
 
 
@@ -229,8 +310,10 @@ class Conv3x3(nn.Conv2d):
     when ``relu=True``, else the identity. Same parameters and ``state_dict`` as
     ``nn.Conv2d(in_channels, out_channels, 3, padding=1)``; He-normal (ReLU gain) weights, zero bias.
 
-    On CPU the output is channels-last, the forward is one oneDNN kernel (float32) and the
-    backward computes the weight gradient with :func:`conv3x3_weight_grad`.
+    On CPU the output is channels-last, the forward is one oneDNN kernel (float32, or bfloat16
+    under CPU autocast: see the module docstring) and the backward computes the weight gradient with
+    :func:`conv3x3_weight_grad`. On CPU an input of another dtype than the computation's is cast
+    (e.g. a bfloat16 state fed to a float32 network).
 
     Args:
         in_channels: input channels ``C_in``.
@@ -255,7 +338,17 @@ class Conv3x3(nn.Conv2d):
             if residual is not None:
                 y = y + residual
             return torch.relu(y) if self.relu else y
-        return _Conv3x3Function.apply(x, self.weight, self.bias, residual, self.relu)
+        weight = self.weight
+        dtype = weight.dtype
+        if dtype == torch.float32:  # as autocast: float64 stays float64
+            dtype = _cpu_autocast_dtype() or dtype
+        if weight.dtype != dtype:
+            weight = weight.to(dtype, memory_format=_CL)  # channels-last: see conv3x3_fused
+        if x.dtype != dtype:
+            x = x.to(dtype)
+        if residual is not None and residual.dtype != dtype:
+            residual = residual.to(dtype)
+        return _Conv3x3Function.apply(x, weight, self.bias, residual, self.relu)
 
 
 class ConvGRUCell(nn.Module):
@@ -307,11 +400,20 @@ class ConvGRUCell(nn.Module):
             ``(B, F, H, W)`` new state (which is also the cell output).
         """
         f = self.hidden_channels
+        if h is not None and h.dtype != gx_gates.dtype:  # a state from a run in another precision
+            h = h.to(gx_gates.dtype)
         if h is None:  # zero state: U * 0 = 0 and u . 0 = 0, so h' = (1 - u) . relu(W_c * x + b_c)
             u = torch.sigmoid(gx_gates.split(f, dim=1)[0])
             c = torch.relu(gx_cand)
             return torch.addcmul(c, u, c, value=-1.0)
-        u, r = self.hidden_gates(h, residual=gx_gates).sigmoid_().split(f, dim=1)
+        gates = self.hidden_gates(h, residual=gx_gates)
+        if gates.dtype in (torch.bfloat16, torch.float16):
+            # reduced precision: element-wise ops on channel slices of a channels-last tensor are several
+            # times slower than on whole tensors, so u and r get their own memory (no extra pass: the
+            # sigmoid writes them); float32 is as fast on the slices and skips the allocations
+            u, r = (g.sigmoid() for g in gates.split(f, dim=1))
+        else:
+            u, r = gates.sigmoid_().split(f, dim=1)
         c = self.hidden_candidate(r * h, residual=gx_cand)  # relu(U_c * (r . h) + W_c * x + b_c), fused
         return torch.lerp(c, h, u)  # c + u . (h - c) = u . h + (1 - u) . c
 
