@@ -217,9 +217,10 @@ def read_nifti_array(path: str, dtype: type = np.float32) -> np.ndarray:
     truncated to 2.
 
     Raises:
-        CosineTrackDataError: the message starts with ``path``: a missing or unreadable file, a 5D (or
-            higher) array with more than one element along an axis after the fourth, or (integer ``dtype``)
-            NaN, infinite or fractional values.
+        CosineTrackDataError: the message starts with ``path``: a missing or unreadable file, an empty
+            array or one of RGB / complex voxels, a 5D (or higher) array with more than one element along
+            an axis after the fourth, values beyond the range of a float ``dtype`` (float64 1e300 would
+            become inf in float32), or (integer ``dtype``) NaN, infinite or fractional values.
     """
     if path is None or not os.path.isfile(path):
         raise CosineTrackDataError(path, "file not found (listed in the data set but missing on disk)")
@@ -227,6 +228,12 @@ def read_nifti_array(path: str, dtype: type = np.float32) -> np.ndarray:
         array = np.asarray(nib.load(path).dataobj)
     except Exception as e:  # nibabel raises many types for corrupt files
         raise CosineTrackDataError(path, f"cannot read this file as NIfTI ({type(e).__name__}: {e})") from e
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise CosineTrackDataError(
+            path, f"unsupported voxel type {array.dtype} (e.g. RGB or complex); expected one grey value per voxel"
+        )
+    if array.size == 0:
+        raise CosineTrackDataError(path, f"the image is empty (shape {array.shape})")
     if array.ndim > 4:
         extra = array.shape[4:]
         if any(n != 1 for n in extra):
@@ -250,7 +257,15 @@ def read_nifti_array(path: str, dtype: type = np.float32) -> np.ndarray:
                 f"values ({shown}), which would be truncated. Store labels as integers (or check the "
                 "scaling slope/intercept of the header)",
             )
-    return array.astype(dtype, copy=False)
+    out = array.astype(dtype, copy=False)
+    if np.issubdtype(out.dtype, np.floating) and out.dtype.itemsize < array.dtype.itemsize:
+        overflow = np.isinf(out) & np.isfinite(array)  # e.g. float64 1e300 -> float32 inf
+        if overflow.any():
+            raise CosineTrackDataError(
+                path, f"{int(overflow.sum())} voxel(s) exceed the {out.dtype} range (largest magnitude "
+                f"{float(np.abs(array[overflow]).max()):g}); rescale the image",
+            )
+    return out
 
 
 def parse_label_map(label_map: Mapping[Any, Any] | None) -> dict[int, int] | None:

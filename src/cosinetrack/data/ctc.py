@@ -229,8 +229,9 @@ def read_ctc_frame(path: str | os.PathLike) -> np.ndarray:
 
     Raises:
         CosineTrackDataError: missing or unreadable file, not a 2D single-channel image (e.g. a 3D
-            stack, several pages, or RGB), or floating-point pixels that are NaN or infinite (they would
-            poison the normalisation and the GRU state for the rest of the video).
+            stack, several pages, or RGB), an empty image, or floating-point pixels that are NaN or infinite
+            or beyond the float32 range (they would poison the normalisation and the GRU state for the rest
+            of the video).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -248,9 +249,18 @@ def read_ctc_frame(path: str | os.PathLike) -> np.ndarray:
         )
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise CosineTrackDataError(path, f"unsupported pixel type {array.dtype}")
+    if array.size == 0:
+        raise CosineTrackDataError(path, f"the image is empty (shape {array.shape})")
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         bad = int(array.size - np.isfinite(array).sum())
         raise CosineTrackDataError(path, f"{bad} pixel(s) are NaN or infinite; replace them before tracking")
+    if np.issubdtype(array.dtype, np.floating) and array.dtype.itemsize > 4:
+        big = int((np.abs(array) > np.finfo(np.float32).max).sum())  # would become inf in float32
+        if big:
+            raise CosineTrackDataError(
+                path, f"{big} pixel(s) exceed the float32 range (largest magnitude {float(np.abs(array).max()):g}); "
+                "rescale the image",
+            )
     return array
 
 

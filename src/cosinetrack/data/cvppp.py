@@ -168,16 +168,22 @@ def read_cvppp_image(path: str | os.PathLike) -> np.ndarray:
     """Read a plant photograph as a ``(3, H, W)`` float32 array in ``[0, 1]``.
 
     RGBA (the official files) and RGB files are accepted, 8 bits per channel; the alpha channel is
-    dropped. Greyscale ("L"/"LA") files are repeated over the three channels.
+    dropped. Greyscale ("L"/"LA", black-and-white "1") files are repeated over the three channels, 16-bit
+    greyscale ("I;16") ones too after scaling by 1/65535; CMYK (some JPEGs) is converted to RGB.
 
     Raises:
         CosineTrackDataError: missing or unreadable file, or another image mode (e.g. a palette image,
-            which is most likely a label file given by mistake, or a 16-bit image).
+            which is most likely a label file given by mistake, or a 32-bit / floating-point image).
     """
     img = _open_png(path)
+    if img.mode in ("I;16", "I;16B", "I;16L"):
+        grey = np.asarray(img).astype(np.float32) / np.float32(65535.0)
+        return np.ascontiguousarray(np.repeat(grey[None], 3, axis=0))
+    if img.mode == "CMYK":
+        img = img.convert("RGB")
     if img.mode in ("RGBA", "RGB"):
         arr = np.asarray(img)[..., :3]
-    elif img.mode in ("L", "LA"):
+    elif img.mode in ("L", "LA", "1"):
         arr = np.repeat(np.asarray(img.convert("L"))[..., None], 3, axis=2)
     elif img.mode in ("P", "PA"):
         raise CosineTrackDataError(

@@ -12,6 +12,7 @@ random spatial draw of a MONAI transform applies to every frame of a clip:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -22,7 +23,10 @@ from cosinetrack.data.cine import IGNORE_LABEL, read_cine_case
 from cosinetrack.data.ctc import read_ctc_training_video
 from cosinetrack.data.cvppp import read_cvppp_plant
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
+    "consecutive_runs",
     "CineClipDataset",
     "CineCaseDataset",
     "CVPPPDataset",
@@ -81,6 +85,37 @@ def _frame_slice(spec: str | Sequence[int] | None, frames: Sequence[int]) -> lis
     return chosen
 
 
+def consecutive_runs(frames: Sequence[int]) -> list[list[int]]:
+    """Increasing frame numbers cut at every gap: ``[0, 1, 3, 4, 5] -> [[0, 1], [3, 4, 5]]``."""
+    runs: list[list[int]] = []
+    for t in sorted(int(t) for t in frames):
+        if runs and t == runs[-1][-1] + 1:
+            runs[-1].append(t)
+        else:
+            runs.append([t])
+    return runs
+
+
+def _parts(seq: Mapping[str, Any], frames: Sequence[int], whole_name: bool = False) -> list[dict[str, Any]]:
+    """``frames`` of ``seq`` as parts of consecutive frames, split where frame numbers are missing.
+
+    A gap (``t000, t001, t003``) means time passed that no frame shows: a training clip or a tracked
+    part must not run across it, so each run of consecutive frames is a part of its own (with a warning).
+    """
+    runs = consecutive_runs(frames)
+    if len(runs) > 1:
+        gaps = ", ".join(f"{a[-1] + 1}..{b[0] - 1}" for a, b in zip(runs, runs[1:]))
+        logger.warning(
+            "%s: frame numbers %s are missing; the video is split at the gap(s) into %d parts that are "
+            "trained and tracked separately", seq.get("image_dir", seq["name"]), gaps, len(runs),
+        )
+    parts = []
+    for run in runs:
+        name = seq["name"] if whole_name and len(runs) == 1 else f"{seq['name']}[{run[0]}:{run[-1] + 1}]"
+        parts.append({"name": name, "sequence": seq, "frames": run})
+    return parts
+
+
 def split_video_frames(
     sequences: Sequence[Mapping[str, Any]],
     val_frames: str | Sequence[int] | None = "-15:",
@@ -100,7 +135,8 @@ def split_video_frames(
 
     Returns:
         ``(train, val)``: lists of ``{"name": "01[0:50]", "sequence": entry, "frames": [t, ...]}``;
-        held-out frames are consecutive.
+        the frames of every part are consecutive: a sequence with missing frame numbers is split at
+        each gap (a warning says so), so no training clip and no tracked part spans a gap.
     """
     train, val = [], []
     names = {s["name"] for s in sequences}
@@ -118,8 +154,7 @@ def split_video_frames(
             rest = [t for t in frames if t < min(held)] if held else frames
         for part, frames_part in ((train, rest), (val, held)):
             if frames_part:
-                label = f"{seq['name']}[{frames_part[0]}:{frames_part[-1] + 1}]"
-                part.append({"name": label, "sequence": seq, "frames": frames_part})
+                part.extend(_parts(seq, frames_part))
     if not train or not val:
         raise ValueError(
             f"the split leaves {len(train)} training and {len(val)} validation parts: set val_frames "
@@ -129,8 +164,12 @@ def split_video_frames(
 
 
 def whole_sequences(sequences: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Every frame of every sequence as parts like :func:`split_video_frames` gives (for evaluation)."""
-    return [{"name": s["name"], "sequence": s, "frames": list(s["frames"])} for s in sequences]
+    """Every frame of every sequence as parts like :func:`split_video_frames` gives (for evaluation).
+
+    A part is named like its sequence (``"01"``); a sequence with missing frame numbers is split at each
+    gap into parts ``"01[0:3]"``, ``"01[4:10]"``, ... (a warning says so).
+    """
+    return [part for s in sequences for part in _parts(s, s["frames"], whole_name=True)]
 
 
 def read_ctc_cases(parts: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
