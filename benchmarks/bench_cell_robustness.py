@@ -19,7 +19,7 @@ offset     ``x + 0.5 s`` (a brighter background)
 ========== ==================================================================================================
 
 The shifted frames are written as float32 TIFFs into a temporary copy of the window (renumbered from 0
-with its ground truth, :func:`cosinetrack.data.write_ctc_subsequence`); the inputs are only read. The
+with its ground truth, :func:`cosinetrack.io.write_ctc_subsequence`); the inputs are only read. The
 noise is drawn with a fixed seed per frame, so both methods see identical frames.
 
 Usage (from the repository root; a checkpoint trained on frames 0-49 of SIM+/01)::
@@ -97,7 +97,8 @@ def shifted_copy(sequence: dict, frames: Sequence[int], shift: str, out_root: st
 
     ``out_root`` is named like the data set folder so that the bundle picks the same preset.
     """
-    from cosinetrack.data import find_ctc_sequences, read_ctc_frame, write_ctc_subsequence
+    from cosinetrack.data import find_ctc_sequences, read_ctc_frame
+    from cosinetrack.io import write_ctc_subsequence
 
     copy = write_ctc_subsequence(sequence, list(frames), out_root, name="01")
     apply = shift_function(shift, read_ctc_frame(copy["images"][copy["frames"][0]]))

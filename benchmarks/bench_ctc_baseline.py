@@ -53,7 +53,7 @@ frame removed unless at the border or a video end), streamed into
 :class:`cosinetrack.io.ctc.CTCResultWriter`.
 
 Scoring: when ``--frames`` selects part of a sequence, the frames and their ground truth are copied into a
-temporary data set renumbered from 0 (:func:`cosinetrack.data.ctc.write_ctc_subsequence`, tracks clipped
+temporary data set renumbered from 0 (:func:`cosinetrack.io.ctc.write_ctc_subsequence`, tracks clipped
 to the window), so the window is scored as a sequence of its own (a track cut by the window start is a
 new track; its parent link, if it ended before the window, is dropped).
 
@@ -93,8 +93,8 @@ from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
-from cosinetrack.data.ctc import find_ctc_sequences, iter_ctc_frames, write_ctc_subsequence
-from cosinetrack.io.ctc import CTCResultWriter
+from cosinetrack.data.ctc import find_ctc_sequences, iter_ctc_frames
+from cosinetrack.io.ctc import CTCResultWriter, write_ctc_subsequence
 from cosinetrack.metrics.ctc import ctc_scores, format_ctc_table
 from cosinetrack.tracking import PairTracker, greedy_iou_matching
 

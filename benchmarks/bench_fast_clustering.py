@@ -25,7 +25,7 @@ are resampled to the frame size (:func:`~cosinetrack.clustering.restore_label_si
 and the lineage step run, and the masks are written to a CTC result folder in a temporary directory.
 The result is scored with py-ctcmetrics (:func:`~cosinetrack.metrics.ctc_scores`) against the
 ground truth of the same frames, cut out and renumbered from 0 by
-:func:`~cosinetrack.data.write_ctc_subsequence` (as the bundle's validation does).
+:func:`~cosinetrack.io.write_ctc_subsequence` (as the bundle's validation does).
 
 Reported per data set and mode: clustering s/frame (wall and CPU time of the pair clustering plus the
 resampling, divided by the number of frames), tracking s/frame (pair tracker + lineage, wall),
@@ -60,12 +60,12 @@ import numpy as np
 import torch
 
 from cosinetrack.clustering import cluster_embeddings, mean_best_iou, restore_label_size
-from cosinetrack.data.ctc import find_ctc_sequences, iter_ctc_frames, read_ctc_frame, write_ctc_subsequence
+from cosinetrack.data.ctc import find_ctc_sequences, iter_ctc_frames, read_ctc_frame
 from cosinetrack.data.ctc_presets import clustering_parameters, ctc_preset
 from cosinetrack.engines.checkpoint import load_weights
 from cosinetrack.engines.video import ScaledPairSegmenter, normalize_frame, segment_and_track_video
 from cosinetrack.io.atomic import atomic_write_text
-from cosinetrack.io.ctc import CTCResultWriter
+from cosinetrack.io.ctc import CTCResultWriter, write_ctc_subsequence
 from cosinetrack.metrics.ctc import ctc_scores
 from cosinetrack.networks import RecurrentStackedHourglass
 

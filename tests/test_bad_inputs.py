@@ -32,11 +32,7 @@ from cosinetrack.data import (
     whole_sequences,
 )
 from cosinetrack.data.cine import IGNORE_LABEL, read_cine_case, read_nifti_array
-from cosinetrack.data.ctc import (
-    find_ctc_sequences,
-    read_ctc_training_video,
-    write_ctc_subsequence,
-)
+from cosinetrack.data.ctc import find_ctc_sequences, read_ctc_training_video
 from cosinetrack.data.cvppp import (
     cvppp_palette,
     find_cvppp_plants,
@@ -49,7 +45,7 @@ from cosinetrack.engines.instances import segment_plants_to_folder
 from cosinetrack.engines.predict import predict_to_folder
 from cosinetrack.engines.video import normalize_frame, track_folder
 from cosinetrack.errors import CosineTrackDataError
-from cosinetrack.io.ctc import write_track_table
+from cosinetrack.io.ctc import write_ctc_subsequence, write_track_table
 from cosinetrack.networks import RecurrentStackedHourglass
 
 H, W, T = 8, 9, 3

@@ -559,3 +559,26 @@ def test_write_instance_png_modes(tmp_path):
     with pytest.raises(ValueError, match=r"\(H, W\)"):
         write_instance_png(lab[None], tmp_path / "x.png")
     assert sorted(os.listdir(tmp_path)) == ["big.png", "sub"]
+
+
+@pytest.mark.parametrize(
+    "options, size, canvas, expected",
+    [
+        ({"min_samples": 50, "coordinate_scale": 1e-3}, (256, 256), (128, 128), {"min_samples": 13, "coordinate_scale": 2e-3}),  # noqa: E501
+        ({"min_samples": 13, "coordinate_scale": 2e-3}, (128, 128), (128, 128), {"min_samples": 13, "coordinate_scale": 2e-3}),  # noqa: E501
+        ({"min_samples": 13, "min_size": 6.5}, (128, 128), (256, 256), {"min_samples": 52, "min_size": 26.0}),
+        ({"min_samples": 8, "min_size": None}, (256, 256), (64, 64), {"min_samples": 5, "min_size": None}),
+    ],
+)  # fmt: skip
+def test_clustering_for_canvas_scales_with_the_canvas(options, size, canvas, expected):
+    from cosinetrack.clustering import clustering_for_canvas
+
+    assert clustering_for_canvas(options, size, canvas) == pytest.approx(expected)
+
+
+def test_clustering_for_canvas_refuses_unknown_options():
+    from cosinetrack.clustering import clustering_for_canvas
+    from cosinetrack.errors import CosineTrackConfigError
+
+    with pytest.raises(CosineTrackConfigError, match="min_sample"):
+        clustering_for_canvas({"min_sample": 5}, (256, 256), (128, 128))

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from cosinetrack.data.ctc import find_ctc_sequences, read_ctc_label, read_man_track, write_ctc_subsequence
+from cosinetrack.data.ctc import find_ctc_sequences, read_ctc_label, read_man_track
 from cosinetrack.data.synthetic_cells import generate_cell_video, write_ctc_sequence
 from cosinetrack.errors import CosineTrackDataError
-from cosinetrack.io.ctc import validate_ctc_result, write_ctc_result
+from cosinetrack.io.ctc import validate_ctc_result, write_ctc_result, write_ctc_subsequence
 from cosinetrack.metrics.ctc import ctc_scores, format_ctc_table, lineage_counts
 
 

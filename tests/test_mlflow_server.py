@@ -97,9 +97,9 @@ def test_training_logs_to_an_mlflow_server(tmp_path, mlflow_server):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_iou")] == [2]
     assert run.data.params["num_levels"] == "2" and run.data.params["num_filters"] == "4"
     logged = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.json", "model_best.pt"} <= logged
+    assert {"config.json", "model_best.pt", "model_final.pt"} <= logged
     # the bytes went through the server into its artifact folder, and come back the same
-    for name in ("config.json", "model_best.pt"):
+    for name in ("config.json", "model_best.pt", "model_final.pt"):
         got = Path(client.download_artifacts(run.info.run_id, name, str(tmp_path / "download")))
         assert got.read_bytes() == (out / name).read_bytes()
     stored = list(artifacts.rglob("model_best.pt"))

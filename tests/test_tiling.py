@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 from skimage.draw import disk
 
 from cosinetrack.clustering import mean_best_iou, synthetic_embeddings
-from cosinetrack.engines.tiling import TiledPairSegmenter, stitch_tile_labels, tile_grid, tile_positions
+from cosinetrack.engines.tiling import TiledPairSegmenter, TileStitcher, stitch_tile_labels, tile_grid, tile_positions
 from cosinetrack.engines.video import ScaledPairSegmenter
 from cosinetrack.networks import RecurrentStackedHourglass
 
@@ -276,19 +278,184 @@ def test_synthetic_embeddings_per_tile_spaces_stitch_to_ground_truth():
     rotations = [np.linalg.qr(rng.normal(size=(dim, dim)))[0] for _ in range(grid.num_tiles)]
     calls = {"t": 0}
 
-    def fake_embed_tiles(frame):
+    def fake_embed_chunk(tiles, state):
+        assert tiles.shape[0] == grid.num_tiles  # one batch of all tiles (small frame)
         t = calls["t"]
         calls["t"] += 1
         tiles = [
             synthetic_embeddings(gt[t][wy, wx], dim=dim, directions=base @ rot, smooth=0.0, noise=0.01, seed=t)
             for (wy, wx), rot in zip(grid.windows, rotations)
         ]
-        return torch.from_numpy(np.stack(tiles))
+        return torch.from_numpy(np.stack(tiles)).float(), None
 
-    seg._embed_tiles = fake_embed_tiles
+    seg._embed_chunk = fake_embed_chunk
     for t in range(3):
         labels = seg.push(torch.zeros(1, *gt.shape[1:]))
         if t:
             assert labels.shape == (2, *gt.shape[1:])
             assert mean_best_iou(labels, gt[t - 1 : t + 1]) > 0.95
             assert same_partition(labels, gt[t - 1 : t + 1])
+
+
+# ----------------------------------------------------------------------------------------------------
+# bounded memory: batches of tiles, compact or on-disk per-tile storage, coarse clustering grid
+
+
+def _fake_synthetic_chunks(seg, gt, grid, dim=10, seed=0):
+    """Replace the network by per-tile synthetic embeddings (own random rotation per tile) of ``gt[t]``."""
+    rng = np.random.default_rng(seed)
+    base = np.eye(dim)[: gt.max() + 1]
+    rotations = [np.linalg.qr(rng.normal(size=(dim, dim)))[0] for _ in range(grid.num_tiles)]
+    calls = {"tile": 0}
+    windows = grid.windows
+
+    def fake_embed_chunk(tiles, state):
+        out = []
+        for _ in range(tiles.shape[0]):
+            t, k = divmod(calls["tile"], grid.num_tiles)
+            calls["tile"] += 1
+            wy, wx = windows[k]
+            emb = synthetic_embeddings(gt[t][wy, wx], dim=dim, directions=base @ rotations[k], smooth=0.0, noise=0.01)
+            out.append(emb)
+        return torch.from_numpy(np.stack(out)).float(), None
+
+    seg._embed_chunk = fake_embed_chunk
+
+
+@pytest.mark.parametrize(
+    ("options", "min_iou"),
+    [
+        (dict(batch_size=1, storage="disk"), 0.95),
+        (dict(batch_size=3, storage_dtype="bfloat16"), 0.95),
+        (dict(storage="disk", storage_dtype="float16"), 0.95),
+        (dict(cluster_stride=2, storage="disk", storage_dtype="bfloat16"), 0.75),
+    ],
+)
+def test_bounded_memory_options_recover_synthetic_instances(options, min_iou):
+    """Batches, compact or on-disk storage and a coarser clustering grid still find every instance with
+    one id in both frames of each pair."""
+    gt = moving_discs(3)
+    grid = tile_grid(gt.shape[1:], (24, 24), overlap=12)
+    s = options.get("cluster_stride", 1)
+    kwargs = dict(min_samples=max(5, 5 // s**2), coordinate_scale=0.01 * s, n_jobs=1)
+    seg = TiledPairSegmenter(tiny_network(), (24, 24), kwargs, overlap=12, **options)
+    _fake_synthetic_chunks(seg, gt, grid)
+    for t in range(3):
+        labels = seg.push(torch.zeros(1, *gt.shape[1:]))
+        if t:
+            pair = gt[t - 1 : t + 1]
+            assert labels.shape == pair.shape and labels.dtype == np.int32
+            assert mean_best_iou(labels, pair) > min_iou
+            sizes = np.bincount(labels.ravel())[1:]
+            # every disc found once (a coarse grid may leave slivers of a block or two at tile seams)
+            assert (sizes >= 4 * s * s).sum() == pair.max() and (s > 1 or sizes.size == pair.max())
+            for i in range(1, pair.max() + 1):  # one main id per disc, the same in both frames
+                main = [np.bincount(labels[f][pair[f] == i]).argmax() for f in range(2)]
+                assert main[0] > 0 and main[0] == main[1]
+    if s == 1:
+        assert same_partition(labels, gt[1:3])
+    if options.get("storage") == "disk":
+        folder = seg._dir
+        assert folder is not None and len(os.listdir(folder)) == -(-grid.num_tiles // seg.batch_size)
+        seg.reset()
+        assert not os.path.exists(folder)
+
+
+def test_storage_and_batching_do_not_change_the_result():
+    """On a real (tiny) network: one tile per step on disk gives the labels and states of all tiles at once."""
+    net = tiny_network()
+    ref = TiledPairSegmenter(net, (16, 16), FAST, overlap=4, batch_size=100)
+    disk = TiledPairSegmenter(net, (16, 16), FAST, overlap=4, batch_size=1, storage="disk")
+    gen = torch.Generator().manual_seed(4)
+    for _ in range(3):
+        frame = torch.randn(1, 30, 40, generator=gen)
+        a, b = ref.push(frame), disk.push(frame)
+        assert (a is None and b is None) or np.array_equal(a, b)
+    for sa, sb in zip(ref.state, disk.state):
+        for x, y in zip(sa, sb):
+            torch.testing.assert_close(x, y)
+    torch.testing.assert_close(ref.last_embedding, disk.last_embedding)
+    np.testing.assert_array_equal(ref.cluster_last_frame(), disk.cluster_last_frame())
+
+
+def _arrays_held(obj, seen=None) -> list:
+    """Every numpy array and torch tensor reachable from ``obj``'s attributes (not the network)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen or isinstance(obj, torch.nn.Module):
+        return []
+    seen.add(id(obj))
+    if isinstance(obj, (np.ndarray, torch.Tensor)):
+        return [obj]
+    if isinstance(obj, dict):
+        return [a for v in obj.values() for a in _arrays_held(v, seen)]
+    if isinstance(obj, (list, tuple)):
+        return [a for v in obj for a in _arrays_held(v, seen)]
+    if hasattr(obj, "__dict__") and not isinstance(obj, type):
+        return [a for v in vars(obj).values() for a in _arrays_held(v, seen)]
+    return []
+
+
+@pytest.mark.parametrize("storage", ["memory", "disk"])
+def test_frame_much_larger_than_tile_keeps_no_full_frame_float_buffers(storage):
+    """A frame of 40 tiles: the network sees one batch of tiles at a time, and between frames the
+    segmenter keeps only the per-tile state and (pooled) embeddings in the storage dtype (nothing on
+    disk storage), never a full-frame float buffer of D channels."""
+    net = tiny_network()
+    size, tile = (64, 96), (16, 16)
+    seg = TiledPairSegmenter(
+        net, tile, FAST, overlap=4, batch_size=4, storage=storage, storage_dtype="bfloat16", cluster_stride=2
+    )
+    grid = tile_grid(size, tile, overlap=4)
+    assert grid.num_tiles == 40
+    batches = []
+    step = seg._embed_chunk
+
+    def spy(tiles, state):
+        batches.append(tiles.shape[0])
+        return step(tiles, state)
+
+    seg._embed_chunk = spy
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(3):
+        labels = seg.push(torch.randn(1, *size, generator=gen))
+    assert labels.shape == (2, *size) and labels.dtype == np.int32
+    assert max(batches) <= 4 and sum(batches) == 3 * grid.num_tiles
+    held = _arrays_held(seg)
+    floats = [a for a in held if (a.dtype.is_floating_point if isinstance(a, torch.Tensor) else a.dtype.kind == "f")]
+    if storage == "disk":
+        assert floats == []  # everything per tile is on disk between frames
+    else:
+        # per tile: GRU states (2 stacks x 2 levels: 16² + 8², 4 filters), pooled embedding (4 x 8 x 8), bf16
+        per_tile = 2 * 4 * (16 * 16 + 8 * 8) + 4 * 8 * 8
+        assert all(a.dtype == torch.bfloat16 for a in floats)
+        assert sum(a.numel() for a in floats) == grid.num_tiles * per_tile
+        assert max(a.numel() for a in floats) <= 4 * 4 * 16 * 16  # one batch, never the frame
+    kept = seg.kept_bytes()
+    bf16 = 2  # bytes
+    assert kept == {
+        "state": grid.num_tiles * bf16 * 2 * 4 * (16 * 16 + 8 * 8),
+        "embedding": grid.num_tiles * bf16 * 4 * 8 * 8,
+    }
+
+
+def test_tile_stitcher_arrays_are_int32_frame_sized():
+    grid = tile_grid((70, 90), (32, 32), overlap=8)
+    stitcher = TileStitcher(grid, 2)
+    assert stitcher.out.dtype == stitcher.evidence.dtype == np.int32
+    assert stitcher.out.shape == stitcher.evidence.shape == (2, 70, 90)
+    with pytest.raises(ValueError, match="expected"):
+        stitcher.result()  # no tile added yet
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        (dict(cluster_stride=3), "divide"),
+        (dict(cluster_stride=0), "cluster_stride"),
+        (dict(storage="cloud"), "storage"),
+        (dict(storage_dtype="int8"), "storage_dtype"),
+    ],
+)
+def test_bad_tiling_options(options, match):
+    with pytest.raises(ValueError, match=match):
+        TiledPairSegmenter(tiny_network(), (16, 16), FAST, **options)

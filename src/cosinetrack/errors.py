@@ -21,7 +21,25 @@ class CosineTrackDataError(ValueError):
         super().__init__(f"{where}{problem}")
 
 
-_USER_ERRORS = (CosineTrackDataError, FileExistsError)
+class CosineTrackConfigError(TypeError, ValueError):
+    """A bundle setting that cannot be right: names the config key, the problem and the allowed values.
+
+    Raised when the config is parsed (the bundles' ``initialize`` section), before any data is read, e.g.
+    for a misspelt key under ``clustering_options``, ``tracking`` or ``lineage``. It is a ``TypeError``
+    (an unknown keyword, as Python would say) and a ``ValueError`` (a bad value).
+
+    Args:
+        key: the config key, e.g. ``"tracking"`` or ``"clustering_options#max_points"``.
+        problem: what is wrong and what is allowed.
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{key}: {problem}")
+
+
+_USER_ERRORS = (CosineTrackDataError, CosineTrackConfigError, FileExistsError)
 DEBUG_ENV = "COSINETRACK_DEBUG"
 
 

@@ -25,7 +25,12 @@ from cosinetrack.clustering.handlers import (
     restore_label_size,
     write_instance_png,
 )
-from cosinetrack.clustering.transforms import ClusterEmbeddings, ClusterEmbeddingsd, check_cluster_kwargs
+from cosinetrack.clustering.transforms import (
+    ClusterEmbeddings,
+    ClusterEmbeddingsd,
+    check_cluster_kwargs,
+    clustering_for_canvas,
+)
 
 __all__ = [
     "BACKGROUND_RULES",
@@ -34,6 +39,7 @@ __all__ = [
     "EmbeddingClusteringHandler",
     "InstancePNGWriter",
     "check_cluster_kwargs",
+    "clustering_for_canvas",
     "cluster_embeddings",
     "cluster_folder",
     "embedding_data_points",

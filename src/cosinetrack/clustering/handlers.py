@@ -217,6 +217,8 @@ class EmbeddingClusteringHandler:
             they are clustered there, as the paper does, and the labels are cropped and resampled
             (nearest) to ``(H, W)`` with :func:`~cosinetrack.transforms.undo_fit`. ``t_size`` is then in
             canvas pixels. ``None``: labels have the embeddings' size.
+        clustering: options of :func:`~cosinetrack.clustering.cluster_embeddings` as one dict (a bundle's
+            ``clustering`` section); ``cluster_kwargs`` given as keywords are added to (and replace) them.
         cluster_kwargs: options of :func:`~cosinetrack.clustering.cluster_embeddings`.
     """
 
@@ -228,6 +230,7 @@ class EmbeddingClusteringHandler:
         writer: Writer | None = None,
         mask_key: str | None = None,
         restore_size_key: str | None = None,
+        clustering: Mapping[str, Any] | None = None,
         **cluster_kwargs: Any,
     ) -> None:
         self.restore_size_key = restore_size_key
@@ -236,7 +239,7 @@ class EmbeddingClusteringHandler:
         self.stack = stack
         self.writer = writer
         self.mask_key = mask_key
-        self.cluster_kwargs = check_cluster_kwargs(cluster_kwargs)
+        self.cluster_kwargs = check_cluster_kwargs({**check_cluster_kwargs(clustering, "clustering"), **cluster_kwargs})
 
     def attach(self, engine: Engine) -> None:
         """Run this handler after the model of every iteration of ``engine``.

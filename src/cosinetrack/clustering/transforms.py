@@ -11,6 +11,7 @@ can write e.g.::
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -22,22 +23,50 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
 from cosinetrack.clustering.embedding_clustering import cluster_embeddings
+from cosinetrack.options import check_option_names
 
-__all__ = ["ClusterEmbeddings", "ClusterEmbeddingsd", "check_cluster_kwargs"]
+__all__ = ["ClusterEmbeddings", "ClusterEmbeddingsd", "check_cluster_kwargs", "clustering_for_canvas"]
 
 _CLUSTER_ARGS = frozenset(list(inspect.signature(cluster_embeddings).parameters)[1:])
 
 
-def check_cluster_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def check_cluster_kwargs(kwargs: Mapping[str, Any] | None, section: str = "clustering_options") -> dict[str, Any]:
     """Return ``kwargs`` as a dict after checking they are options of :func:`cluster_embeddings`.
 
+    Args:
+        kwargs: clustering options; ``None`` is none.
+        section: the config key they come from, named in the error.
+
     Raises:
-        TypeError: naming the unknown options and listing the valid ones (catches config typos early).
+        CosineTrackConfigError: (a ``TypeError``) naming the unknown option and listing the valid ones.
     """
-    unknown = sorted(set(kwargs) - _CLUSTER_ARGS)
-    if unknown:
-        raise TypeError(f"unknown clustering option(s) {unknown}; valid: {sorted(_CLUSTER_ARGS)}")
-    return dict(kwargs)
+    return check_option_names(section, kwargs, _CLUSTER_ARGS)
+
+
+def clustering_for_canvas(
+    options: Mapping[str, Any], options_size: Sequence[int], canvas: Sequence[int]
+) -> dict[str, Any]:
+    """Clustering options chosen for an ``options_size`` canvas, converted to a ``canvas`` of another size.
+
+    With pixels ``k`` times larger in each direction an object covers ``k**2`` times more pixels and
+    its coordinates grow ``k`` times: ``min_samples`` (and a numeric ``min_size``) scale by ``k**2``
+    (``min_samples`` at least 5) and ``coordinate_scale`` by ``1 / k``. E.g. the leaf bundle's
+    ``min_samples`` 50 at 256 x 256 becomes 13 for a model trained at 128 x 128.
+
+    Args:
+        options: :func:`cluster_embeddings` options (checked).
+        options_size: ``(h, w)`` the options were chosen for.
+        canvas: ``(h, w)`` the embeddings will have.
+    """
+    options = check_cluster_kwargs(options, "clustering")
+    k = (float(canvas[0]) * float(canvas[1]) / (float(options_size[0]) * float(options_size[1]))) ** 0.5
+    if "min_samples" in options:
+        options["min_samples"] = max(5, math.floor(float(options["min_samples"]) * k * k + 0.5))  # 12.5 -> 13
+    if options.get("coordinate_scale") is not None:
+        options["coordinate_scale"] = float(options["coordinate_scale"]) / k
+    if isinstance(options.get("min_size"), (int, float)) and not isinstance(options.get("min_size"), bool):
+        options["min_size"] = float(options["min_size"]) * k * k
+    return options
 
 
 def _labels_like(labels: np.ndarray, img: Any) -> NdarrayOrTensor:

@@ -29,7 +29,6 @@ from cosinetrack.data.ctc import (
     read_ctc_training_video,
     read_ctc_video,
     read_man_track,
-    write_ctc_subsequence,
 )
 from cosinetrack.data.ctc_presets import CTC_PRESETS, clustering_parameters, ctc_preset
 from cosinetrack.data.cvppp import find_cvppp_plants, find_plant_images, read_cvppp_plant
@@ -63,7 +62,6 @@ __all__ = [
     "read_ctc_training_video",
     "read_ctc_video",
     "read_man_track",
-    "write_ctc_subsequence",
     "IGNORE_LABEL",
     "CineCaseDataset",
     "CineClipDataset",

@@ -27,8 +27,8 @@ Conventions
   is only given on *complete* frames (SEG exists and segments every tracked cell), as in the paper: on
   every other frame the pixels that are not labelled are ``-1`` so that they do not teach background.
 * Bad input raises :class:`~cosinetrack.errors.CosineTrackDataError` naming the file (and line).
-* Only :func:`write_ctc_subsequence` writes files (a renumbered copy of some frames and their ground
-  truth, e.g. a held-out part to score); see :mod:`cosinetrack.io.ctc` for the result writer.
+* Nothing here writes files: :mod:`cosinetrack.io.ctc` writes results and renumbered copies of some frames
+  with their ground truth (``write_ctc_subsequence``, e.g. a held-out part to score).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ __all__ = [
     "read_ctc_training_video",
     "read_ctc_video",
     "read_man_track",
-    "write_ctc_subsequence",
+    "sequence_frames",
 ]
 
 _IMAGE_RE = re.compile(r"^t(\d{3,4})\.tif$")
@@ -202,7 +202,8 @@ def check_ctc_frames(sequence: dict) -> dict:
     return sequence
 
 
-def _frames_of(sequence: dict, frames: Sequence[int] | None) -> list[int]:
+def sequence_frames(sequence: dict, frames: Sequence[int] | None) -> list[int]:
+    """``frames`` of ``sequence`` as ints (all of them for ``None``), each checked to exist."""
     if frames is None:
         return list(sequence["frames"])
     frames = [int(t) for t in frames]
@@ -293,7 +294,7 @@ def iter_ctc_frames(sequence: dict, frames: Sequence[int] | None = None) -> Iter
             whose size differs from the first one read (names that file).
     """
     shape = None
-    for t in _frames_of(sequence, frames):
+    for t in sequence_frames(sequence, frames):
         path = sequence["images"][t]
         image = read_ctc_frame(path)
         if shape is None:
@@ -311,7 +312,7 @@ def read_ctc_video(sequence: dict, frames: Sequence[int] | None = None) -> np.nd
     Raises:
         CosineTrackDataError: as :func:`iter_ctc_frames`.
     """
-    frames = _frames_of(sequence, frames)
+    frames = sequence_frames(sequence, frames)
     video = None
     for i, (_, image) in enumerate(iter_ctc_frames(sequence, frames)):
         if video is None:
@@ -536,7 +537,7 @@ def iter_ctc_training_frames(sequence: dict, frames: Sequence[int] | None = None
         raise CosineTrackDataError(where, f"no tracking ground truth (TRA/{MAN_TRACK}) for this sequence")
     tracks = read_man_track(sequence["man_track"])
     next_fresh = int(tracks[:, 0].max()) + 1 if len(tracks) else 1
-    frames = _frames_of(sequence, frames)
+    frames = sequence_frames(sequence, frames)
     missing = [t for t in frames if t not in sequence["tra"]]
     if missing:
         raise CosineTrackDataError(
@@ -576,7 +577,7 @@ def read_ctc_training_video(sequence: dict, frames: Sequence[int] | None = None)
     Raises:
         CosineTrackDataError: as :func:`iter_ctc_training_frames`.
     """
-    frames = _frames_of(sequence, frames)
+    frames = sequence_frames(sequence, frames)
     if not frames:
         raise CosineTrackDataError(sequence["image_dir"], "no frames to read")
     image = label = None
@@ -597,126 +598,3 @@ def read_ctc_training_video(sequence: dict, frames: Sequence[int] | None = None)
         "frames": frames,
         "tracks": read_man_track(sequence["man_track"]),
     }
-
-
-# ----------------------------------------------------------------------------------------------------
-# writing a subsequence (held-out splits that py-ctcmetrics can score)
-# ----------------------------------------------------------------------------------------------------
-
-
-def write_ctc_subsequence(
-    sequence: dict,
-    frames: Sequence[int],
-    out_root: str | os.PathLike,
-    name: str = "01",
-    *,
-    overwrite: bool = False,
-) -> dict:
-    """Write consecutive frames of a sequence as a CTC data set of their own, renumbered from 0.
-
-    Writes ``<out_root>/<name>/tTTT.tif`` and, when the sequence has ground truth,
-    ``<out_root>/<name>_GT/TRA/man_trackTTT.tif`` + ``man_track.txt`` and ``<name>_GT/SEG/man_segTTT.tif``
-    (only for the frames that have a SEG file), frame ``frames[i]`` becoming frame ``i`` with the
-    sequence's digit count. The TIFF files are copied byte for byte (only their names change), so a
-    held-out split (e.g. the last 15 frames of a sequence) can be scored with py-ctcmetrics.
-
-    The track table is clipped to the window ``first..last``: tracks outside it are dropped,
-    ``B = max(B, first) - first`` and ``E = min(E, last) - first``; a parent that is not kept (it ends
-    before ``first``, e.g. the mother of a division that straddles the window start) becomes ``P = 0``.
-    A kept parent ends before its child begins, so the clipped table stays valid. Track labels are kept.
-
-    Args:
-        sequence: one dict of :func:`find_ctc_sequences`.
-        frames: consecutive increasing frame numbers of the sequence (e.g. ``range(50, 65)``).
-        out_root: the new data set folder (created if needed); it must not be, be inside, or contain the
-            sequence's image or ground truth folder.
-        name: the new sequence's folder name (default ``"01"``).
-        overwrite: replace existing ``<name>`` / ``<name>_GT`` folders (else ``FileExistsError``).
-
-    Returns:
-        The :func:`find_ctc_sequences` dict of the new sequence.
-
-    Raises:
-        CosineTrackDataError: a frame that the sequence lacks, or (with ground truth) a frame without its
-            TRA file, no ``man_track.txt``, or a TRA marker the table lacks (:func:`check_tra_markers`).
-        ValueError: empty or non-consecutive ``frames``, a bad ``name``, or an output folder that overlaps
-            an input folder.
-        FileExistsError: see ``overwrite``.
-    """
-    import shutil
-
-    from cosinetrack.io.atomic import atomic_directory
-    from cosinetrack.io.ctc import write_track_table
-
-    frames = _frames_of(sequence, [int(t) for t in frames])
-    if not frames:
-        raise ValueError("frames: no frame given")
-    if frames != list(range(frames[0], frames[0] + len(frames))):
-        raise ValueError(
-            f"frames: must be consecutive and increasing, got {frames[:10]}{'...' if len(frames) > 10 else ''}"
-        )
-    name = str(name)
-    if not name or name in (".", "..") or os.sep in name or (os.altsep and os.altsep in name):
-        raise ValueError(f"name: must be a plain folder name such as '01', got {name!r}")
-    first, last = frames[0], frames[-1]
-    digits = sequence["digits"] or 3
-    out_root = os.path.abspath(os.fspath(out_root))
-    image_out = os.path.join(out_root, name)
-    gt_out = os.path.join(out_root, f"{name}_GT")
-    inputs = [sequence["image_dir"], sequence.get("gt_dir")]
-    for out in (image_out, gt_out):
-        o = os.path.realpath(out)
-        for inp in inputs:
-            if inp is None:
-                continue
-            i = os.path.realpath(inp)
-            if o == i or o.startswith(i + os.sep) or i.startswith(o + os.sep):
-                raise ValueError(
-                    f"{out}: output folder is, is inside, or contains the input folder {i}; choose another out_root"
-                )
-
-    has_gt = sequence.get("gt_dir") is not None
-    if not overwrite:  # check both before writing either, so a refusal leaves nothing half written
-        for out in (image_out, gt_out) if has_gt else (image_out,):
-            if os.path.exists(out):
-                raise FileExistsError(f"{out}: already exists; choose another out_root or pass overwrite=True")
-    tracks = None
-    if has_gt:
-        if sequence.get("man_track") is None:
-            raise CosineTrackDataError(
-                sequence["gt_dir"], f"no tracking ground truth (TRA/{MAN_TRACK}) for this sequence"
-            )
-        missing = [t for t in frames if t not in sequence["tra"]]
-        if missing:
-            raise CosineTrackDataError(
-                os.path.join(sequence["gt_dir"], "TRA"), f"TRA marker files missing for frame(s) {missing}"
-            )
-        table = read_man_track(sequence["man_track"])
-        for t in frames:  # the copies are scored as ground truth: their markers must match the table
-            check_tra_markers(sequence["tra"][t], read_ctc_label(sequence["tra"][t]), t, table)
-        inside = (table[:, 2] >= first) & (table[:, 1] <= last)
-        table = table[inside].copy()
-        kept = set(table[:, 0].tolist())
-        table[:, 1] = np.maximum(table[:, 1], first) - first
-        table[:, 2] = np.minimum(table[:, 2], last) - first
-        table[~np.isin(table[:, 3], list(kept)), 3] = 0
-        tracks = table
-
-    def copy(src: str, folder: str, prefix: str, t: int) -> None:
-        shutil.copyfile(src, os.path.join(folder, f"{prefix}{t - first:0{digits}d}.tif"))
-
-    with atomic_directory(image_out, overwrite=overwrite) as tmp:
-        for t in frames:
-            copy(sequence["images"][t], tmp, "t", t)
-    if has_gt:
-        with atomic_directory(gt_out, overwrite=overwrite) as tmp:
-            os.makedirs(os.path.join(tmp, "TRA"))
-            for t in frames:
-                copy(sequence["tra"][t], os.path.join(tmp, "TRA"), "man_track", t)
-            write_track_table(os.path.join(tmp, "TRA", MAN_TRACK), tracks)
-            seg = [t for t in frames if t in sequence["seg"]]
-            if seg:
-                os.makedirs(os.path.join(tmp, "SEG"))
-                for t in seg:
-                    copy(sequence["seg"][t], os.path.join(tmp, "SEG"), "man_seg", t)
-    return find_ctc_sequences(image_out)[0]

@@ -25,7 +25,9 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
+from monai.handlers import LrScheduleHandler
 
+from cosinetrack.distributed import is_rank0
 from cosinetrack.errors import CosineTrackDataError
 from cosinetrack.io.atomic import atomic_file
 from cosinetrack.networks import RecurrentStackedHourglass
@@ -135,6 +137,21 @@ def stored_network_settings(path: str) -> dict[str, Any] | None:
     return dict(settings) if isinstance(settings, dict) else None
 
 
+def stored_image_size(path: str, default: Sequence[int]) -> list[int]:
+    """The network canvas ``(h, w)`` a model file was trained at (its ``"image_size"`` entry), else ``default``.
+
+    Shipped models record it, so that inference feeds them frames at the scale they learnt: a model
+    trained on a 96 x 96 canvas sees objects 2.7 times smaller than on the bundle's default 256 x 256.
+    """
+    state = _read_checkpoint(require_file(path, "ckpt_path"))
+    size = state.get("image_size") if isinstance(state, dict) else None
+    if size is None:
+        return [int(v) for v in default]
+    if len(size) != 2 or any(int(v) < 1 for v in size):
+        raise CosineTrackDataError(path, f"image_size: expected (h, w) of positive sizes, got {size!r}")
+    return [int(v) for v in size]
+
+
 def resolve_model(ckpt_path: str | None, bundle_root: str, preset: Mapping[str, Any] | None = None) -> str:
     """The model file to run: ``ckpt_path`` when given, else the trained model the bundle ships.
 
@@ -228,7 +245,8 @@ class TrainingCheckpoint:
         save_interval: iterations between training checkpoints (``resume_<iteration>.pt``, the two newest
             kept; 0 = none). The last completed iteration is always saved.
         resume: load the newest readable training checkpoint of ``save_dir`` before the trainer runs
-            (an error when there is none); the trainer then continues from its iteration.
+            (an error when there is none); the trainer then continues from its iteration. Under
+            ``torchrun`` every rank loads it and rank 0 alone saves.
         run_handlers: :class:`~cosinetrack.handlers.MLflowRunHandler` objects whose run is recorded and,
             on resume, continued (set RUNNING again).
         final_filename: weights written when training completes (never before).
@@ -248,6 +266,8 @@ class TrainingCheckpoint:
         if int(save_interval) < 0:
             raise ValueError(f"save_interval must be >= 0, got {save_interval}")
         self.save_dir = os.path.abspath(save_dir)
+        if isinstance(network, torch.nn.parallel.DistributedDataParallel):
+            network = network.module  # the files hold the plain network's weights and settings
         self.network = network
         self.save_interval = int(save_interval)
         self.resume = as_flag(resume, "resume")
@@ -271,7 +291,10 @@ class TrainingCheckpoint:
         )  # fmt: skip
         if self.save_interval > 0:
             engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.save_interval), self.checkpoint)
-        engine.add_event_handler(Events.COMPLETED, self.completed)
+        # at the end of the last epoch (after its validation), not at COMPLETED: the MLflow handler,
+        # attached earlier so that no resumed run misses a logged step, logs model_final.pt at COMPLETED
+        last_epoch = Events.EPOCH_COMPLETED(event_filter=lambda e, _: e.state.epoch >= e.state.max_epochs)
+        engine.add_event_handler(last_epoch, self.completed)
         if self.resume:
             self.load(engine)
 
@@ -299,7 +322,18 @@ class TrainingCheckpoint:
     def completed(self, engine: Engine) -> None:
         """Save the final state and ``model_final.pt`` (weights + network settings), atomically."""
         if self.save_interval > 0 and engine.state.iteration % self.save_interval:
-            self.checkpoint(engine)
+            self.checkpoint(engine)  # Ignite's DiskSaver writes on rank 0 only
+        if not is_rank0():  # under torchrun, rank 0 alone writes
+            return
         path = os.path.join(self.save_dir, self.final_filename)
         with atomic_file(path, suffix=".pt") as tmp:
             torch.save({"model": self.network.state_dict(), "network": network_settings(self.network)}, tmp)
+
+
+def handlers_of_rank(handlers: Sequence[Any]) -> list[Any]:
+    """The trainer handlers this process attaches: all on rank 0 (or without ``torchrun``); on the other
+    ranks only the learning-rate schedule and :class:`TrainingCheckpoint` (which loads on ``--resume`` and
+    saves nothing there), since rank 0 alone validates, logs and writes."""
+    if is_rank0():
+        return list(handlers)
+    return [h for h in handlers if isinstance(h, (LrScheduleHandler, TrainingCheckpoint))]

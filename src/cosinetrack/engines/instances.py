@@ -16,9 +16,11 @@ import torch
 
 from cosinetrack.clustering import check_cluster_kwargs, cluster_embeddings, restore_label_size
 from cosinetrack.data.cvppp import count_leaves, read_cvppp_image, write_cvppp_label, write_leaf_counts
+from cosinetrack.distributed import init_distributed, rank_device, shard
 from cosinetrack.engines.checkpoint import load_weights
-from cosinetrack.engines.inferer import stream_frames
-from cosinetrack.io.atomic import atomic_directory, refuse_output_over_inputs
+from cosinetrack.engines.inferer import resolve_amp, stream_frames
+from cosinetrack.engines.progress import FrameProgress
+from cosinetrack.io.atomic import refuse_output_over_inputs, shared_atomic_directory
 from cosinetrack.transforms.augment import clip_eval_transforms
 
 __all__ = ["segment_image_instances", "segment_plants_to_folder"]
@@ -33,6 +35,7 @@ def segment_image_instances(
     device: str | torch.device = "cpu",
     i_min: float = 1.0,
     i_max: float = 1.0,
+    amp: bool | str | None = False,
 ) -> np.ndarray:
     """Instance labels ``(H, W)`` int32 (0 = background) of one raw image ``(C, H, W)``.
 
@@ -44,11 +47,13 @@ def segment_image_instances(
             ``coordinate_scale``, ...).
         device: where the network runs.
         i_min, i_max: robust normalisation percentages (the bundle's augmentation values).
+        amp: bfloat16 autocast of the network on CPU (:func:`~cosinetrack.engines.inferer.resolve_amp`);
+            the embeddings are clustered in float32 either way.
     """
     x = clip_eval_transforms(i_min, i_max, per_channel=False)({"image": image})["image"]
     x = torch.as_tensor(x, dtype=torch.float32)[None, None].to(device)  # (1, 1, C, H, W)
     network.eval()
-    emb = stream_frames(network, x, image_size, restore_size=False)[0, 0]  # (D, h, w)
+    emb = stream_frames(network, x, image_size, restore_size=False, amp=amp)[0, 0]  # (D, h, w), float32
     labels = cluster_embeddings(emb.float().cpu(), **dict(cluster_kwargs))
     return restore_label_size(labels, image.shape[-2:]).numpy()
 
@@ -65,6 +70,8 @@ def segment_plants_to_folder(
     device: str | torch.device = "cpu",
     overwrite: bool = False,
     input_paths: Sequence[str | None] = (),
+    amp: bool | str | None = False,
+    progress_every: int = 100,
 ) -> list[str]:
     """Segment every plant image and write ``<name>_label.png`` files plus ``leaf_counts.csv``.
 
@@ -73,27 +80,44 @@ def segment_plants_to_folder(
     ``out_dir`` appears complete or not at all (written in a temporary folder, then renamed); an
     existing ``out_dir`` is an error unless ``overwrite``. It may not be, contain or lie inside any
     input (the folder of any photo, ``ckpt_path``, ``input_paths`` such as the input folder), with or
-    without ``overwrite``; this is checked before anything is read or written.
+    without ``overwrite``; this is checked before anything is read or written. ``amp``: bfloat16
+    autocast of the network on CPU (the bundle's ``amp``, see :func:`segment_image_instances`).
+    Progress: a bar when stderr is a terminal, else a log line every ``progress_every`` photos.
+
+    Under ``torchrun`` the photos are split over the ranks (each segments every N-th) into one shared
+    temporary folder; rank 0 writes ``leaf_counts.csv`` from every rank's counts and renames the folder
+    once every rank succeeded (:func:`~cosinetrack.io.atomic.shared_atomic_directory`).
 
     Returns:
-        the written label paths (in ``out_dir``).
+        the written label paths (in ``out_dir``; all of them, on every rank).
     """
+    init_distributed(backend="gloo")  # a no-op without torchrun; only small objects are exchanged
     cluster_kwargs = check_cluster_kwargs(dict(cluster_kwargs))
+    resolve_amp(amp)  # validates before anything is read
     inputs = [*input_paths, ckpt_path, *{os.path.dirname(os.path.abspath(p["image"])) for p in plants}]
     refuse_output_over_inputs(out_dir, inputs)
+    device = rank_device(device)
+    network.to(device)
     if ckpt_path:
         load_weights(network, ckpt_path, map_location=device)
-    written, counts = [], {}
-    with atomic_directory(out_dir, overwrite=overwrite, inputs=inputs) as tmp:
-        for plant in plants:
+
+    def write_counts(tmp: str, results: list[tuple[str, str, int]]) -> None:
+        write_leaf_counts({name: count for name, _, count in results}, os.path.join(tmp, "leaf_counts.csv"))
+
+    mine = shard(plants)
+    progress = FrameProgress("leaf inference", len(mine), progress_every)
+    with progress, shared_atomic_directory(out_dir, overwrite=overwrite, inputs=inputs, finish=write_counts) as folder:
+        for plant in mine:
             image = read_cvppp_image(plant["image"])
-            labels = segment_image_instances(network, image, image_size, cluster_kwargs, device, i_min, i_max)
+            labels = segment_image_instances(
+                network, image, image_size, cluster_kwargs, device, i_min, i_max, amp=amp
+            )
             if labels.max(initial=0) > 255:
                 raise ValueError(f"{plant['image']}: {int(labels.max())} instances do not fit a palette PNG")
             name = f"{plant['name']}_label.png"
-            write_cvppp_label(labels.astype(np.uint8), os.path.join(tmp, name))
-            counts[plant["name"]] = count_leaves(labels)
-            written.append(os.path.join(out_dir, name))
-            print(f"{plant['name']}: {counts[plant['name']]} leaves", flush=True)
-        write_leaf_counts(counts, os.path.join(tmp, "leaf_counts.csv"))
-    return written
+            write_cvppp_label(labels.astype(np.uint8), os.path.join(folder.path, name))
+            count = count_leaves(labels)
+            folder.results.append((plant["name"], os.path.join(out_dir, name), count))
+            progress.update()
+            print(f"{plant['name']}: {count} leaves", flush=True)
+    return [path for _, path, _ in folder.merged]

@@ -10,9 +10,11 @@ import numpy as np
 import torch
 
 from cosinetrack.data.cine import read_cine_case
+from cosinetrack.distributed import init_distributed, rank_device, shard
 from cosinetrack.engines.checkpoint import load_weights
-from cosinetrack.engines.inferer import stream_frames
-from cosinetrack.io.atomic import atomic_directory, refuse_output_over_inputs
+from cosinetrack.engines.inferer import resolve_amp, stream_frames
+from cosinetrack.engines.progress import FrameProgress
+from cosinetrack.io.atomic import refuse_output_over_inputs, shared_atomic_directory
 from cosinetrack.io.nifti import write_case_labels
 from cosinetrack.transforms.augment import clip_eval_transforms
 
@@ -33,9 +35,14 @@ def case_input_folders(cases: Sequence[Mapping[str, Any]]) -> list[str]:
 @torch.inference_mode()
 def predict_case(
     network: torch.nn.Module, image: np.ndarray, image_size: Sequence[int], device: str | torch.device = "cpu",
-    i_min: float = 10.0, i_max: float = 10.0,
+    i_min: float = 10.0, i_max: float = 10.0, amp: bool | str | None = False,
+    progress: FrameProgress | None = None,
 ) -> np.ndarray:
-    """Class labels ``(Z, T, H, W)`` for a raw image ``(Z, T, H, W)``; slices are the batch, frames streamed."""
+    """Class labels ``(Z, T, H, W)`` for a raw image ``(Z, T, H, W)``; slices are the batch, frames streamed.
+
+    ``amp``: bfloat16 autocast of the network on CPU (:func:`~cosinetrack.engines.inferer.resolve_amp`).
+    ``progress``: counts each time frame (all slices) predicted.
+    """
     x = clip_eval_transforms(i_min, i_max)({"image": image})["image"]  # the validation normalisation, per slice
     x = torch.as_tensor(x).unsqueeze(2).to(device)
     network.eval()
@@ -43,8 +50,10 @@ def predict_case(
 
     def keep(t: int, out: torch.Tensor) -> None:
         labels[:, t] = out.argmax(dim=1).cpu().numpy()
+        if progress is not None:
+            progress.update()
 
-    stream_frames(network, x, image_size, on_frame=keep)
+    stream_frames(network, x, image_size, on_frame=keep, amp=amp)
     return labels
 
 
@@ -61,6 +70,8 @@ def predict_to_folder(
     device: str | torch.device = "cpu",
     overwrite: bool = False,
     input_paths: Sequence[str | None] = (),
+    amp: bool | str | None = False,
+    progress_every: int = 100,
 ) -> list[str]:
     """Predict every case and write ``<input name>_pred.nii.gz`` files into ``out_dir``.
 
@@ -69,9 +80,19 @@ def predict_to_folder(
     folder of any image or label, ``ckpt_path``, or ``input_paths`` (the input folder, the datalist),
     with or without ``overwrite`` (checked before anything is read or written). ``output_label_map``
     maps predicted classes to the values written (e.g. ``{"1": 2, "2": 3}`` for ACDC's convention).
+    ``amp``: bfloat16 autocast of the network on CPU (the bundle's ``amp``, see :func:`predict_case`).
+    Progress: a bar when stderr is a terminal, else a log line every ``progress_every`` frames.
+
+    Under ``torchrun`` the cases are split over the ranks (each predicts every N-th case) into one
+    shared temporary folder that rank 0 renames once every rank succeeded
+    (:func:`~cosinetrack.io.atomic.shared_atomic_directory`); every rank returns all files.
     """
+    init_distributed(backend="gloo")  # a no-op without torchrun; only small objects are exchanged
+    resolve_amp(amp)  # validates before anything is read
     inputs = [*input_paths, ckpt_path, *case_input_folders(cases)]
     refuse_output_over_inputs(out_dir, inputs)
+    device = rank_device(device)
+    network.to(device)
     if ckpt_path:
         load_weights(network, ckpt_path, map_location=device)
     lut = None
@@ -79,14 +100,14 @@ def predict_to_folder(
         lut = np.arange(256, dtype=np.uint8)
         for k, v in dict(output_label_map).items():
             lut[int(k)] = int(v)
-    written = []
-    with atomic_directory(out_dir, overwrite=overwrite, inputs=inputs) as tmp:
-        for case in cases:
+    progress = FrameProgress("lv_mri prediction", None, progress_every)
+    with progress, shared_atomic_directory(out_dir, overwrite=overwrite, inputs=inputs) as folder:
+        for case in shard(cases):
             image, _ = read_cine_case({"image": case["image"]}, file_layout=file_layout)
-            labels = predict_case(network, image, image_size, device, i_min, i_max)
+            labels = predict_case(network, image, image_size, device, i_min, i_max, amp=amp, progress=progress)
             if lut is not None:
                 labels = lut[labels]
-            names = write_case_labels(labels, case, tmp, file_layout, suffix="_pred")
-            written += [os.path.join(out_dir, os.path.basename(p)) for p in names]
+            names = write_case_labels(labels, case, folder.path, file_layout, suffix="_pred")
+            folder.results.append([os.path.join(out_dir, os.path.basename(p)) for p in names])
             print(f"{case.get('name', case['image'][0])}: {len(names)} file(s)", flush=True)
-    return written
+    return [path for paths in folder.merged for path in paths]

@@ -6,6 +6,8 @@ import logging
 
 from ignite.engine import Engine
 
+from cosinetrack.distributed import is_rank0
+
 __all__ = ["report_training", "report_evaluation", "format_table"]
 
 logger = logging.getLogger("cosinetrack")
@@ -28,8 +30,11 @@ def report_training(
     """Print the last validation metrics and the best key metric of a finished training; return them.
 
     The returned dict also holds ``per_case``: the last validation's per-case metrics (named by
-    ``case_names``), which :func:`cosinetrack.engines.cross_validate` pools over folds.
+    ``case_names``), which :func:`cosinetrack.engines.cross_validate` pools over folds. On the other
+    ranks of a ``torchrun`` job it prints nothing and returns ``{}``.
     """
+    if not is_rank0():  # under torchrun only rank 0 validates: it alone reports
+        return {}
     metrics = {k: v for k, v in evaluator.state.metrics.items() if isinstance(v, (int, float))}
     best = getattr(evaluator.state, "best_metric", None)
     best_epoch = getattr(evaluator.state, "best_metric_epoch", None)

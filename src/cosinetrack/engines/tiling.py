@@ -19,9 +19,19 @@ image border), so its embedding was computed with context on all sides. ``tile_s
 about half as many tiles (cheaper network and clustering) with less context at the seams.
 
 **Per-tile state.** Each tile is a video of its own: it has its own ConvGRU state, carried from frame
-to frame. All tiles of a frame go through one ``network.step`` call with a batch of ``num_tiles``
-tiles (or chunks of ``batch_size`` tiles), so the state is batched as well; per frame the cost is
-``num_tiles`` tile steps, and only the previous frame's per-tile embeddings are kept.
+to frame. The tiles of a frame go through ``network.step`` in batches of ``batch_size`` tiles (default:
+as many as fit in :data:`TILE_BATCH_PIXELS`, one 256² tile), each batch with its own slice of the
+state; per frame the cost is ``num_tiles`` tile steps. Between frames only each tile's GRU state and
+its last embedding are kept (in ``storage_dtype``, in memory or on disk, see ``storage``); a tile's
+pair is clustered and stitched as soon as its batch has run, so no full-frame float buffer of ``D``
+channels and no list of all tiles' labels is ever held (issue 11: memory bounded by the tile, apart
+from the per-tile data, which :meth:`TiledPairSegmenter.kept_bytes` reports, and int32 label arrays of
+the frame).
+
+**Clustering grid.** ``cluster_stride = s > 1`` clusters each tile pair on ``s x s`` average-pooled
+embeddings and repeats the labels back to native pixels: ``s**2`` fewer points per tile and ``s**2``
+less memory for the kept embeddings; with ``s`` the factor by which the scaled path shrinks the frame,
+``m_pts`` and ``c`` are those of the scaled path.
 
 **Stitching.** Embedding directions are arbitrary per tile (the loss only asks neighbouring instances
 to be orthogonal within a window), so embeddings are never blended across tiles. Each tile's pair
@@ -29,9 +39,10 @@ to be orthogonal within a window), so embeddings are never blended across tiles.
 ``cluster_kwargs``; coordinates and ``t_size`` are native pixels), and the per-tile labels are
 stitched by :func:`stitch_tile_labels`:
 
-* Tiles are visited in raster order. Each tile *owns* its core: the pixels closer to its centre than
-  to any other tile's centre (per axis, overlaps are split in the middle). Output pixels are written
-  from the owning tile's core only, so each pixel comes from exactly one tile.
+* Tiles are visited in raster order (:class:`TileStitcher` adds them one at a time). Each tile
+  *owns* its core: the pixels closer to its centre than to any other tile's centre (per axis,
+  overlaps are split in the middle). Output pixels are written from the owning tile's core only, so
+  each pixel comes from exactly one tile.
 * A tile instance is compared with the instances already placed, restricted to the tile's *overlap
   region* (its pixels covered by earlier tiles, where the earlier tiles' full labels are kept), with
   both frames of the pair taken together. A pair (tile instance, placed instance) qualifies when its
@@ -57,7 +68,11 @@ than the objects). ``timings["clustering"]`` counts the per-tile clustering and 
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import tempfile
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -70,7 +85,16 @@ from cosinetrack.clustering import check_cluster_kwargs, cluster_embeddings, rel
 from cosinetrack.engines.inferer import autocast_context, resolve_amp
 from cosinetrack.tracking.matching import instance_overlaps
 
-__all__ = ["TileGrid", "TiledPairSegmenter", "stitch_tile_labels", "tile_grid", "tile_positions"]
+__all__ = [
+    "TILE_BATCH_PIXELS",
+    "TILE_STORAGE",
+    "TileGrid",
+    "TileStitcher",
+    "TiledPairSegmenter",
+    "stitch_tile_labels",
+    "tile_grid",
+    "tile_positions",
+]
 
 
 def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
@@ -222,6 +246,77 @@ def _match_in_overlap(
     return matched
 
 
+class TileStitcher:
+    """Incremental :func:`stitch_tile_labels`: tiles are added one at a time in grid order.
+
+    Holds only full-frame integer arrays of the frame's size (int32 output and evidence ``(T, Hp, Wp)``
+    and a bool coverage mask ``(Hp, Wp)``), never the labels of all tiles at once, so tiled inference
+    can cluster a tile and forget it.
+
+    Args:
+        grid: the :class:`TileGrid` the tiles were cut with.
+        num_frames: ``T``, frames per tile label array (``2`` for a pair).
+        min_iou, min_overlap: see :func:`stitch_tile_labels`.
+    """
+
+    def __init__(
+        self, grid: TileGrid, num_frames: int = 1, min_iou: float = 0.5, min_overlap: float | None = 0.8
+    ) -> None:
+        if not 0.0 < float(min_iou) <= 1.0:
+            raise ValueError(f"min_iou: must be in (0, 1], got {min_iou}")
+        if min_overlap is not None and not 0.0 < float(min_overlap) <= 1.0:
+            raise ValueError(f"min_overlap: must be in (0, 1] or None, got {min_overlap}")
+        if int(num_frames) < 1:
+            raise ValueError(f"num_frames: must be >= 1, got {num_frames}")
+        self.grid = grid
+        self.num_frames = int(num_frames)
+        self.min_iou = float(min_iou)
+        self.min_overlap = None if min_overlap is None else float(min_overlap)
+        hp, wp = grid.padded_size
+        self.out = np.zeros((self.num_frames, hp, wp), dtype=np.int32)
+        self.evidence = np.zeros((self.num_frames, hp, wp), dtype=np.int32)  # full labels of placed tiles
+        self.covered = np.zeros((hp, wp), dtype=bool)
+        self.next_tile = 0
+        self.next_id = 1
+
+    def add(self, labels: np.ndarray) -> None:
+        """Place the next tile's ``(T, h, w)`` integer labels (``0`` = background, ids local to the tile)."""
+        grid, k = self.grid, self.next_tile
+        if k >= grid.num_tiles:
+            raise ValueError(f"TileStitcher: all {grid.num_tiles} tiles were already added")
+        lab = np.asarray(labels)
+        if lab.shape != (self.num_frames, *grid.tile_size):
+            raise ValueError(
+                f"stitch_tile_labels: tile {k} has shape {lab.shape}, expected {(self.num_frames, *grid.tile_size)}"
+            )
+        window, core = grid.windows[k], grid.cores[k]
+        seen = self.covered[window]
+        mapping = {}
+        if seen.any():
+            placed = self.evidence[(slice(None), *window)][:, seen]
+            mapping = _match_in_overlap(lab[:, seen], placed, self.min_iou, self.min_overlap)
+        lut = np.zeros(int(lab.max(initial=0)) + 1, dtype=np.int32)
+        for i in np.unique(lab[lab > 0]):
+            i = int(i)
+            if i in mapping:
+                lut[i] = mapping[i]
+            else:
+                lut[i] = self.next_id
+                self.next_id += 1
+        glob = lut[np.maximum(lab, 0)]
+        self.evidence[(slice(None), *window)] = glob
+        self.covered[window] = True
+        self.out[(slice(None), *core)] = glob[(slice(None), *_core_in_tile(window, core))]
+        self.next_tile += 1
+
+    def result(self) -> np.ndarray:
+        """int32 ``(T, H, W)`` labels of the frame (padding cropped), ``1..K`` in order of first appearance."""
+        if self.next_tile != self.grid.num_tiles:
+            raise ValueError(f"stitch_tile_labels: expected {self.grid.num_tiles} tiles, got {self.next_tile}")
+        self.evidence = self.covered = None  # type: ignore[assignment]  # free before the relabelling
+        return relabel_consecutive(self.out[(slice(None), *self.grid.image_window)])
+
+
 def stitch_tile_labels(
     tile_labels: Sequence[np.ndarray] | np.ndarray,
     grid: TileGrid,
@@ -245,40 +340,13 @@ def stitch_tile_labels(
     """
     if len(tile_labels) != grid.num_tiles:
         raise ValueError(f"stitch_tile_labels: expected {grid.num_tiles} tiles, got {len(tile_labels)}")
-    if not 0.0 < float(min_iou) <= 1.0:
-        raise ValueError(f"min_iou: must be in (0, 1], got {min_iou}")
-    if min_overlap is not None and not 0.0 < float(min_overlap) <= 1.0:
-        raise ValueError(f"min_overlap: must be in (0, 1] or None, got {min_overlap}")
     first = np.asarray(tile_labels[0])
     single = first.ndim == 2
-    t = 1 if single else first.shape[0]
-    hp, wp = grid.padded_size
-    out = np.zeros((t, hp, wp), dtype=np.int64)
-    evidence = np.zeros((t, hp, wp), dtype=np.int64)  # full labels of the tiles placed so far
-    covered = np.zeros((hp, wp), dtype=bool)
-    next_id = 1
-    for k, (window, core) in enumerate(zip(grid.windows, grid.cores)):
-        lab = np.asarray(tile_labels[k]).astype(np.int64, copy=False)
-        lab = lab[None] if single else lab
-        if lab.shape != (t, *grid.tile_size):
-            raise ValueError(f"stitch_tile_labels: tile {k} has shape {lab.shape}, expected {(t, *grid.tile_size)}")
-        seen = covered[window]
-        mapping = {}
-        if seen.any():
-            mapping = _match_in_overlap(lab[:, seen], evidence[(slice(None), *window)][:, seen], min_iou, min_overlap)
-        lut = np.zeros(int(lab.max(initial=0)) + 1, dtype=np.int64)
-        for i in np.unique(lab[lab > 0]):
-            i = int(i)
-            if i in mapping:
-                lut[i] = mapping[i]
-            else:
-                lut[i] = next_id
-                next_id += 1
-        glob = lut[np.maximum(lab, 0)]
-        evidence[(slice(None), *window)] = glob
-        covered[window] = True
-        out[(slice(None), *core)] = glob[(slice(None), *_core_in_tile(window, core))]
-    out = relabel_consecutive(out[(slice(None), *grid.image_window)])
+    stitcher = TileStitcher(grid, 1 if single else first.shape[0], min_iou, min_overlap)
+    for lab in tile_labels:
+        lab = np.asarray(lab)
+        stitcher.add(lab[None] if single and lab.ndim == 2 else lab)
+    out = stitcher.result()
     return out[0] if single else out
 
 
@@ -308,6 +376,32 @@ def _pad_reflect(x: torch.Tensor, top: int, bottom: int, left: int, right: int) 
 # the pair segmenter
 
 
+#: default pixel budget of one ``network.step`` call in :class:`TiledPairSegmenter` (``batch_size=None``):
+#: as many tiles as fit in this many pixels, at least one (one tile of 256² or larger, four of 128²).
+#: One 256² tile per step was also the cheapest per tile on CPU (cell model 5 x 16, one thread: 0.12 s
+#: CPU per tile alone, 0.17 s in batches of 4 or 8), and the step's working memory grows with the batch
+#: (about 90 MiB per 256² tile with 2 x 5 x 16 filters).
+TILE_BATCH_PIXELS = 1 << 16
+
+#: names accepted by ``storage=`` of :class:`TiledPairSegmenter`.
+TILE_STORAGE = ("memory", "disk")
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _storage_dtype(value: str | torch.dtype) -> torch.dtype:
+    if isinstance(value, torch.dtype) and value in _DTYPES.values():
+        return value
+    if isinstance(value, str) and value in _DTYPES:
+        return _DTYPES[value]
+    raise ValueError(f"storage_dtype: expected one of {tuple(_DTYPES)}, got {value!r}")
+
+
+def _cast_state(state: Any, dtype: torch.dtype) -> Any:
+    """A GRU state (per stack, per level tensors) with every tensor cast to ``dtype`` (contiguous copies)."""
+    return [[s.to(dtype).contiguous() for s in per] for per in state]
+
+
 class TiledPairSegmenter:
     """Pair segmenter at full resolution: overlapping tiles, per-tile GRU state, instance stitching.
 
@@ -316,24 +410,51 @@ class TiledPairSegmenter:
             native-resolution crops (see the module docstring).
         tile_size: network input ``(h, w)`` (or one int); frames are cut into tiles of this size.
         cluster_kwargs: options of :func:`~cosinetrack.clustering.cluster_embeddings`, applied to every
-            tile's pair; coordinates and ``t_size`` are in native pixels.
+            tile's pair; coordinates, ``min_samples`` and ``t_size`` are in pixels of the clustering grid
+            (native pixels for ``cluster_stride=1``, ``cluster_stride`` native pixels otherwise).
         device: where the network runs.
         stack: which stack's output is clustered (the paper: the last).
         overlap: overlap of consecutive tiles in pixels, int or ``(oy, ox)``; ``None`` (default) =
             ``tile_size // 2`` (MedIA'19: stride 128 for 256² tiles).
         min_iou, min_overlap: the matching rule of :func:`stitch_tile_labels`.
-        batch_size: tiles per ``network.step`` call; ``None`` (default): all tiles of a frame at once.
+        batch_size: tiles per ``network.step`` call; ``None`` (default): as many as fit in
+            :data:`TILE_BATCH_PIXELS` pixels (at least one), so the network's working memory is bounded
+            by the tile, not the frame. The result does not depend on it.
         amp: run the network under :func:`~cosinetrack.engines.inferer.autocast_context` (bfloat16 on
             CPU; ``"auto"``: where the CPU has native bfloat16, see
             :func:`~cosinetrack.engines.inferer.resolve_amp`); the embeddings handed to clustering are
             float32 either way.
+        cluster_stride: ``s``: cluster every tile's pair on a grid ``s`` times coarser per axis (the
+            embeddings average-pooled over ``s x s`` pixels, the labels repeated back to native
+            pixels). ``1`` (default): native pixels, the exact behaviour. ``s`` must divide the tile
+            size. With ``s`` = the factor by which the scaled path shrinks the frame, a tile is
+            clustered at the scaled path's pixel size (``s**2`` fewer points per tile).
+        storage_dtype: dtype in which the per-tile GRU states and the previous frame's per-tile
+            embeddings are kept between frames: ``"float32"`` (default, exact), ``"bfloat16"`` or
+            ``"float16"`` (half the memory; the network computes in its own precision either way).
+        storage: where the per-tile data kept between frames lives: ``"memory"`` (default) or
+            ``"disk"`` (one file per batch of tiles in a private temporary folder, removed on
+            :meth:`reset` and when the segmenter is garbage collected): then the memory of a frame
+            is bounded by a batch of tiles plus the full-frame label arrays of the stitching.
+
+    **Memory.** Per tile the segmenter keeps, between frames, its GRU state (``num_stacks x F x``
+    ``sum_l (h / 2**l) (w / 2**l)`` values) and its last embedding (``D x h x w / s**2``), in
+    ``storage_dtype``: :meth:`kept_bytes` gives the total. For the cell bundle's 2 x 5 x 16 network and
+    512² tiles that is 44.7 MB (float32) + 16.8 MB / ``s**2`` per tile, so a 4096² frame with the default
+    overlap (225 tiles) keeps 10 GB of GRU states in float32, 5 GB in bfloat16, hence ``storage="disk"``
+    for such frames. Everything else is one batch of tiles (network, clustering) and the int32 label
+    arrays of the frame (:class:`TileStitcher`).
 
     ``push(frame)`` takes a normalised frame ``(C, H, W)`` and returns ``None`` for the first frame,
     then the labels ``(2, H, W)`` int32 of the pair (previous frame, this frame) at full resolution,
-    0 = background. ``last_embedding`` is the last frame's embedding ``(D, H, W)`` assembled from the
-    tiles' cores (for figures only: directions are arbitrary per tile, so it jumps at core borders).
-    ``grid`` is the :class:`TileGrid` of the current video (``None`` before its first frame) and
-    ``state`` the batched GRU state of its ``grid.num_tiles`` tiles.
+    0 = background. Tiles are processed one batch at a time: network step, then each tile's pair is
+    clustered and handed to the stitcher, then the batch's new state and embeddings are stored.
+    ``last_embedding`` is the last frame's embedding ``(D, H, W)`` assembled from the tiles' cores
+    (built on access, for figures only: directions are arbitrary per tile, so it jumps at core borders;
+    with ``cluster_stride > 1`` it is the pooled embedding repeated back to native pixels). ``grid`` is
+    the :class:`TileGrid` of the current video (``None`` before its first frame); ``state`` and
+    ``previous`` gather the batched GRU state and per-tile embeddings ``(N, D, h / s, w / s)`` of its
+    ``grid.num_tiles`` tiles (for inspection; with ``storage="disk"`` they are read from disk).
     """
 
     def __init__(
@@ -348,6 +469,9 @@ class TiledPairSegmenter:
         min_overlap: float | None = 0.8,
         batch_size: int | None = None,
         amp: bool | str | None = False,
+        cluster_stride: int = 1,
+        storage_dtype: str | torch.dtype = "float32",
+        storage: str = "memory",
     ) -> None:
         self.network = network
         resolve_amp(amp)  # validates
@@ -361,30 +485,112 @@ class TiledPairSegmenter:
             raise ValueError(f"min_overlap: must be in (0, 1] or None, got {min_overlap}")
         if batch_size is not None and int(batch_size) < 1:
             raise ValueError(f"batch_size: must be >= 1 or None, got {batch_size}")
+        if isinstance(cluster_stride, bool) or not isinstance(cluster_stride, (int, np.integer)) or cluster_stride < 1:
+            raise ValueError(f"cluster_stride: must be an integer >= 1, got {cluster_stride!r}")
+        if any(n % int(cluster_stride) for n in self.tile_size):
+            raise ValueError(f"cluster_stride: {cluster_stride} does not divide the tile size {self.tile_size}")
+        if storage not in TILE_STORAGE:
+            raise ValueError(f"storage: expected one of {TILE_STORAGE}, got {storage!r}")
         self.min_iou = float(min_iou)
         self.min_overlap = None if min_overlap is None else float(min_overlap)
-        self.batch_size = None if batch_size is None else int(batch_size)
+        h, w = self.tile_size
+        self.batch_size = max(1, TILE_BATCH_PIXELS // (h * w)) if batch_size is None else int(batch_size)
+        self.cluster_stride = int(cluster_stride)
+        self.storage_dtype = _storage_dtype(storage_dtype)
+        self.storage = storage
         self.cluster_kwargs = check_cluster_kwargs(dict(cluster_kwargs))
         self.device = torch.device(device)
         self.stack = stack
         self.timings: dict[str, float] = {"network": 0.0, "clustering": 0.0}
+        self._dir: str | None = None
+        self._finalizer: weakref.finalize | None = None
         self.reset()
 
+    # -- per-batch storage of the data kept between frames ---------------------------------------------
+
     def reset(self) -> None:
-        """Forget the video: zero GRU states, no grid, no previous frame."""
-        self.state = None
+        """Forget the video: zero GRU states, no grid, no previous frame (removes the disk storage)."""
         self.grid: TileGrid | None = None
-        self.previous: torch.Tensor | None = None  # (N, D, h, w) per-tile embeddings of the last frame
+        self._records: list[dict[str, Any] | None] = []  # per batch: {"state", "embedding"} (memory storage)
+        self._has_state = False
+        self._has_previous = False
         self._mosaic: torch.Tensor | None = None
+        if self._finalizer is not None:
+            self._finalizer()
+        self._dir, self._finalizer = None, None
+
+    def _batches(self) -> list[tuple[int, int]]:
+        n = self.grid.num_tiles
+        return [(i, min(i + self.batch_size, n)) for i in range(0, n, self.batch_size)]
+
+    def _load(self, b: int) -> dict[str, Any] | None:
+        if self.storage == "memory":
+            return self._records[b] if b < len(self._records) else None
+        path = os.path.join(self._dir, f"batch{b:05d}.pt") if self._dir else None
+        if path is None or not os.path.exists(path):
+            return None
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def _save(self, b: int, record: dict[str, Any]) -> None:
+        if self.storage == "memory":
+            while len(self._records) <= b:
+                self._records.append(None)
+            self._records[b] = record
+            return
+        if self._dir is None:
+            self._dir = tempfile.mkdtemp(prefix="cosinetrack-tiles-")
+            self._finalizer = weakref.finalize(self, shutil.rmtree, self._dir, True)
+        torch.save(record, os.path.join(self._dir, f"batch{b:05d}.pt"))
+
+    def _gather(self, key: str) -> list[Any]:
+        if self.grid is None:
+            return []
+        return [rec[key] for b in range(len(self._batches())) if (rec := self._load(b)) is not None]
+
+    @property
+    def state(self) -> list[list[torch.Tensor]] | None:
+        """The GRU state of all tiles, batched ``(N, F, h / 2**l, w / 2**l)`` per stack and level, or ``None``."""
+        if not self._has_state:
+            return None
+        parts = self._gather("state")
+        return [
+            [torch.cat([p[k][lvl] for p in parts]) for lvl in range(len(parts[0][k]))] for k in range(len(parts[0]))
+        ]
+
+    @property
+    def previous(self) -> torch.Tensor | None:
+        """The last frame's per-tile embeddings ``(N, D, h / s, w / s)`` in ``storage_dtype``, or ``None``."""
+        if not self._has_previous:
+            return None
+        return torch.cat(self._gather("embedding"))
+
+    def kept_bytes(self) -> dict[str, int]:
+        """Bytes of the per-tile data kept between frames: ``{"state", "embedding"}`` (all tiles; with
+        ``storage="disk"`` read back one batch at a time)."""
+        out = {"state": 0, "embedding": 0}
+        for b in range(len(self._batches()) if self.grid is not None else 0):
+            record = self._load(b)
+            if record is None:
+                continue
+            state = record.get("state") or []
+            out["state"] += sum(t.numel() * t.element_size() for per in state for t in per)
+            out["embedding"] += record["embedding"].numel() * record["embedding"].element_size()
+        return out
 
     @property
     def last_embedding(self) -> torch.Tensor | None:
         """The last frame's embedding ``(D, H, W)`` assembled from the tile cores (built on first access)."""
-        if self.previous is None or self.grid is None:
+        if not self._has_previous or self.grid is None:
             return None
         if self._mosaic is None:
-            self._mosaic = _assemble_cores(self.previous, self.grid)
+            s = self.cluster_stride
+            emb = self.previous.float()
+            if s > 1:
+                emb = emb.repeat_interleave(s, dim=-2).repeat_interleave(s, dim=-1)
+            self._mosaic = _assemble_cores(emb, self.grid)
         return self._mosaic
+
+    # -- tiles and network ---------------------------------------------------------------------------
 
     def _grid_for(self, frame: torch.Tensor) -> TileGrid:
         if frame.ndim != 3:
@@ -399,68 +605,95 @@ class TiledPairSegmenter:
             )
         return self.grid
 
+    def _padded(self, frame: torch.Tensor) -> torch.Tensor:
+        grid = self._grid_for(frame)
+        return _pad_reflect(frame[None].to(self.device).float(), *grid.pad)
+
     def tiles(self, frame: torch.Tensor) -> torch.Tensor:
         """The tiles ``(N, C, h, w)`` of a frame ``(C, H, W)`` on ``device``, in grid order."""
-        grid = self._grid_for(frame)
-        x = _pad_reflect(frame[None].to(self.device).float(), *grid.pad)
-        return torch.cat([x[:, :, wy, wx] for wy, wx in grid.windows])
+        x = self._padded(frame)
+        return torch.cat([x[:, :, wy, wx] for wy, wx in self.grid.windows])
 
     @torch.inference_mode()
-    def _embed_tiles(self, frame: torch.Tensor) -> torch.Tensor:
-        """Per-tile embeddings ``(N, D, h, w)`` (CPU float32) of one frame; advances every tile's state."""
-        tiles = self.tiles(frame)
-        n = tiles.shape[0]
-        chunk = n if self.batch_size is None else self.batch_size
-        outs, states = [], []
-        for i in range(0, n, chunk):
-            state = None
-            if self.state is not None:
-                state = self.state if chunk >= n else [[s[i : i + chunk] for s in per] for per in self.state]
-            with autocast_context(self.device, self.amp):
-                out, new_state = self.network.step(tiles[i : i + chunk], state)
-            out = out[self.stack] if isinstance(out, (tuple, list)) else out
-            outs.append(out.float().cpu())
-            states.append(new_state)
-        if len(states) == 1:
-            self.state = states[0]
-        else:
-            self.state = [
-                [torch.cat([st[k][lvl] for st in states]) for lvl in range(len(states[0][k]))]
-                for k in range(len(states[0]))
-            ]
-        return torch.cat(outs)
+    def _embed_chunk(self, tiles: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """One ``network.step`` of a batch of tiles ``(B, C, h, w)``: embeddings ``(B, D, h, w)`` (CPU
+        float32) and the new state."""
+        with autocast_context(self.device, self.amp):
+            out, new_state = self.network.step(tiles, state)
+        out = out[self.stack] if isinstance(out, (tuple, list)) else out
+        return out.float().cpu(), new_state
+
+    def _run(self, frame: torch.Tensor, pair: bool, keep: bool) -> tuple[np.ndarray | None, torch.Tensor | None]:
+        """Step every tile batch; with ``pair`` cluster each tile's (previous, this) pair and stitch them.
+
+        Returns the stitched ``(2, H, W)`` labels (``None`` without ``pair``) and, with ``keep``, the
+        per-tile embeddings ``(N, D, h, w)`` of this frame.
+        """
+        x = self._padded(frame)
+        grid = self.grid
+        stitcher = TileStitcher(grid, 2, self.min_iou, self.min_overlap) if pair else None
+        windows = grid.windows
+        kept = []
+        s = self.cluster_stride
+        for b, (i, j) in enumerate(self._batches()):
+            t0 = time.perf_counter()
+            record = self._load(b)
+            tiles = torch.cat([x[:, :, wy, wx] for wy, wx in windows[i:j]])
+            emb, new_state = self._embed_chunk(tiles, None if record is None else record.get("state"))
+            if emb.ndim != 4 or emb.shape[0] != j - i or tuple(emb.shape[-2:]) != grid.tile_size:
+                raise ValueError(
+                    f"TiledPairSegmenter: tile embeddings must be ({j - i}, D, {grid.tile_size[0]}, "
+                    f"{grid.tile_size[1]}), got {tuple(emb.shape)}"
+                )
+            if keep:
+                kept.append(emb)
+            coarse = F.avg_pool2d(emb, s) if s > 1 else emb
+            self.timings["network"] += time.perf_counter() - t0
+            if stitcher is not None:
+                t0 = time.perf_counter()
+                previous = record["embedding"].float()
+                for k in range(j - i):
+                    labels = cluster_embeddings(torch.stack([previous[k], coarse[k]]), **self.cluster_kwargs)
+                    if s > 1:
+                        labels = labels.repeat(s, axis=-2).repeat(s, axis=-1)
+                    stitcher.add(labels)
+                self.timings["clustering"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            state = None if new_state is None else _cast_state(new_state, self.storage_dtype)
+            self._save(b, {"state": state, "embedding": coarse.to(self.storage_dtype).contiguous()})
+            self.timings["network"] += time.perf_counter() - t0
+            self._has_state = state is not None
+        self._has_previous, self._mosaic = True, None
+        out = None
+        if stitcher is not None:
+            t0 = time.perf_counter()
+            out = stitcher.result()
+            self.timings["clustering"] += time.perf_counter() - t0
+        return out, (torch.cat(kept) if keep else None)
 
     def embed(self, frame: torch.Tensor) -> torch.Tensor:
-        """Per-tile embeddings ``(N, D, h, w)`` of one frame ``(C, H, W)``; advances the states, times it."""
-        self._grid_for(frame)
-        t0 = time.perf_counter()
-        emb = self._embed_tiles(frame)
-        self.timings["network"] += time.perf_counter() - t0
-        grid = self.grid
-        if emb.ndim != 4 or emb.shape[0] != grid.num_tiles or tuple(emb.shape[-2:]) != grid.tile_size:
-            raise ValueError(
-                f"TiledPairSegmenter: tile embeddings must be ({grid.num_tiles}, D, {grid.tile_size[0]}, "
-                f"{grid.tile_size[1]}), got {tuple(emb.shape)}"
-            )
-        return emb
-
-    def _cluster_and_stitch(self, per_tile: torch.Tensor) -> np.ndarray:
-        """``per_tile`` ``(N, T, D, h, w)`` -> stitched int32 ``(T, H, W)``."""
-        t0 = time.perf_counter()
-        labels = [cluster_embeddings(per_tile[k], **self.cluster_kwargs) for k in range(per_tile.shape[0])]
-        out = stitch_tile_labels(labels, self.grid, self.min_iou, self.min_overlap)
-        self.timings["clustering"] += time.perf_counter() - t0
-        return out
+        """Per-tile embeddings ``(N, D, h, w)`` (float32) of one frame ``(C, H, W)``; advances the states
+        (no clustering; holds all tiles' embeddings, so meant for small frames and tests)."""
+        return self._run(frame, pair=False, keep=True)[1]
 
     def push(self, frame: torch.Tensor) -> np.ndarray | None:
-        emb = self.embed(frame)
-        previous, self.previous, self._mosaic = self.previous, emb, None
-        if previous is None:
-            return None
-        return self._cluster_and_stitch(torch.stack([previous, emb], dim=1))
+        self._grid_for(frame)
+        labels, _ = self._run(frame, pair=self._has_previous, keep=False)
+        return labels
 
     def cluster_last_frame(self) -> np.ndarray | None:
         """Labels ``(H, W)`` int32 of the last pushed frame alone (per tile, stitched): for a one-frame video."""
-        if self.previous is None:
+        if not self._has_previous:
             return None
-        return self._cluster_and_stitch(self.previous[:, None])[0]
+        t0 = time.perf_counter()
+        s = self.cluster_stride
+        stitcher = TileStitcher(self.grid, 1, self.min_iou, self.min_overlap)
+        for b in range(len(self._batches())):
+            for emb in self._load(b)["embedding"].float():
+                labels = cluster_embeddings(emb[None], **self.cluster_kwargs)
+                if s > 1:
+                    labels = labels.repeat(s, axis=-2).repeat(s, axis=-1)
+                stitcher.add(labels)
+        out = stitcher.result()[0]
+        self.timings["clustering"] += time.perf_counter() - t0
+        return out

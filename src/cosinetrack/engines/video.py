@@ -29,11 +29,19 @@ import numpy as np
 import torch
 
 from cosinetrack.clustering import check_cluster_kwargs, cluster_embeddings, restore_label_size
-from cosinetrack.data.ctc import check_ctc_frames, find_ctc_sequences
+from cosinetrack.data.ctc import check_ctc_frames, find_ctc_sequences, iter_ctc_frames, read_ctc_frame
+from cosinetrack.data.ctc_presets import clustering_parameters
+from cosinetrack.distributed import init_distributed, rank_device, shard
 from cosinetrack.engines.checkpoint import load_weights
-from cosinetrack.io.atomic import atomic_directory, refuse_output_over_inputs
+from cosinetrack.engines.inferer import autocast_context, resolve_amp
+from cosinetrack.engines.progress import FrameProgress
+from cosinetrack.engines.tiling import TiledPairSegmenter
+from cosinetrack.io.atomic import refuse_output_over_inputs, shared_atomic_directory
+from cosinetrack.io.ctc import CTCResultWriter, write_ctc_subsequence
+from cosinetrack.metrics.ctc import ctc_scores
 from cosinetrack.options import as_flag
 from cosinetrack.tracking import PairTracker
+from cosinetrack.transforms.augment import clip_eval_transforms
 from cosinetrack.transforms.spatial import fit_to_size
 
 logger = logging.getLogger("cosinetrack")
@@ -76,7 +84,6 @@ def normalize_frame(frame: np.ndarray, i_min: float, i_max: float, smooth_sigma:
 @functools.lru_cache(maxsize=8)
 def _frame_transform(i_min: float, i_max: float, smooth_sigma: float):
     """The evaluation transform of :func:`normalize_frame`, built once per setting (not once per frame)."""
-    from cosinetrack.transforms.augment import clip_eval_transforms
 
     return clip_eval_transforms(i_min, i_max, per_channel=False, smooth_sigma=smooth_sigma)
 
@@ -95,6 +102,10 @@ class ScaledPairSegmenter:
             augmentation's ``padding_mode`` (``"reflection"`` for cells), so that the network sees at
             inference what it saw in training. Zeros (mid-grey after the robust normalisation) next to
             a frame border produced thin spurious instances along that border.
+        amp: run the network under :func:`~cosinetrack.engines.inferer.autocast_context` (bfloat16 on
+            CPU; ``"auto"``: where the CPU has native bfloat16, see
+            :func:`~cosinetrack.engines.inferer.resolve_amp`); the embeddings handed to clustering are
+            float32 either way.
 
     ``push(frame)`` takes a normalised frame ``(C, H, W)`` and returns ``None`` for the first frame,
     then the labels ``(2, H, W)`` int32 of the pair (previous frame, this frame), 0 = background.
@@ -108,8 +119,11 @@ class ScaledPairSegmenter:
         device: str | torch.device = "cpu",
         stack: int = -1,
         padding_mode: str = "zeros",
+        amp: bool | str | None = False,
     ) -> None:
         self.network = network
+        resolve_amp(amp)  # validates
+        self.amp = amp
         self.padding_mode = padding_mode
         fit_to_size(torch.zeros(1, 1, 2, 2), (2, 2), padding_mode=padding_mode)  # validates it now
         self.image_size = tuple(int(s) for s in image_size)
@@ -130,9 +144,10 @@ class ScaledPairSegmenter:
         """Embeddings ``(D, h, w)`` on the network canvas of one frame ``(C, H, W)``; advances the state."""
         t0 = time.perf_counter()
         x, _ = fit_to_size(frame[None].to(self.device), self.image_size, padding_mode=self.padding_mode)
-        out, self.state = self.network.step(x, self.state)
+        with autocast_context(self.device, self.amp):
+            out, self.state = self.network.step(x, self.state)
         out = out[self.stack] if isinstance(out, (tuple, list)) else out
-        emb = out[0].float().cpu()
+        emb = out[0].float().cpu()  # float32 for the clustering, also under amp
         self.timings["network"] += time.perf_counter() - t0
         return emb
 
@@ -234,15 +249,16 @@ def make_pair_segmenter(
     tile_overlap: int | None = None,
     device: str | torch.device = "cpu",
     padding_mode: str = "zeros",
+    amp: bool | str | None = False,
 ) -> PairSegmenter:
-    """A :class:`ScaledPairSegmenter` (``resolution="scaled"``, the paper) or a tiled one (``"tiled"``)."""
+    """A :class:`ScaledPairSegmenter` (``resolution="scaled"``, the paper) or a tiled one (``"tiled"``);
+    ``amp``: bfloat16 autocast of the network on CPU (see :class:`ScaledPairSegmenter`)."""
     if resolution == "scaled":
-        return ScaledPairSegmenter(network, image_size, cluster_kwargs, device, padding_mode=padding_mode)
+        return ScaledPairSegmenter(network, image_size, cluster_kwargs, device, padding_mode=padding_mode, amp=amp)
     if resolution == "tiled":
-        from cosinetrack.engines.tiling import TiledPairSegmenter
 
         kwargs = {} if tile_overlap is None else {"overlap": tile_overlap}
-        return TiledPairSegmenter(network, image_size, cluster_kwargs, device=device, **kwargs)
+        return TiledPairSegmenter(network, image_size, cluster_kwargs, device=device, amp=amp, **kwargs)
     raise ValueError(f"resolution must be 'scaled' or 'tiled', got {resolution!r}")
 
 
@@ -291,27 +307,29 @@ def track_sequence_part(
     overwrite: bool = False,
     num_figure_frames: int = 0,
     padding_mode: str = "zeros",
+    amp: bool | str | None = False,
+    progress: FrameProgress | None = None,
 ) -> dict[str, Any]:
     """Segment and track the frames ``part["frames"]`` of a CTC sequence into the result folder ``res_dir``.
 
     ``part`` is ``{"name", "sequence": find_ctc_sequences entry, "frames": [t, ...]}`` (consecutive
     frames; written as ``mask000.tif, ...`` renumbered from 0, as the held-out ground truth of
-    :func:`~cosinetrack.data.write_ctc_subsequence` is). Frames are read, normalised and streamed one at
+    :func:`~cosinetrack.io.write_ctc_subsequence` is). Frames are read, normalised and streamed one at
     a time; ``res_dir`` appears complete (and CTC-valid) or not at all. ``padding_mode``: see
-    :class:`ScaledPairSegmenter` (pass the training augmentation's).
+    :class:`ScaledPairSegmenter` (pass the training augmentation's). ``amp``: bfloat16 autocast of the
+    network on CPU (the bundles' ``amp``, see :func:`~cosinetrack.engines.inferer.resolve_amp`).
+    ``progress``: counts every frame tracked (:class:`~cosinetrack.engines.progress.FrameProgress`).
 
     Returns:
         ``{"res_dir", "tracks", "num_frames", "timings", "sample"}`` (``sample``: kept frames for the
         figures, when ``num_figure_frames`` > 0).
     """
-    from cosinetrack.data.ctc import iter_ctc_frames
-    from cosinetrack.io.ctc import CTCResultWriter
 
     seq = dict(part["sequence"])
     frames = list(part["frames"])
     network.eval()
     segmenter = make_pair_segmenter(
-        network, image_size, cluster_kwargs, resolution, tile_overlap, device, padding_mode=padding_mode
+        network, image_size, cluster_kwargs, resolution, tile_overlap, device, padding_mode=padding_mode, amp=amp
     )
     keeper = FrameKeeper(len(frames), num_figure_frames) if num_figure_frames > 0 else None
     inputs = [seq.get("image_dir"), seq.get("gt_dir")]
@@ -319,6 +337,8 @@ def track_sequence_part(
         (i, normalize_frame(image, i_min, i_max, smooth_sigma))
         for i, (_, image) in enumerate(iter_ctc_frames(seq, frames))
     )
+    if progress is not None:
+        stream = progress.wrap(stream)
     with CTCResultWriter(res_dir, digits=int(seq.get("digits", 3)), overwrite=overwrite, input_dirs=inputs) as writer:
         result = segment_and_track_video(segmenter, stream, writer, tracker_kwargs, lineage_kwargs, keeper)
         writer.close(result["tracks"])
@@ -338,8 +358,6 @@ def clustering_for_part(
     """The clustering options of a video part: ``cluster_kwargs`` when given, else the ``preset``'s m_pts
     and c converted to this network canvas (:func:`~cosinetrack.data.clustering_parameters`; tiled mode
     reads the first frame's size) plus ``cluster_options`` (e.g. ``max_points``)."""
-    from cosinetrack.data.ctc import read_ctc_frame
-    from cosinetrack.data.ctc_presets import clustering_parameters
 
     if cluster_kwargs is not None:
         return dict(cluster_kwargs)
@@ -370,6 +388,7 @@ def track_folder(
     cluster_options: Mapping[str, Any] | None = None,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
+    progress_every: int = 100,
     **settings: Any,
 ) -> list[str]:
     """Track every sequence of a CTC-layout folder into ``output_dir/<NN>_RES`` (``maskTTT.tif`` + ``res_track.txt``).
@@ -377,7 +396,7 @@ def track_folder(
     ``input_dir`` is a data set folder (``01``, ``02``, ...) or one sequence folder; ground truth is not
     needed. The clustering options come from :func:`clustering_for_part`; ``settings`` are further
     keyword arguments of :func:`track_sequence_part` (``i_min``, ``i_max``, ``smooth_sigma``,
-    ``tile_overlap``, ``tracker_kwargs``, ``lineage_kwargs``).
+    ``tile_overlap``, ``tracker_kwargs``, ``lineage_kwargs``, ``padding_mode``, ``amp``).
 
     Every input is checked before anything is created: all sequences are listed and their frame numbers
     checked (:func:`~cosinetrack.data.check_ctc_frames`: no gap), the checkpoint is loaded, and
@@ -387,9 +406,18 @@ def track_folder(
     sequences leaves no folder behind, so a re-run is not blocked). An existing ``output_dir`` is
     replaced only with ``overwrite``.
 
+    Progress: a bar (frames done, frames per second) when stderr is a terminal, else a log line every
+    ``progress_every`` frames (:class:`~cosinetrack.engines.progress.FrameProgress`).
+
+    Under ``torchrun`` (``torchrun --nproc_per_node N -m monai.bundle run inference ...``) the sequences
+    are split over the ranks (each tracks every N-th), which write into one shared temporary folder that
+    rank 0 renames once all succeeded (:func:`~cosinetrack.io.atomic.shared_atomic_directory`):
+    the output is still every ``NN_RES`` or nothing. Every rank checks every input first.
+
     Returns:
-        the written result folders.
+        the written result folders (all of them, on every rank).
     """
+    init_distributed(backend="gloo")  # a no-op without torchrun; only small objects are exchanged
     sequences = find_ctc_sequences(input_dir)
     for seq in sequences:
         check_ctc_frames(seq)
@@ -399,20 +427,24 @@ def track_folder(
     overwrite = as_flag(overwrite, "overwrite")
     if os.path.exists(out) and not overwrite:
         raise FileExistsError(f"{output_dir}: already exists; choose another output_dir or set overwrite")
+    device = rank_device(device)
+    network.to(device)
     if ckpt_path:
         load_weights(network, ckpt_path, map_location=device)
     parts = []
     for seq in sequences:
         part = {"name": seq["name"], "sequence": seq, "frames": list(seq["frames"])}
         parts.append((part, clustering_for_part(part, image_size, resolution, preset, cluster_kwargs, cluster_options)))
+    mine = shard(parts)
     written = []
-    with atomic_directory(out, overwrite=overwrite, inputs=inputs) as tmp:
-        for part, kwargs in parts:
+    progress = FrameProgress("cell inference", sum(len(p["frames"]) for p, _ in mine), progress_every)
+    with progress, shared_atomic_directory(out, overwrite=overwrite, inputs=inputs) as folder:
+        for part, kwargs in mine:
             name = f"{part['name']}_RES"
             try:
                 result = track_sequence_part(
-                    network, part, os.path.join(tmp, name), image_size, kwargs, resolution=resolution,
-                    device=device, **settings,
+                    network, part, os.path.join(folder.path, name), image_size, kwargs, resolution=resolution,
+                    device=device, progress=progress, **settings,
                 )
             except Exception as exc:
                 done = f"; {', '.join(os.path.basename(w) for w in written)} finished but discarded" if written else ""
@@ -422,7 +454,8 @@ def track_folder(
             result["res_dir"] = os.path.join(out, name)
             logger.info(describe_tracking(part["name"], result))
             written.append(os.path.join(out, name))
-    return written
+            folder.results.append(os.path.join(out, name))
+    return folder.merged
 
 
 class VideoTrackingStep:
@@ -431,12 +464,12 @@ class VideoTrackingStep:
     Each iteration's batch holds ``index`` (see :class:`~cosinetrack.data.VideoPartDataset`); the part
     ``parts[index]`` is tracked with :func:`track_sequence_part` into ``work_dir/<name>_RES`` (replaced
     at every validation), its ground truth is cut out once into ``work_dir/gt/<name>`` with
-    :func:`~cosinetrack.data.write_ctc_subsequence`, and py-ctcmetrics scores the result
+    :func:`~cosinetrack.io.write_ctc_subsequence`, and py-ctcmetrics scores the result
     (:func:`~cosinetrack.metrics.ctc_scores`). ``engine.state.output`` becomes ``{"name", "scores",
     "res_dir", "tracks", "timings", "sample"}`` for :class:`~cosinetrack.metrics.TrackingScores` and the
     figure handler. ``settings`` are further keyword arguments of :func:`track_sequence_part`
     (``i_min``, ``i_max``, ``smooth_sigma``, ``padding_mode``, ``tile_overlap``, ``tracker_kwargs``,
-    ``lineage_kwargs``).
+    ``lineage_kwargs``, ``amp``: bfloat16 autocast of the network on CPU, pass the bundle's ``@amp``).
     """
 
     def __init__(
@@ -464,7 +497,6 @@ class VideoTrackingStep:
         self.settings = dict(settings)
 
     def _ground_truth(self, part: Mapping[str, Any]) -> str | None:
-        from cosinetrack.data.ctc import write_ctc_subsequence
 
         seq = part["sequence"]
         if seq.get("man_track") is None:
@@ -476,7 +508,6 @@ class VideoTrackingStep:
         return gt_dir
 
     def __call__(self, engine: Any, batch: Mapping[str, Any]) -> dict[str, Any]:
-        from cosinetrack.metrics.ctc import ctc_scores
 
         index = batch["index"]
         index = int(index[0] if isinstance(index, (list, tuple, torch.Tensor, np.ndarray)) else index)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -21,16 +22,19 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import filelock
 import mlflow
 from ignite.engine import Engine, Events
 from monai.handlers import MLFlowHandler
 from monai.utils import path_to_sqlite_uri, path_to_uri
 
+from cosinetrack.distributed import broadcast_object, get_rank, is_distributed, is_rank0
 from cosinetrack.io.atomic import atomic_write_text
 from cosinetrack.options import as_flag
 
 __all__ = [
     "default_tracking_uri",
+    "sqlite_store_lock",
     "default_artifact_location",
     "export_bundle_config",
     "flatten_params",
@@ -62,13 +66,33 @@ def default_artifact_location(tracking_uri: str | None) -> str | None:
     ``MLFLOW_TRACKING_URI``, when set, is the store MONAI's ``MLFlowHandler`` logs to, so it decides.
     An experiment that exists already keeps the artifact location it was created with.
     """
+    db_path = _sqlite_path(tracking_uri)
+    if db_path is None:
+        return None
+    return path_to_uri(os.path.join(os.path.dirname(db_path), "artifacts"))
+
+
+def _sqlite_path(tracking_uri: str | None) -> str | None:
+    """The database file of a ``sqlite:///<path>`` store (``MLFLOW_TRACKING_URI`` first), else ``None``."""
     uri = os.environ.get("MLFLOW_TRACKING_URI") or tracking_uri
     if not uri or not uri.startswith("sqlite:///"):
         return None
     db_path = uri[len("sqlite:///") :].split("?", 1)[0]
     if db_path in ("", ":memory:") or db_path.startswith("file:"):
         return None
-    return path_to_uri(os.path.join(os.path.dirname(os.path.abspath(db_path)), "artifacts"))
+    return os.path.abspath(db_path)
+
+
+def sqlite_store_lock(tracking_uri: str | None) -> contextlib.AbstractContextManager:
+    """A lock on ``<db>.lock`` beside a SQLite tracking store, so only one process creates its tables.
+
+    Any other store (a server, another database) needs none: a null context.
+    """
+    db_path = _sqlite_path(tracking_uri)
+    if db_path is None:
+        return contextlib.nullcontext()
+    os.makedirs(os.path.dirname(db_path), exist_ok=True)
+    return filelock.FileLock(db_path + ".lock", timeout=600)
 
 
 def make_run_name(*parts: Any) -> str:
@@ -101,7 +125,27 @@ def export_bundle_config(path: str, config: Mapping[str, Any] | None = None, res
     existing ``path`` means the output folder belongs to another run: that is an error, so a run never
     overwrites another run's checkpoints, unless ``resume`` (the run continues; this start's config is
     written beside it as ``config_resumed-<time>.json``).
+
+    Under ``torchrun`` rank 0 writes (or fails) and tells the other ranks, which write nothing and
+    return ``path`` once it exists (or raise rank 0's error).
     """
+    if not is_distributed():
+        return _export_bundle_config(path, config, resume)
+    error = None
+    if get_rank() == 0:
+        try:
+            _export_bundle_config(path, config, resume)
+        except Exception as exc:  # told to the other ranks first, so none waits forever
+            error = exc
+    message = broadcast_object(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    if message is not None:
+        raise RuntimeError(f"rank 0 could not write {path}: {message}")
+    return path
+
+
+def _export_bundle_config(path: str, config: Mapping[str, Any] | None, resume: bool) -> str:
     config = dict(config) if config is not None else _running_bundle_config()
     if config is None:
         raise RuntimeError("export_bundle_config found no running monai.bundle ConfigParser; pass 'config'")
@@ -143,14 +187,24 @@ class MLflowRunHandler(MLFlowHandler):
     """MONAI's ``MLFlowHandler``, logging any number of params (MLflow takes 100 per batch) and tagging the run.
 
     Takes every ``MLFlowHandler`` argument, plus ``tags``: run tags (task, variant, data set, ...).
-    Handlers with the same ``run_name`` (trainer and evaluator) write into one run.
+    Handlers with the same ``run_name`` (trainer and evaluator) write into one run. Under ``torchrun``
+    only rank 0 logs: on the other ranks the handler is inert (no client, attaches nothing).
     """
 
     def __init__(self, *args: Any, tags: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        self.rank_zero = is_rank0()
+        if not self.rank_zero:  # other ranks of a torchrun job: inert, never touch the store (rank 0 logs)
+            self.cur_run, self.client, self.tags = None, None, {}
+            return
+        # Two runs started together on a new SQLite store would both create its tables (MLflow's
+        # migration fails in one of them): the first client to open the file does it under a lock.
+        with sqlite_store_lock(kwargs.get("tracking_uri")):
+            super().__init__(*args, **kwargs)
         self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
 
     def attach(self, engine: Engine) -> None:
+        if not self.rank_zero:
+            return
         super().attach(engine)
         if not engine.has_event_handler(self.failed, Events.EXCEPTION_RAISED):
             engine.add_event_handler(Events.EXCEPTION_RAISED, self.failed)
@@ -169,7 +223,7 @@ class MLflowRunHandler(MLFlowHandler):
 
     def resume_run(self, run_id: str | None, run_name: str | None = None) -> None:
         """Continue the MLflow run ``run_id`` (a resumed training): log into it and set it RUNNING again."""
-        if not run_id:
+        if not run_id or not self.rank_zero:
             return
         self.cur_run = self.client.get_run(run_id)
         if run_name:
@@ -233,7 +287,7 @@ class MLflowFigureHandler:
         name: str = "validation",
         sample_fn: Callable[..., dict[str, Any]] | None = None,
     ) -> None:
-        from cosinetrack.viz.panels import segmentation_panel, segmentation_sample
+        from cosinetrack.viz.panels import segmentation_panel, segmentation_sample  # matplotlib only if drawn
 
         self.run_handler = run_handler
         self.draw_fn = draw_fn or segmentation_panel

@@ -16,6 +16,7 @@ from cosinetrack.io.ctc import (
     tracks_from_masks,
     validate_ctc_result,
     write_ctc_result,
+    write_ctc_subsequence,
     write_track_table,
 )
 from cosinetrack.io.geff import (
@@ -49,5 +50,6 @@ __all__ = [
     "validate_ctc_result",
     "write_ctc_geff",
     "write_ctc_result",
+    "write_ctc_subsequence",
     "write_track_table",
 ]

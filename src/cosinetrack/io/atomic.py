@@ -21,8 +21,15 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
+from cosinetrack.distributed import (
+    all_gather_objects,
+    broadcast_object,
+    get_rank,
+    is_distributed,
+)
 from cosinetrack.errors import CosineTrackDataError
 from cosinetrack.options import as_flag
 
@@ -33,6 +40,8 @@ __all__ = [
     "refuse_output_over_inputs",
     "remove_stale_temporaries",
     "current_umask",
+    "shared_atomic_directory",
+    "SharedFolder",
 ]
 
 PathLike = str | os.PathLike
@@ -218,3 +227,96 @@ def atomic_directory(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+class SharedFolder:
+    """What :func:`shared_atomic_directory` yields: the temporary folder and the results of the ranks.
+
+    Attributes:
+        path: the temporary folder to write into (renamed onto the target at the end).
+        results: this rank's results, one per input of :func:`~cosinetrack.distributed.shard` (in that
+            order); append to it.
+        merged: after the block, every rank's ``results`` in the inputs' order (the order before
+            :func:`~cosinetrack.distributed.shard`), on every rank.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.results: list[Any] = []
+        self.merged: list[Any] = []
+
+
+def _interleave(per_rank: Sequence[Sequence[Any]]) -> list[Any]:
+    """Undo :func:`~cosinetrack.distributed.shard`: rank ``r`` holds items ``r, r + w, r + 2w, ...``."""
+    world = len(per_rank)
+    total = sum(len(r) for r in per_rank)
+    return [per_rank[i % world][i // world] for i in range(total)]
+
+
+@contextlib.contextmanager
+def shared_atomic_directory(
+    path: PathLike,
+    overwrite: bool = False,
+    inputs: Iterable[PathLike | None] = (),
+    key: str = "output_dir",
+    finish: Callable[[str, list[Any]], None] | None = None,
+) -> Iterator[SharedFolder]:
+    """:func:`atomic_directory` that every rank of a ``torchrun`` job writes into.
+
+    Yields a :class:`SharedFolder`. In a plain process this is ``atomic_directory`` (``finish`` is called
+    with the results before the rename). Under ``torchrun``, rank 0 checks ``path`` and creates the
+    temporary folder, whose name every rank receives; each rank writes the files of its own inputs there
+    (names no other rank writes) and appends one result per input to ``results``. Then the ranks gather
+    whether they succeeded and their results: if all did, rank 0 calls ``finish(temporary folder,
+    merged results)`` (for what the ranks share, e.g. a table), renames the folder onto ``path``, and every
+    rank returns once it is in place, with ``merged`` set; if any failed, the folder is removed and every
+    rank raises (naming the failed ranks): the output appears complete or not at all.
+    """
+    if not is_distributed():
+        with atomic_directory(path, overwrite=overwrite, inputs=inputs, key=key) as tmp:
+            folder = SharedFolder(tmp)
+            yield folder
+            folder.merged = list(folder.results)
+            if finish is not None:
+                finish(tmp, folder.merged)
+        return
+    rank = get_rank()
+    final = False
+    try:
+        with contextlib.ExitStack() as stack:
+            tmp, error = None, None
+            if rank == 0:
+                try:
+                    tmp = stack.enter_context(atomic_directory(path, overwrite=overwrite, inputs=inputs, key=key))
+                except Exception as exc:
+                    error = exc
+            tmp, message = broadcast_object((tmp, None if error is None else f"{type(error).__name__}: {error}"))
+            if error is not None:
+                raise error
+            if message is not None:
+                raise RuntimeError(f"rank 0 could not create {os.fspath(path)}: {message}")
+            folder = SharedFolder(tmp)
+            failure: BaseException | None = None
+            try:
+                yield folder
+            except BaseException as exc:  # told to the other ranks before re-raising, so none waits forever
+                failure = exc
+            what = None if failure is None else f"rank {rank}: {type(failure).__name__}: {failure}"
+            reports = all_gather_objects((what, folder.results if failure is None else []))
+            if failure is not None:
+                raise failure  # on rank 0 this removes the temporary folder
+            failed = [r for r, _ in reports if r is not None]
+            if failed:
+                raise RuntimeError(f"{os.fspath(path)}: nothing was written, another rank failed ({'; '.join(failed)})")
+            folder.merged = _interleave([results for _, results in reports])
+            final = True
+            if finish is not None and rank == 0:
+                finish(tmp, folder.merged)
+        # rank 0 has renamed the folder onto path (leaving the block); it tells the others it is in place
+    except BaseException as exc:
+        if final:  # finishing or renaming failed on rank 0: the others wait for its word
+            broadcast_object(f"{type(exc).__name__}: {exc}")
+        raise
+    outcome = broadcast_object(None)
+    if outcome is not None:
+        raise RuntimeError(f"{os.fspath(path)}: nothing was written, rank 0 failed to finish it ({outcome})")

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cosinetrack.data.ctc import read_ctc_label, read_man_track
+from cosinetrack.distributed import all_gather_objects, init_distributed, is_distributed, shard
 from cosinetrack.errors import CosineTrackDataError
 from cosinetrack.io.atomic import atomic_directory
 from cosinetrack.io.ctc import RES_TRACK
@@ -285,7 +286,23 @@ def export_geff_for_results(
     E.g. ``export_geff_for_results(track_folder(...))``, or for what an earlier run wrote,
     ``export_geff_for_results(ctc_result_folders(output_dir))``. ``enabled`` is the bundle's ``export_geff``
     option (a bool, or ``"true"`` / ``"false"`` from the command line): false writes nothing and returns ``[]``.
+    Under ``torchrun`` the result folders are split over the ranks (each writes every N-th) and every rank
+    returns all paths.
     """
     if not as_flag(enabled, "export_geff"):
         return []
-    return [write_ctc_geff(res_dir, overwrite=overwrite) for res_dir in result_dirs]
+    result_dirs = list(result_dirs)
+    if not init_distributed(backend="gloo") or not is_distributed():  # a plain process
+        return [write_ctc_geff(res_dir, overwrite=overwrite) for res_dir in result_dirs]
+    mine, error = [], None
+    try:
+        mine = [write_ctc_geff(res_dir, overwrite=overwrite) for res_dir in shard(result_dirs)]
+    except Exception as exc:  # told to the other ranks first, so none waits forever
+        error = exc
+    per_rank = all_gather_objects((None if error is None else f"{type(error).__name__}: {error}", mine))
+    if error is not None:
+        raise error
+    failed = [e for e, _ in per_rank if e is not None]
+    if failed:
+        raise RuntimeError(f"GEFF export failed on another rank: {'; '.join(failed)}")
+    return [per_rank[i % len(per_rank)][1][i // len(per_rank)] for i in range(len(result_dirs))]

@@ -34,6 +34,7 @@ import numpy as np
 
 from cosinetrack.data.ctc import MAN_TRACK, read_man_track
 from cosinetrack.errors import CosineTrackDataError
+from cosinetrack.io.ctc import validate_ctc_result
 
 __all__ = ["CTC_MEASURES", "ctc_scores", "format_ctc_table", "lineage_counts"]
 
@@ -169,7 +170,6 @@ def ctc_scores(
 
     # Layout problems py-ctcmetrics would not report but stumble over (it takes every .tif as a frame, in
     # name order, and crashes on an unreadable or empty track table): invalid without calling it.
-    from cosinetrack.io.ctc import validate_ctc_result
 
     problems = []
     res_track = os.path.join(res_dir, _RES_TRACK)

@@ -16,14 +16,23 @@ from cosinetrack.tracking.lineage import (
     tracks_table_from_labels,
 )
 from cosinetrack.tracking.matching import PARENT_MEASURES, best_overlapping_instance, greedy_iou_matching, iou_pairs
-from cosinetrack.tracking.pair_tracker import PairTracker, track_pairs
+from cosinetrack.tracking.pair_tracker import (
+    LINEAGE_OPTIONS,
+    TRACKING_OPTIONS,
+    PairTracker,
+    check_tracking_options,
+    track_pairs,
+)
 
 __all__ = [
+    "LINEAGE_OPTIONS",
     "MAX_CTC_LABEL",
     "PARENT_MEASURES",
+    "TRACKING_OPTIONS",
     "PairTracker",
     "best_overlapping_instance",
     "check_ctc_lineage",
+    "check_tracking_options",
     "greedy_iou_matching",
     "iou_pairs",
     "make_lineage_valid",

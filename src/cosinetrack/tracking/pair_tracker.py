@@ -34,16 +34,19 @@ turns the pairs, fed one by one, into frames with track ids:
 
 from __future__ import annotations
 
+import inspect
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
+from cosinetrack.errors import CosineTrackConfigError
+from cosinetrack.options import check_option_names
 from cosinetrack.tracking.lineage import make_lineage_valid, remap_labels
 from cosinetrack.tracking.matching import PARENT_MEASURES, best_overlapping_instance, greedy_iou_matching
 
-__all__ = ["PairTracker", "track_pairs"]
+__all__ = ["LINEAGE_OPTIONS", "TRACKING_OPTIONS", "PairTracker", "check_tracking_options", "track_pairs"]
 
 
 #: ids from here on are provisional: instances of a pending frame that are not yet in a finalised one
@@ -329,6 +332,42 @@ class PairTracker:
             border_tracks=self._border,
             **kwargs,
         )
+
+
+#: the names a ``tracking`` config section may hold (the :class:`PairTracker` arguments)
+TRACKING_OPTIONS = frozenset(list(inspect.signature(PairTracker.__init__).parameters)[1:])
+#: the names a ``lineage`` config section may hold (:func:`make_lineage_valid` options the tracker
+#: does not fill in itself)
+LINEAGE_OPTIONS = frozenset(
+    name
+    for name, p in inspect.signature(make_lineage_valid).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("num_frames", "border_tracks")
+)
+
+
+def check_tracking_options(
+    tracking: Mapping[str, Any] | None, lineage: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Check the ``tracking`` and ``lineage`` config sections when the config is parsed.
+
+    Args:
+        tracking: :class:`PairTracker` options (``min_iou``, ``max_parent_gap``, ...); ``None`` for none.
+        lineage: :func:`make_lineage_valid` options (``min_track_length``, ``max_gap``, ...).
+
+    Returns:
+        Both sections as dicts.
+
+    Raises:
+        CosineTrackConfigError: an unknown (misspelt) name, with the allowed ones, or a value the
+            tracker refuses, naming the section.
+    """
+    tracking = check_option_names("tracking", tracking, TRACKING_OPTIONS)
+    lineage = check_option_names("lineage", lineage, LINEAGE_OPTIONS)
+    try:
+        PairTracker(**tracking)
+    except (TypeError, ValueError) as e:
+        raise CosineTrackConfigError("tracking", str(e)) from e
+    return tracking, lineage
 
 
 def track_pairs(

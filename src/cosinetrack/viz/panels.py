@@ -21,6 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from cosinetrack.viz.lineage import lineage_tree_figure  # noqa: E402
+
 __all__ = [
     "segmentation_panel",
     "segmentation_sample",
@@ -225,7 +227,6 @@ def tracking_figures(samples: Sequence[Mapping[str, Any]]) -> list[tuple[str, An
     Returns ``[("embeddings", Figure), ("lineage_<i>", Figure), ...]`` for
     :class:`~cosinetrack.handlers.MLflowFigureHandler`.
     """
-    from cosinetrack.viz.lineage import lineage_tree_figure
 
     figures = []
     drawable = [s for s in samples if s.get("image")]

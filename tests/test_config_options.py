@@ -1,0 +1,94 @@
+"""Misspelt keys of the named-option sections fail when a bundle's config is parsed, naming key and choices.
+
+The sections are checked by the bundles' ``initialize`` section (``option_checks``), which MONAI runs
+before the workflow reads any data: a typo costs seconds, not ``val_interval`` iterations.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO_ROOT
+from monai.bundle import ConfigParser
+
+from cosinetrack.errors import CosineTrackConfigError, user_error_in_chain
+from cosinetrack.options import check_option_names
+
+CELL = ["bundles/cell/train.json"]
+CELL_INFER = ["bundles/cell/train.json", "bundles/cell/inference.json"]
+LEAF = ["bundles/leaf/train.json"]
+LV = ["bundles/lv_mri/train.json"]
+
+
+def _initialize(configs: list[str], overrides: dict) -> None:
+    parser = ConfigParser()
+    parser.read_config([str(REPO_ROOT / c) for c in configs])
+    parser.update(overrides)
+    cwd = os.getcwd()
+    os.chdir(REPO_ROOT)  # the bundles' macros are relative to the repository root
+    try:
+        parser.get_parsed_content("initialize")
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.mark.parametrize(
+    "configs, overrides, fragment",
+    [
+        (CELL, {"clustering_options#max_pionts": 100}, "unknown option 'max_pionts' (did you mean 'max_points'?)"),
+        (CELL, {"clustering_options#mod": "fast"}, "did you mean 'mode'?"),
+        (CELL, {"clustering": {"min_sample": 5}}, "clustering#min_sample: unknown option"),
+        (CELL, {"tracking#min_iuo": 0.3}, "tracking#min_iuo: unknown option 'min_iuo' (did you mean 'min_iou'?)"),
+        (CELL, {"tracking#min_iou": 1.5}, "tracking: min_iou: must be in (0, 1]"),
+        (CELL, {"tracking": [0.25]}, "tracking: expected a dict of options"),
+        (CELL, {"lineage#min_track_lenght": 3}, "lineage#min_track_lenght: unknown option"),
+        (CELL_INFER, {"lineage#max_gaps": 3}, "did you mean 'max_gap'?"),
+        (LEAF, {"clustering#coordinate_scal": 0.01}, "clustering#coordinate_scal: unknown option"),
+    ],
+)  # fmt: skip
+def test_misspelt_option_fails_at_parse_time(configs, overrides, fragment):
+    with pytest.raises(Exception) as info:
+        _initialize(configs, overrides)
+    error = user_error_in_chain(info.value)
+    assert isinstance(error, CosineTrackConfigError), info.value
+    assert fragment in str(error)
+    assert "allowed:" in str(error) or "expected" in str(error) or "must be" in str(error)
+
+
+@pytest.mark.parametrize(
+    "configs, overrides",
+    [
+        (CELL, {}),
+        (CELL, {"clustering_options#mode": "fast", "tracking#min_iou": 0.3, "lineage#min_track_length": 3}),
+        (CELL_INFER, {}),
+        (LEAF, {}),
+        (LV, {}),
+    ],
+)
+def test_the_bundles_own_options_pass(configs, overrides):
+    _initialize(configs, overrides)
+
+
+def test_check_option_names_lists_the_allowed_names():
+    assert check_option_names("s", None, ["a"]) == {}
+    assert check_option_names("s", {"a": 1}, ["a", "b"]) == {"a": 1}
+    with pytest.raises(CosineTrackConfigError, match=r"s#c: unknown option 'c'; allowed: a, b"):
+        check_option_names("s", {"c": 1}, ["b", "a"])
+
+
+def test_command_line_typo_is_the_last_line_printed(tmp_path):
+    """The user's view: the run stops before any data is read, and the last line names key and choices."""
+    cmd = [
+        sys.executable, "-m", "monai.bundle", "run", "training",
+        "--config_file", str(REPO_ROOT / "bundles/cell/train.json"), "--tracking#min_iuo", "0.3",
+        "--output_dir", str(tmp_path / "out"),
+    ]  # fmt: skip
+    env = dict(os.environ, COSINETRACK_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: tracking#min_iuo: unknown option 'min_iuo' (did you mean 'min_iou'?)"), last
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
