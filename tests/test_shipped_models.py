@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 
+import nibabel as nib
+import numpy as np
 import pytest
 from conftest import REPO_ROOT, run_bundle
+from PIL import Image
 
-from cosinetrack.data import find_ctc_sequences, write_ctc_subsequence
+from cosinetrack.data import find_ctc_sequences
 from cosinetrack.engines import stored_network_settings
-from cosinetrack.io import validate_ctc_result
+from cosinetrack.io import validate_ctc_result, write_ctc_subsequence
 
 SHIPPED = sorted(p.relative_to(REPO_ROOT).as_posix() for p in REPO_ROOT.glob("bundles/*/models/*.pt"))
 
 
-def test_the_cell_bundle_ships_a_model():
-    assert "bundles/cell/models/model.pt" in SHIPPED
+@pytest.mark.parametrize("bundle", ["cell", "leaf", "lv_mri"])
+def test_every_bundle_ships_a_model(bundle):
+    assert f"bundles/{bundle}/models/model.pt" in SHIPPED
 
 
 @pytest.mark.parametrize("path", SHIPPED)
@@ -43,6 +47,47 @@ def test_cell_inference_with_the_shipped_model_on_real_frames(shared_data, tmp_p
     res = tmp_path / "result" / "01_RES"
     assert validate_ctc_result(res) and len(list(res.glob("mask*.tif"))) == 3
     assert {p: p.read_bytes() for p in (tmp_path / "Fluo-N2DH-SIM+").rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.real_data
+def test_leaf_inference_with_the_shipped_model_on_real_photos(shared_data, tmp_path):
+    """Label PNGs of the photos' size and a leaf count per plant, with no ``--ckpt_path``."""
+    photos = tmp_path / "my plants"
+    photos.mkdir()
+    for name in ("plant001_rgb.png", "plant002_rgb.png"):
+        (photos / name).write_bytes((shared_data / "cvppp" / "A1" / name).read_bytes())
+    before = {p: p.read_bytes() for p in photos.iterdir()}
+    run_bundle(
+        "inference", ["bundles/leaf/train.json", "bundles/leaf/inference.json"], "--input_dir", str(photos),
+        "--output_dir", str(tmp_path / "result"), "--num_threads", "2", tmp=tmp_path,
+    )  # fmt: skip
+    for name in ("plant001", "plant002"):
+        rgb = np.asarray(Image.open(photos / f"{name}_rgb.png"))
+        label = np.asarray(Image.open(tmp_path / "result" / f"{name}_label.png"))
+        assert label.shape == rgb.shape[:2]
+        assert 3 <= len(np.unique(label)) - 1 <= 40  # some leaves, not noise
+    counts = dict(line.split(", ") for line in (tmp_path / "result" / "leaf_counts.csv").read_text().splitlines())
+    assert set(counts) == {"plant001_rgb.png", "plant002_rgb.png"} and all(int(n) >= 3 for n in counts.values())
+    assert {p: p.read_bytes() for p in photos.iterdir()} == before
+
+
+@pytest.mark.real_data
+def test_lv_mri_inference_with_the_shipped_model_on_a_real_patient(shared_data, tmp_path):
+    """NIfTI labels shaped like each input (one ACDC patient, ED and ES volumes), with no ``--ckpt_path``."""
+    images = tmp_path / "my cines" / "imagesTr"  # the MSD layout the bundle reads
+    images.mkdir(parents=True)
+    for frame in ("01", "02"):  # ED and ES
+        name = f"patient001_frame{frame}.nii.gz"
+        (images / name).write_bytes((shared_data / "acdc" / "imagesTr" / name).read_bytes())
+    run_bundle(
+        "inference", ["bundles/lv_mri/train.json", "configs/acdc.json", "bundles/lv_mri/inference.json"],
+        "--input_dir", str(images.parent), "--output_dir", str(tmp_path / "result"), "--num_threads", "2", tmp=tmp_path,
+    )  # fmt: skip
+    for image in sorted(images.glob("*.nii.gz")):
+        out = nib.load(str(tmp_path / "result" / image.name.replace(".nii.gz", "_pred.nii.gz")))
+        assert out.shape == nib.load(str(image)).shape
+        values = set(np.unique(np.asarray(out.dataobj)).tolist())
+        assert values <= {0, 1, 2} and {1, 2} <= values  # myocardium and cavity found somewhere
 
 
 @pytest.mark.parametrize("bundle", ["cell", "leaf", "lv_mri"])

@@ -384,7 +384,9 @@ def _pad_reflect(x: torch.Tensor, top: int, bottom: int, left: int, right: int) 
 TILE_BATCH_PIXELS = 1 << 16
 
 #: names accepted by ``storage=`` of :class:`TiledPairSegmenter`.
-TILE_STORAGE = ("memory", "disk")
+TILE_STORAGE = ("auto", "memory", "disk")
+#: ``storage="auto"`` keeps the per-tile data in memory up to this many bytes, else on disk
+TILE_MEMORY_BUDGET = 1 << 30
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -432,10 +434,12 @@ class TiledPairSegmenter:
         storage_dtype: dtype in which the per-tile GRU states and the previous frame's per-tile
             embeddings are kept between frames: ``"float32"`` (default, exact), ``"bfloat16"`` or
             ``"float16"`` (half the memory; the network computes in its own precision either way).
-        storage: where the per-tile data kept between frames lives: ``"memory"`` (default) or
-            ``"disk"`` (one file per batch of tiles in a private temporary folder, removed on
-            :meth:`reset` and when the segmenter is garbage collected): then the memory of a frame
-            is bounded by a batch of tiles plus the full-frame label arrays of the stitching.
+        storage: where the per-tile data kept between frames lives: ``"memory"``, ``"disk"`` (one file
+            per batch of tiles in a private temporary folder, removed on :meth:`reset` and when the
+            segmenter is garbage collected: then the memory of a frame is bounded by a batch of tiles
+            plus the full-frame label arrays of the stitching), or ``"auto"`` (default): memory while
+            all tiles' data fit in :data:`TILE_MEMORY_BUDGET` (1 GiB), else disk, decided at a video's
+            first frame from the size of its first batch.
 
     **Memory.** Per tile the segmenter keeps, between frames, its GRU state (``num_stacks x F x``
     ``sum_l (h / 2**l) (w / 2**l)`` values) and its last embedding (``D x h x w / s**2``), in
@@ -471,7 +475,7 @@ class TiledPairSegmenter:
         amp: bool | str | None = False,
         cluster_stride: int = 1,
         storage_dtype: str | torch.dtype = "float32",
-        storage: str = "memory",
+        storage: str = "auto",
     ) -> None:
         self.network = network
         resolve_amp(amp)  # validates
@@ -498,6 +502,7 @@ class TiledPairSegmenter:
         self.cluster_stride = int(cluster_stride)
         self.storage_dtype = _storage_dtype(storage_dtype)
         self.storage = storage
+        self._where: str | None = None if storage == "auto" else storage  # "memory" / "disk" once known
         self.cluster_kwargs = check_cluster_kwargs(dict(cluster_kwargs))
         self.device = torch.device(device)
         self.stack = stack
@@ -518,13 +523,14 @@ class TiledPairSegmenter:
         if self._finalizer is not None:
             self._finalizer()
         self._dir, self._finalizer = None, None
+        self._where = None if self.storage == "auto" else self.storage
 
     def _batches(self) -> list[tuple[int, int]]:
         n = self.grid.num_tiles
         return [(i, min(i + self.batch_size, n)) for i in range(0, n, self.batch_size)]
 
     def _load(self, b: int) -> dict[str, Any] | None:
-        if self.storage == "memory":
+        if self._where != "disk":
             return self._records[b] if b < len(self._records) else None
         path = os.path.join(self._dir, f"batch{b:05d}.pt") if self._dir else None
         if path is None or not os.path.exists(path):
@@ -532,7 +538,11 @@ class TiledPairSegmenter:
         return torch.load(path, map_location="cpu", weights_only=True)
 
     def _save(self, b: int, record: dict[str, Any]) -> None:
-        if self.storage == "memory":
+        if self._where is None:  # "auto": the first batch tells how much all tiles will keep
+            per_batch = sum(t.numel() * t.element_size() for per in record.get("state") or [] for t in per)
+            per_batch += record["embedding"].numel() * record["embedding"].element_size()
+            self._where = "disk" if per_batch * len(self._batches()) > TILE_MEMORY_BUDGET else "memory"
+        if self._where == "memory":
             while len(self._records) <= b:
                 self._records.append(None)
             self._records[b] = record
