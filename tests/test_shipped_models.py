@@ -74,14 +74,14 @@ def test_leaf_inference_with_the_shipped_model_on_real_photos(shared_data, tmp_p
 @pytest.mark.real_data
 def test_lv_mri_inference_with_the_shipped_model_on_a_real_patient(shared_data, tmp_path):
     """NIfTI labels shaped like each input (one ACDC patient, ED and ES volumes), with no ``--ckpt_path``."""
-    images = tmp_path / "my cines" / "imagesTr"  # the MSD layout the bundle reads
-    images.mkdir(parents=True)
+    images = tmp_path / "my cines"  # a plain folder of NIfTI images (the MSD layout with imagesTr/ works too)
+    images.mkdir()
     for frame in ("01", "02"):  # ED and ES
         name = f"patient001_frame{frame}.nii.gz"
         (images / name).write_bytes((shared_data / "acdc" / "imagesTr" / name).read_bytes())
     run_bundle(
         "inference", ["bundles/lv_mri/train.json", "configs/acdc.json", "bundles/lv_mri/inference.json"],
-        "--input_dir", str(images.parent), "--output_dir", str(tmp_path / "result"), "--num_threads", "2", tmp=tmp_path,
+        "--input_dir", str(images), "--output_dir", str(tmp_path / "result"), "--num_threads", "2", tmp=tmp_path,
     )  # fmt: skip
     for image in sorted(images.glob("*.nii.gz")):
         out = nib.load(str(tmp_path / "result" / image.name.replace(".nii.gz", "_pred.nii.gz")))

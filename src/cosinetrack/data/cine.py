@@ -35,6 +35,7 @@ import nibabel as nib
 import numpy as np
 
 from cosinetrack.errors import CosineTrackDataError
+from cosinetrack.labels import IGNORE_LABEL
 
 __all__ = [
     "IGNORE_LABEL",
@@ -53,7 +54,6 @@ __all__ = [
     "layout_for",
 ]
 
-IGNORE_LABEL = -1
 FILE_LAYOUTS = ("auto", "xyt", "xyz", "xyzt")
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -101,7 +101,8 @@ def find_msd_cases(dataset_dir: str, frame_pattern: str | None = None) -> list[d
 
     Args:
         dataset_dir: folder holding ``imagesTr`` (and ``labelsTr``); if it holds a ``dataset.json``
-            with a ``training`` list, that datalist is used instead.
+            with a ``training`` list, that datalist is used instead; a folder with neither but with NIfTI
+            files is a folder of images without labels (what a user predicts).
         frame_pattern: regular expression with one group, the frame number, that is cut out of a
             file name to find the case it belongs to (ACDC: ``"_frame(\\d+)"``). ``None``: one file
             per case.
@@ -116,9 +117,12 @@ def find_msd_cases(dataset_dir: str, frame_pattern: str | None = None) -> list[d
         datalist = os.path.join(dataset_dir, "dataset.json")
         if os.path.isfile(datalist):
             return load_datalist(datalist, frame_pattern=frame_pattern)
-        raise CosineTrackDataError(
-            dataset_dir, "expected an 'imagesTr/' folder (MSD layout) or a 'dataset.json' datalist in it"
-        )
+        if not _nifti_files(dataset_dir):
+            raise CosineTrackDataError(
+                dataset_dir,
+                "expected an 'imagesTr/' folder (MSD layout), a 'dataset.json' datalist or NIfTI images in it",
+            )
+        images_dir = dataset_dir  # a plain folder of images (e.g. to predict): no labels
     labels_dir = os.path.join(dataset_dir, "labelsTr")
     label_files = {}
     if os.path.isdir(labels_dir):

@@ -40,8 +40,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import tifffile
 
-from cosinetrack.data.cine import IGNORE_LABEL
 from cosinetrack.errors import CosineTrackDataError
+from cosinetrack.labels import IGNORE_LABEL
 
 __all__ = [
     "check_ctc_frames",

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from cosinetrack.data.cine import IGNORE_LABEL, read_cine_case
+from cosinetrack.data.cine import read_cine_case
 from cosinetrack.data.ctc import read_ctc_training_video
 from cosinetrack.data.cvppp import read_cvppp_plant
+from cosinetrack.labels import IGNORE_LABEL
 
 logger = logging.getLogger(__name__)
 

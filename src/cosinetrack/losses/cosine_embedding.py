@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from cosinetrack.data.cine import IGNORE_LABEL
+from cosinetrack.labels import IGNORE_LABEL
 
 __all__ = ["CosineEmbeddingLoss", "NEIGHBOUR_RULES"]
 

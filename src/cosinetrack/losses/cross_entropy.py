@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cosinetrack.data.cine import IGNORE_LABEL
+from cosinetrack.labels import IGNORE_LABEL
 
 __all__ = ["ClipCrossEntropyLoss", "StackedLoss"]
 

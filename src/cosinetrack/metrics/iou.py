@@ -13,7 +13,7 @@ import torch
 from ignite.engine import Engine
 from ignite.metrics import Metric
 
-from cosinetrack.data.cine import IGNORE_LABEL
+from cosinetrack.labels import IGNORE_LABEL
 
 __all__ = ["central_slices", "class_iou", "case_iou", "summarize", "CaseIoU"]
 
