@@ -7,6 +7,7 @@ the paper does; the labels are resampled to the image's own size and written as 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,6 +23,8 @@ from cosinetrack.engines.inferer import resolve_amp, stream_frames
 from cosinetrack.engines.progress import FrameProgress
 from cosinetrack.io.atomic import refuse_output_over_inputs, shared_atomic_directory
 from cosinetrack.transforms.augment import clip_eval_transforms
+
+logger = logging.getLogger("cosinetrack")
 
 __all__ = ["segment_image_instances", "segment_plants_to_folder"]
 
@@ -119,5 +122,5 @@ def segment_plants_to_folder(
             count = count_leaves(labels)
             folder.results.append((plant["name"], os.path.join(out_dir, name), count))
             progress.update()
-            print(f"{plant['name']}: {count} leaves", flush=True)
+            logger.info("%s: %d leaves", plant["name"], count)
     return [path for _, path, _ in folder.merged]

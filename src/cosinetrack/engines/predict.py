@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,6 +18,8 @@ from cosinetrack.engines.progress import FrameProgress
 from cosinetrack.io.atomic import refuse_output_over_inputs, shared_atomic_directory
 from cosinetrack.io.nifti import write_case_labels
 from cosinetrack.transforms.augment import clip_eval_transforms
+
+logger = logging.getLogger("cosinetrack")
 
 __all__ = ["predict_case", "predict_to_folder", "case_input_folders"]
 
@@ -109,5 +112,5 @@ def predict_to_folder(
                 labels = lut[labels]
             names = write_case_labels(labels, case, folder.path, file_layout, suffix="_pred")
             folder.results.append([os.path.join(out_dir, os.path.basename(p)) for p in names])
-            print(f"{case.get('name', case['image'][0])}: {len(names)} file(s)", flush=True)
+            logger.info("%s: %d file(s)", case.get("name", case["image"][0]), len(names))
     return [path for paths in folder.merged for path in paths]
