@@ -64,3 +64,17 @@ def train_tiny(tmp: Path, configs: list[str], *args: str) -> tuple[Path, str, Pa
         "--tracking_uri", uri, "--experiment_name", "test", "--output_dir", str(out), tmp=tmp,
     )
     return tmp, uri, out, proc
+
+
+@pytest.fixture
+def single_thread():
+    """Tiny tensors: one intra-op thread is faster, and avoids OpenMP stalls on a busy 2-core machine.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("single_thread")``; the previous count is restored.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

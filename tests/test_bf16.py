@@ -38,12 +38,7 @@ REL_TOL = 3e-2
 MEAN_PIXEL_COS, Q01_PIXEL_COS = 0.9995, 0.995
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _net(recurrent: bool = True, seed: int = 0) -> RecurrentStackedHourglass:

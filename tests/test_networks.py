@@ -12,13 +12,7 @@ from cosinetrack.networks.convgru import Conv3x3, conv3x3_weight_grad
 TINY = {"in_channels": 1, "out_channels": 4, "num_levels": 3, "num_filters": 8}
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny tensors: one intra-op thread is faster, and much faster on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _net(recurrent: bool = True, seed: int = 0, perturb: float = 0.0, **kwargs) -> RecurrentStackedHourglass:

@@ -17,12 +17,7 @@ from cosinetrack.networks import RecurrentStackedHourglass
 FAST = dict(min_samples=5, n_jobs=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def tiny_network(seed: int = 0) -> RecurrentStackedHourglass:

@@ -22,12 +22,7 @@ from cosinetrack.networks import RecurrentStackedHourglass
 REL_TOL, MEAN_PIXEL_COS = 3e-2, 0.9995
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _tiny_net(out_channels: int = 4) -> RecurrentStackedHourglass:
