@@ -36,14 +36,15 @@ clustering modes (``--modes``), in one run:
 Two schedules (``--schedules``):
 
 * ``serial``: the bundle's loop, one stage after the other in one thread.
-* ``overlap``: a prototype of a pipelined loop (in this script only): a reader thread reads and
-  normalises the next frames, the main thread steps the network, and a worker thread clusters, tracks
-  and writes the previous pairs (queues of 2 between them). The network keeps ``--threads`` torch
-  threads; reading and clustering then run on other cores, so this schedule uses up to
-  ``--threads`` + 2 cores.
-* ``pool`` (only when asked for): ``overlap`` with the pairs clustered in ``--cluster_workers`` worker
-  processes, several pairs at a time; the worker thread takes the labels in order and tracks and
-  writes. For machines with more cores than the network uses (``benchmarks/bench_gpu.py``).
+* ``overlap``: the bundles' default loop, ``segment_and_track_video(..., overlap_stages=True)``: a
+  reading thread reads and normalises the next frames, a network thread steps the network, and the
+  calling thread clusters, tracks and writes the previous pairs (each stage at most 2 frames ahead).
+  The network keeps ``--threads`` torch threads; reading and clustering then run on other cores, so
+  this schedule uses up to ``--threads`` + 2 cores.
+* ``pool`` (only when asked for): a prototype in this script, ``overlap`` with the pairs clustered in
+  ``--cluster_workers`` worker processes, several pairs at a time; a worker thread takes the labels in
+  order and tracks and writes. For machines with more cores than the network uses
+  (``benchmarks/bench_gpu.py``).
 
 Goals (issue 9, goal 4), per precision, clustering mode and schedule:
 
@@ -181,16 +182,19 @@ def cluster_pool(workers: int) -> ProcessPoolExecutor:
 
 def run_serial(
     segmenter: ScaledPairSegmenter, seq: Mapping[str, Any], frames: Sequence[int], preset: Mapping[str, Any],
-    settings: Mapping[str, Any], res_dir: str,
+    settings: Mapping[str, Any], res_dir: str, overlap_stages: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    """The bundle's loop (``track_sequence_part``) with the reading timed.
+    """The bundle's loop (``track_sequence_part``) with the reading timed; ``overlap_stages=True`` is the
+    bundle's threaded loop (reading, network, the rest; stage timings are then each thread's own).
 
     Returns ``{"timings": seconds per stage, "wall", "frames", "tracks"}``."""
     timings = {"reading": 0.0}
     t0 = time.perf_counter()
     with CTCResultWriter(res_dir, digits=int(seq.get("digits", 3))) as writer:
         stream = read_frames(seq, frames, preset, settings["smooth_sigma"], timings)
-        result = segment_and_track_video(segmenter, stream, writer, settings["tracking"], settings["lineage"])
+        result = segment_and_track_video(
+            segmenter, stream, writer, settings["tracking"], settings["lineage"], overlap_stages=overlap_stages
+        )
         writer.close(result["tracks"])
     wall = time.perf_counter() - t0
     return {"timings": {**result["timings"], **timings}, "wall": wall, "frames": result["num_frames"],
@@ -279,8 +283,10 @@ def time_config(
     if schedule == "pool" and pool is None:
         raise ValueError("schedule 'pool' needs a process pool")
     run = run_serial
-    if schedule != "serial":
-        run = functools.partial(run_overlapped, pool=pool if schedule == "pool" else None)
+    if schedule == "overlap":  # the package's loop with overlap_stages (the bundles' default)
+        run = functools.partial(run_serial, overlap_stages=True)
+    elif schedule == "pool":  # the prototype below, pairs clustered in worker processes
+        run = functools.partial(run_overlapped, pool=pool)
     with tempfile.TemporaryDirectory(prefix="bench_end_to_end_") as tmp:
         if warmup_frames > 0:
             run(make_segmenter(), seq, list(frames)[: max(2, warmup_frames)], preset, settings, f"{tmp}/warm")

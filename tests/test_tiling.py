@@ -78,7 +78,7 @@ def test_tile_grid_cores_partition_and_are_nearest_centre():
 
 def test_tile_grid_default_overlap_and_small_image():
     grid = tile_grid((100, 100), 32)
-    assert grid.overlap == (16, 16)  # default: tile // 2
+    assert grid.overlap == (8, 8)  # default: tile // 4
     small = tile_grid((10, 45), (16, 16), overlap=4)
     assert small.padded_size == (16, 45) and small.rows == (0,)
     top, bottom, left, right = small.pad

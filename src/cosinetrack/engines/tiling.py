@@ -13,10 +13,13 @@ at least that. An axis shorter than the tile is padded (reflection, split evenly
 to the tile size, and the padding is cropped from the labels. The grid is computed from the first
 frame and fixed for the whole video (a frame of another size raises; ``reset()`` starts a new video).
 
-**Overlap.** Default ``tile_size // 2`` per axis (MedIA'19: 256² tiles, stride 128). Every pixel that
-a tile writes is then at least ``overlap / 2`` pixels away from that tile's border (except at the
-image border), so its embedding was computed with context on all sides. ``tile_size // 4`` needs
-about half as many tiles (cheaper network and clustering) with less context at the seams.
+**Overlap.** Default ``tile_size // 4`` per axis (64 px for 256² tiles). Every pixel that a tile
+writes is then at least ``overlap / 2`` pixels away from that tile's border (except at the image
+border), so its embedding was computed with some context on all sides. The journal version's
+``tile_size // 2`` (MedIA'19: 256² tiles, stride 128) needs about twice as many tiles: on a 1024²
+GOWT1 frame 49 tiles instead of 25, 24.6 x the downscaled frame's CPU time instead of 11.6 x, and it
+scored no better there (``docs/benchmarks_cell_inference.md``, issue 9 goal 2); pass ``overlap`` to
+get it.
 
 **Per-tile state.** Each tile is a video of its own: it has its own ConvGRU state, carried from frame
 to frame. The tiles of a frame go through ``network.step`` in batches of ``batch_size`` tiles (default:
@@ -186,12 +189,12 @@ class TileGrid:
 def tile_grid(
     image_size: Sequence[int], tile_size: int | Sequence[int], overlap: int | Sequence[int] | None = None
 ) -> TileGrid:
-    """The tile grid of an ``image_size`` frame; ``overlap`` defaults to ``tile_size // 2`` per axis."""
+    """The tile grid of an ``image_size`` frame; ``overlap`` defaults to ``tile_size // 4`` per axis."""
     hh, ww = _pair(image_size, "image_size")
     th, tw = _pair(tile_size, "tile_size")
     if min(hh, ww, th, tw) < 1:
         raise ValueError(f"tile_grid: image and tile sizes must be >= 1, got {(hh, ww)} and {(th, tw)}")
-    oy, ox = (th // 2, tw // 2) if overlap is None else _pair(overlap, "overlap")
+    oy, ox = (th // 4, tw // 4) if overlap is None else _pair(overlap, "overlap")
     if not (0 <= oy < th and 0 <= ox < tw):
         raise ValueError(f"tile_grid: overlap must be in [0, tile_size) per axis, got {(oy, ox)} for tile {(th, tw)}")
     hp, wp = max(hh, th), max(ww, tw)
@@ -417,7 +420,7 @@ class TiledPairSegmenter:
         device: where the network runs.
         stack: which stack's output is clustered (the paper: the last).
         overlap: overlap of consecutive tiles in pixels, int or ``(oy, ox)``; ``None`` (default) =
-            ``tile_size // 2`` (MedIA'19: stride 128 for 256² tiles).
+            ``tile_size // 4`` (MedIA'19 used ``tile_size // 2``: stride 128 for 256² tiles).
         min_iou, min_overlap: the matching rule of :func:`stitch_tile_labels`.
         batch_size: tiles per ``network.step`` call; ``None`` (default): as many as fit in
             :data:`TILE_BATCH_PIXELS` pixels (at least one), so the network's working memory is bounded

@@ -21,8 +21,10 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -152,14 +154,22 @@ class ScaledPairSegmenter:
         return emb
 
     def push(self, frame: torch.Tensor) -> np.ndarray | None:
-        emb = self.embed(frame)
+        return self.push_embedding(self.embed(frame), frame.shape[-2:])
+
+    def push_embedding(self, emb: torch.Tensor, frame_size: Sequence[int]) -> np.ndarray | None:
+        """The clustering half of :meth:`push`: ``emb`` ``(D, h, w)`` from :meth:`embed` of a frame of
+        ``frame_size`` ``(H, W)``; returns ``None`` for the first frame, then the pair's labels ``(2, H, W)``.
+
+        :meth:`embed` (the GRU state) and this (the previous embedding) share no state, so the two may
+        run in different threads, one frame apart (:func:`segment_and_track_video` with ``overlap_stages``).
+        """
         self.last_embedding = emb
         previous, self.previous = self.previous, emb
         if previous is None:
             return None
         t0 = time.perf_counter()
         labels = cluster_embeddings(torch.stack([previous, emb]), **self.cluster_kwargs)
-        labels = restore_label_size(labels, frame.shape[-2:]).numpy()
+        labels = restore_label_size(labels, tuple(frame_size)).numpy()
         self.timings["clustering"] += time.perf_counter() - t0
         return labels
 
@@ -171,6 +181,7 @@ def segment_and_track_video(
     tracker_kwargs: Mapping[str, Any] | None = None,
     lineage_kwargs: Mapping[str, Any] | None = None,
     on_frame: Callable[[int, torch.Tensor, torch.Tensor | None, np.ndarray], None] | None = None,
+    overlap_stages: bool = False,
 ) -> dict[str, Any]:
     """Segment and track a video, writing each frame as soon as it is final; return the track table and timings.
 
@@ -185,6 +196,14 @@ def segment_and_track_video(
         lineage_kwargs: options of :func:`~cosinetrack.tracking.make_lineage_valid`.
         on_frame: optional ``on_frame(t, frame, embedding (D, h, w) or None, labels (H, W) raw ids)``
             called for every finalised frame (e.g. to keep a few frames for a figure).
+        overlap_stages: run the stages in three threads instead of one after the other: reading (the
+            iteration of ``frames``: decoding, normalisation, smoothing) in one, the network in another
+            (a segmenter with ``embed`` and ``push_embedding``, such as :class:`ScaledPairSegmenter`;
+            other segmenters run whole in the calling thread), and clustering, tracking and writing in
+            the calling thread, each at most two frames ahead of the next. The result is the same; while
+            the network steps frame ``t``, frame ``t + 1`` is read and the pair ``(t - 2, t - 1)`` is
+            clustered, tracked and written. ``timings`` are then each thread's own (they add up to more
+            than the wall time). An exception in any stage stops the others and is raised here.
 
     Returns:
         ``{"tracks": (N, 4) "L B E P", "num_frames", "timings": {"network", "clustering", "tracking",
@@ -205,19 +224,23 @@ def segment_and_track_video(
         if on_frame is not None:
             on_frame(t, frame, emb, labels)
 
-    for t, frame in frames:
-        if t != expected:
-            raise ValueError(f"frames must be numbered 0, 1, 2, ... without gaps; got frame {t} after {expected - 1}")
-        expected += 1
-        size = tuple(frame.shape[-2:])
-        pair = segmenter.push(frame)
-        pending.append((t, frame if on_frame is not None else None, segmenter.last_embedding if on_frame else None))
-        if pair is None:
-            continue
-        t0 = time.perf_counter()
-        done = tracker.update(pair)
-        timings["tracking"] += time.perf_counter() - t0
-        emit(done)
+    keep = on_frame is not None
+    pairs = _overlapped_pairs(segmenter, frames, keep) if overlap_stages else _serial_pairs(segmenter, frames, keep)
+    try:
+        for t, frame, emb, pair in pairs:
+            if t != expected:
+                raise ValueError(f"frames must be numbered 0, 1, 2, ... without gaps; got frame {t} after {expected - 1}")
+            expected += 1
+            size = tuple(frame.shape[-2:])
+            pending.append((t, frame if keep else None, emb))
+            if pair is None:
+                continue
+            t0 = time.perf_counter()
+            done = tracker.update(pair)
+            timings["tracking"] += time.perf_counter() - t0
+            emit(done)
+    finally:
+        pairs.close()  # stops the reading and network threads of overlap_stages, also after an error here
     if expected == 0:
         raise ValueError("the video has no frames")
     t0 = time.perf_counter()
@@ -239,6 +262,88 @@ def segment_and_track_video(
     writer.relabel(mappings)
     timings["writing"] += time.perf_counter() - t0
     return {"tracks": tracks, "num_frames": expected, "timings": {**segmenter.timings, **timings}}
+
+
+_DONE = object()
+
+
+def in_background(items: Iterable[Any], maxsize: int = 2, name: str = "cosinetrack-stage") -> Iterator[Any]:
+    """Iterate ``items`` in a daemon thread, at most ``maxsize`` items ahead of the caller; yield them in order.
+
+    An exception raised while producing an item is raised in the caller at that item. Closing the
+    returned generator (or leaving a ``for`` loop over it by an exception) stops the thread after the
+    item it is computing, closes ``items`` if it is a generator, and waits for the thread.
+    """
+    if maxsize < 1:
+        raise ValueError(f"maxsize must be >= 1, got {maxsize}")
+    results: queue.Queue = queue.Queue(maxsize)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                results.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer, raised there
+            put((False, err))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+            put((True, _DONE))
+
+    thread = threading.Thread(target=produce, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = results.get()
+            if not ok:
+                raise item
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _serial_pairs(
+    segmenter: PairSegmenter, frames: Iterable[tuple[int, torch.Tensor]], keep_embedding: bool
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None, np.ndarray | None]]:
+    """``(t, frame, embedding or None, pair labels or None)`` per frame, every stage in the calling thread;
+    the embedding only with ``keep_embedding`` (the tiled segmenter assembles it from its tiles)."""
+    for t, frame in frames:
+        pair = segmenter.push(frame)
+        yield t, frame, segmenter.last_embedding if keep_embedding else None, pair
+
+
+def _overlapped_pairs(
+    segmenter: PairSegmenter, frames: Iterable[tuple[int, torch.Tensor]], keep_embedding: bool
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None, np.ndarray | None]]:
+    """As :func:`_serial_pairs`, with reading and (where the segmenter splits) the network in threads."""
+    read = in_background(frames, name="cosinetrack-reading")
+    try:
+        if not (hasattr(segmenter, "embed") and hasattr(segmenter, "push_embedding")):
+            yield from _serial_pairs(segmenter, read, keep_embedding)
+            return
+        embedded = in_background(((t, x, segmenter.embed(x)) for t, x in read), name="cosinetrack-network")
+        try:
+            for t, frame, emb in embedded:
+                pair = segmenter.push_embedding(emb, frame.shape[-2:])
+                yield t, frame, emb if keep_embedding else None, pair
+        finally:
+            embedded.close()
+    finally:
+        read.close()
 
 
 def make_pair_segmenter(
@@ -309,6 +414,7 @@ def track_sequence_part(
     padding_mode: str = "zeros",
     amp: bool | str | None = False,
     progress: FrameProgress | None = None,
+    overlap_stages: bool | str = False,
 ) -> dict[str, Any]:
     """Segment and track the frames ``part["frames"]`` of a CTC sequence into the result folder ``res_dir``.
 
@@ -319,6 +425,8 @@ def track_sequence_part(
     :class:`ScaledPairSegmenter` (pass the training augmentation's). ``amp``: bfloat16 autocast of the
     network on CPU (the bundles' ``amp``, see :func:`~cosinetrack.engines.inferer.resolve_amp`).
     ``progress``: counts every frame tracked (:class:`~cosinetrack.engines.progress.FrameProgress`).
+    ``overlap_stages``: reading, the network and the rest in three threads (same result; see
+    :func:`segment_and_track_video`).
 
     Returns:
         ``{"res_dir", "tracks", "num_frames", "timings", "sample"}`` (``sample``: kept frames for the
@@ -340,7 +448,10 @@ def track_sequence_part(
     if progress is not None:
         stream = progress.wrap(stream)
     with CTCResultWriter(res_dir, digits=int(seq.get("digits", 3)), overwrite=overwrite, input_dirs=inputs) as writer:
-        result = segment_and_track_video(segmenter, stream, writer, tracker_kwargs, lineage_kwargs, keeper)
+        result = segment_and_track_video(
+            segmenter, stream, writer, tracker_kwargs, lineage_kwargs, keeper,
+            overlap_stages=as_flag(overlap_stages, "overlap_stages"),
+        )  # fmt: skip
         writer.close(result["tracks"])
     result["res_dir"] = res_dir
     result["sample"] = keeper.sample(f"{part['name']}, ") if keeper is not None else None
@@ -396,7 +507,7 @@ def track_folder(
     ``input_dir`` is a data set folder (``01``, ``02``, ...) or one sequence folder; ground truth is not
     needed. The clustering options come from :func:`clustering_for_part`; ``settings`` are further
     keyword arguments of :func:`track_sequence_part` (``i_min``, ``i_max``, ``smooth_sigma``,
-    ``tile_overlap``, ``tracker_kwargs``, ``lineage_kwargs``, ``padding_mode``, ``amp``).
+    ``tile_overlap``, ``tracker_kwargs``, ``lineage_kwargs``, ``padding_mode``, ``amp``, ``overlap_stages``).
 
     Every input is checked before anything is created: all sequences are listed and their frame numbers
     checked (:func:`~cosinetrack.data.check_ctc_frames`: no gap), the checkpoint is loaded, and
