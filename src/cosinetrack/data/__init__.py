@@ -30,13 +30,21 @@ from cosinetrack.data.ctc import (
     read_ctc_video,
     read_man_track,
 )
-from cosinetrack.data.ctc_presets import CTC_PRESETS, clustering_parameters, ctc_preset
+from cosinetrack.data.ctc_presets import (
+    CTC_PRESETS,
+    clustering_parameters,
+    common_preset,
+    ctc_preset,
+    preset_value,
+)
 from cosinetrack.data.cvppp import find_cvppp_plants, find_plant_images, read_cvppp_plant
 from cosinetrack.data.datasets import (
     CineCaseDataset,
     CineClipDataset,
     CVPPPDataset,
     VideoPartDataset,
+    ctc_dataset_name,
+    find_ctc_datasets,
     read_cases,
     read_ctc_cases,
     split_cases,
@@ -47,7 +55,11 @@ from cosinetrack.data.datasets import (
 __all__ = [
     "CTC_PRESETS",
     "clustering_parameters",
+    "common_preset",
+    "ctc_dataset_name",
     "ctc_preset",
+    "find_ctc_datasets",
+    "preset_value",
     "read_ctc_cases",
     "split_video_frames",
     "whole_sequences",

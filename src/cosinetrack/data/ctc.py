@@ -533,7 +533,7 @@ def iter_ctc_training_frames(sequence: dict, frames: Sequence[int] | None = None
             ``man_track.txt`` lacks or places in other frames (:func:`check_tra_markers`).
     """
     if sequence.get("man_track") is None:
-        where = sequence.get("gt_dir") or os.path.join(sequence["root"], f"{sequence['name']}_GT")
+        where = sequence.get("gt_dir") or f"{os.path.normpath(sequence['image_dir'])}_GT"  # name may be prefixed
         raise CosineTrackDataError(where, f"no tracking ground truth (TRA/{MAN_TRACK}) for this sequence")
     tracks = read_man_track(sequence["man_track"])
     next_fresh = int(tracks[:, 0].max()) + 1 if len(tracks) else 1

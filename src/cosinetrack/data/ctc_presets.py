@@ -13,7 +13,20 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["CTC_PRESETS", "DEFAULT_CTC_PRESET", "REFERENCE_CANVAS", "ctc_preset", "clustering_parameters"]
+from cosinetrack.errors import CosineTrackConfigError
+
+__all__ = [
+    "CTC_PRESETS",
+    "DEFAULT_CTC_PRESET",
+    "REFERENCE_CANVAS",
+    "clustering_parameters",
+    "common_preset",
+    "ctc_preset",
+    "preset_value",
+]
+
+#: the numbers of a preset (``name`` aside)
+PRESET_KEYS = ("m_pts", "c", "r_N", "i_min", "i_max")
 
 #: the canvas size the paper's m_pts and c refer to (frames scaled to fit 256 x 256)
 REFERENCE_CANVAS = (256, 256)
@@ -32,15 +45,20 @@ CTC_PRESETS: dict[str, dict[str, float]] = {
 DEFAULT_CTC_PRESET: dict[str, float] = {"m_pts": 100, "c": 0.001, "r_N": 50, "i_min": 20.0, "i_max": 10.0}
 
 
-def ctc_preset(name: str | None = None, dataset_dir: str | os.PathLike | None = None) -> dict[str, float]:
+def ctc_preset(
+    name: str | None = None, dataset_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None
+) -> dict[str, Any]:
     """The parameters of a data set: by ``name``, else guessed from ``dataset_dir``'s name, else the defaults.
 
     ``dataset_dir`` may be the data set folder (``.../Fluo-N2DH-SIM+``) or a sequence folder in it
     (``.../Fluo-N2DH-SIM+/01``). Returns a copy ``{"m_pts", "c", "r_N", "i_min", "i_max", "name"}``.
+    A list of folders (training on several data sets at once) gives :func:`common_preset` of theirs.
 
     Raises:
         ValueError: an unknown ``name`` (the message lists the known ones).
     """
+    if isinstance(dataset_dir, (list, tuple)):
+        return common_preset([ctc_preset(name, d) for d in dataset_dir])
     if name:
         if name not in CTC_PRESETS:
             raise ValueError(f"unknown dataset_preset {name!r}; known presets: {', '.join(sorted(CTC_PRESETS))}")
@@ -51,6 +69,44 @@ def ctc_preset(name: str | None = None, dataset_dir: str | os.PathLike | None = 
             if candidate in CTC_PRESETS:
                 return {**CTC_PRESETS[candidate], "name": candidate}
     return {**DEFAULT_CTC_PRESET, "name": "default"}
+
+
+def common_preset(presets: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The preset of several data sets trained together: each number they share, ``None`` where they differ.
+
+    One preset (or several with one name) is returned as a copy, unchanged. Otherwise the result is
+    ``{"name": "A+B", <key>: shared value or None, ..., "presets": {"A": preset A, "B": preset B}}``: a
+    ``None`` means "each data set's own value" (the cell bundle normalises and clusters every sequence
+    with its own preset), and :func:`preset_value` names the data sets when one value is needed.
+    """
+    presets = [dict(p) for p in presets]
+    if not presets:
+        raise ValueError("common_preset needs at least one preset")
+    by_name = {str(p.get("name")): p for p in presets}
+    if len(by_name) == 1:
+        return presets[0]
+    out: dict[str, Any] = {"name": "+".join(by_name)}
+    for key in PRESET_KEYS:
+        values = {p.get(key) for p in by_name.values()}
+        out[key] = values.pop() if len(values) == 1 else None
+    out["presets"] = by_name
+    return out
+
+
+def preset_value(preset: Mapping[str, Any], key: str, option: str | None = None) -> Any:
+    """``preset[key]``, or a clear error when the data sets of a :func:`common_preset` disagree on it.
+
+    Raises:
+        CosineTrackConfigError: the value is ``None`` because the data sets' presets differ (the message
+            names each data set's value, and the option ``option`` that sets one value for all).
+    """
+    value = preset.get(key)
+    if value is not None:
+        return value
+    values = ", ".join(f"{n}: {p.get(key)}" for n, p in dict(preset.get("presets") or {}).items())
+    fix = f"; set --{option} to choose one value for all of them" if option else ""
+    problem = f"the data sets' presets differ in {key} ({values or 'no value'}){fix}"
+    raise CosineTrackConfigError(option or key, problem)
 
 
 def clustering_parameters(

@@ -4,7 +4,8 @@ Items are dicts for MONAI dictionary transforms, channel-first with **frames as 
 random spatial draw of a MONAI transform applies to every frame of a clip:
 
 * :class:`CineClipDataset` item: ``image`` ``(L, H, W)`` float32, ``label`` ``(L, H, W)`` int64 (``-1`` =
-  no label), ``name`` (case), ``slice`` (z index), ``start`` (first frame index).
+  no label), ``name`` (case), ``slice`` (z index), ``start`` (first frame index), and the case's
+  ``i_min`` / ``i_max`` when it has them (CTC data sets, each normalised with its own preset).
 * :class:`CineCaseDataset` item: ``image`` ``(Z, T, H, W)`` float32, ``label`` ``(Z, T, H, W)`` int64, ``name``.
 * :class:`CVPPPDataset` item (still images): ``image`` ``(3, H, W)`` float32 in [0, 1] (RGB), ``label``
   ``(1, H, W)`` int64 leaf ids (0 background), ``name`` (plant).
@@ -13,6 +14,7 @@ random spatial draw of a MONAI transform applies to every frame of a clip:
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -20,14 +22,18 @@ import numpy as np
 import torch
 
 from cosinetrack.data.cine import read_cine_case
-from cosinetrack.data.ctc import read_ctc_training_video
+from cosinetrack.data.ctc import find_ctc_sequences, read_ctc_training_video
+from cosinetrack.data.ctc_presets import ctc_preset
 from cosinetrack.data.cvppp import read_cvppp_plant
+from cosinetrack.errors import CosineTrackConfigError, CosineTrackDataError
 from cosinetrack.labels import IGNORE_LABEL
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "consecutive_runs",
+    "ctc_dataset_name",
+    "find_ctc_datasets",
     "CineClipDataset",
     "CineCaseDataset",
     "CVPPPDataset",
@@ -117,6 +123,61 @@ def _parts(seq: Mapping[str, Any], frames: Sequence[int], whole_name: bool = Fal
     return parts
 
 
+def _dataset_folders(dataset_dir: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+    """``dataset_dir`` as a list of folders (one string or path, or a list of them)."""
+    if isinstance(dataset_dir, (str, os.PathLike)):
+        return [os.fspath(dataset_dir)]
+    folders = [os.fspath(d) for d in dataset_dir]
+    if not folders:
+        raise CosineTrackConfigError("dataset_dir", "an empty list; give one CTC data set folder or several")
+    return folders
+
+
+def ctc_dataset_name(dataset_dir: str | os.PathLike | Sequence[str | os.PathLike] | None) -> str | None:
+    """The name of one data set folder (``Fluo-N2DH-SIM+``), of several joined by ``+``
+    (``Fluo-N2DH-SIM++Fluo-N2DH-GOWT1``), or ``None`` without ``dataset_dir``."""
+    if not dataset_dir:
+        return None
+    return "+".join(os.path.basename(os.path.normpath(os.path.abspath(d))) for d in _dataset_folders(dataset_dir))
+
+
+def find_ctc_datasets(
+    dataset_dir: str | os.PathLike | Sequence[str | os.PathLike], dataset_preset: str | None = None
+) -> list[dict[str, Any]]:
+    """The sequences of one CTC data set folder or of several, each carrying its data set's preset.
+
+    Every entry is a :func:`~cosinetrack.data.find_ctc_sequences` dict plus ``"preset"``: the
+    :func:`~cosinetrack.data.ctc_preset` of its data set folder's name (or of ``dataset_preset`` for all,
+    when given), which training (normalisation) and validation (normalisation, clustering) use for
+    that sequence. With one folder (a string, or a list of one) the sequences keep their names (``01``,
+    ``02``); with several, names get the data set's folder name as prefix (``Fluo-N2DH-SIM+/01``),
+    so validation parts stay unique and readable, and ``val_sequences`` takes such names.
+
+    Raises:
+        CosineTrackDataError: a folder is missing or holds no CTC sequence (the message names it), or two
+            folders have the same name.
+        CosineTrackConfigError: an empty list.
+    """
+    folders = _dataset_folders(dataset_dir)
+    prefixed = len(folders) > 1
+    sequences: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}
+    for folder in folders:
+        name = os.path.basename(os.path.normpath(os.path.abspath(folder)))
+        if name in seen:
+            raise CosineTrackDataError(
+                folder, f"a second data set named {name!r} (the first is {seen[name]}); names must differ"
+            )
+        seen[name] = folder
+        preset = ctc_preset(dataset_preset, folder)
+        for seq in find_ctc_sequences(folder):
+            seq = dict(seq, preset=dict(preset), dataset=name)
+            if prefixed:
+                seq["name"] = f"{name}/{seq['name']}"
+            sequences.append(seq)
+    return sequences
+
+
 def split_video_frames(
     sequences: Sequence[Mapping[str, Any]],
     val_frames: str | Sequence[int] | None = "-15:",
@@ -173,17 +234,29 @@ def whole_sequences(sequences: Sequence[Mapping[str, Any]]) -> list[dict[str, An
     return [part for s in sequences for part in _parts(s, s["frames"], whole_name=True)]
 
 
-def read_ctc_cases(parts: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def read_ctc_cases(
+    parts: Sequence[Mapping[str, Any]], i_min: float | None = None, i_max: float | None = None
+) -> list[dict[str, Any]]:
     """Read the training parts of :func:`split_video_frames` as cases for :class:`CineClipDataset`.
 
     Each case: ``{"name", "image": (1, T, H, W) float32, "label": (1, T, H, W) int32}`` (one "slice",
     the ``T`` frames of the part); labels follow :func:`~cosinetrack.data.merge_seg_tra` (-1 = no label).
+    A case also carries the robust-normalisation percentages ``i_min`` / ``i_max`` that its clips are
+    normalised with (:func:`~cosinetrack.transforms.robust_normalization`): the given value when not
+    ``None`` (one value for every case), else the one of its sequence's preset (``sequence["preset"]``,
+    see :func:`find_ctc_datasets`); a case with neither carries none (the transform's own value applies).
     """
     cases = []
     for part in parts:
         video = read_ctc_training_video(dict(part["sequence"]), part["frames"])
         label = video["label"][None].astype(np.int32)
-        cases.append({"name": part["name"], "image": video["image"][None], "label": label})
+        case = {"name": part["name"], "image": video["image"][None], "label": label}
+        preset = part["sequence"].get("preset") or {}
+        for key, value in (("i_min", i_min), ("i_max", i_max)):
+            value = preset.get(key) if value is None else value
+            if value is not None:
+                case[key] = float(value)
+        cases.append(case)
     return cases
 
 
@@ -211,6 +284,8 @@ class CineClipDataset(torch.utils.data.Dataset):
         clip_length: frames per clip (paper: 10 for recurrent networks, 1 for non-recurrent ones).
         transform: a MONAI (dictionary) transform applied to each item.
         file_layout, label_map: passed to :func:`~cosinetrack.data.cine.read_cine_case`.
+        case_keys: per-case values copied into each of the case's items when the (already read) case
+            has them, e.g. the normalisation percentages ``i_min`` / ``i_max`` of :func:`read_ctc_cases`.
     """
 
     def __init__(
@@ -220,9 +295,11 @@ class CineClipDataset(torch.utils.data.Dataset):
         transform: Callable | None = None,
         file_layout: str = "auto",
         label_map: Mapping[Any, Any] | None = None,
+        case_keys: Sequence[str] = ("i_min", "i_max"),
     ) -> None:
         if clip_length < 1:
             raise ValueError(f"clip_length must be >= 1, got {clip_length}")
+        self.case_keys = tuple(case_keys)
         self.cases = [c if isinstance(c.get("image"), np.ndarray) else None for c in cases]
         if any(c is None for c in self.cases):
             self.cases = read_cases(cases, file_layout=file_layout, label_map=label_map)
@@ -253,6 +330,7 @@ class CineClipDataset(torch.utils.data.Dataset):
             "name": case["name"],
             "slice": z,
             "start": t0,
+            **{key: case[key] for key in self.case_keys if key in case},
         }
         return self.transform(item) if self.transform is not None else item
 

@@ -466,15 +466,20 @@ def clustering_for_part(
     cluster_kwargs: Mapping[str, Any] | None = None,
     cluster_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The clustering options of a video part: ``cluster_kwargs`` when given, else the ``preset``'s m_pts
+    """The clustering options of a video part: ``cluster_kwargs`` when given, else the preset's m_pts
     and c converted to this network canvas (:func:`~cosinetrack.data.clustering_parameters`; tiled mode
-    reads the first frame's size) plus ``cluster_options`` (e.g. ``max_points``)."""
+    reads the first frame's size) plus ``cluster_options`` (e.g. ``max_points``).
+
+    The preset is the part's own (``part["sequence"]["preset"]``, which
+    :func:`~cosinetrack.data.find_ctc_datasets` gives every sequence, so that each data set of a
+    training on several is clustered with its own m_pts and c) when it has one, else ``preset``."""
 
     if cluster_kwargs is not None:
         return dict(cluster_kwargs)
+    seq = part["sequence"]
+    preset = seq.get("preset") or preset
     if preset is None:
         raise ValueError("the clustering needs cluster_kwargs or a data-set preset")
-    seq = part["sequence"]
     frame_size = read_ctc_frame(seq["images"][part["frames"][0]]).shape
     return clustering_parameters(preset, image_size, frame_size, resolution, **dict(cluster_options or {}))
 
@@ -581,6 +586,19 @@ class VideoTrackingStep:
     figure handler. ``settings`` are further keyword arguments of :func:`track_sequence_part`
     (``i_min``, ``i_max``, ``smooth_sigma``, ``padding_mode``, ``tile_overlap``, ``tracker_kwargs``,
     ``lineage_kwargs``, ``amp``: bfloat16 autocast of the network on CPU, pass the bundle's ``@amp``).
+
+    Each part is tracked with its own sequence's preset (``part["sequence"]["preset"]``, from
+    :func:`~cosinetrack.data.find_ctc_datasets`; ``preset`` when the sequence has none), so a validation
+    over several data sets scores each with its own settings. The rule, per setting:
+
+    * normalisation: ``i_min`` / ``i_max`` of ``settings`` when not ``None`` (one value for every part:
+      the cell bundle passes ``@augmentation#i_min`` / ``i_max``, numbers for one data set or when set
+      on the command line), else the part's preset's;
+    * clustering: ``cluster_kwargs`` when given (``--clustering``), else the part's preset's m_pts and c
+      (:func:`clustering_for_part`) plus ``cluster_options``.
+
+    A part none of whose frames has a SEG file is scored without SEG and OP_CTB (``nan``, left out of
+    the means of :class:`~cosinetrack.metrics.TrackingScores`; see :meth:`metrics_for`).
     """
 
     def __init__(
@@ -607,6 +625,30 @@ class VideoTrackingStep:
         self.metrics = tuple(metrics)
         self.settings = dict(settings)
 
+    def settings_for(self, part: Mapping[str, Any]) -> dict[str, Any]:
+        """``settings`` for ``part``: ``i_min`` / ``i_max`` that are ``None`` (or absent) taken from its preset
+        (absent ones without a preset keep :func:`track_sequence_part`'s defaults).
+
+        Raises:
+            ValueError: ``i_min`` or ``i_max`` is ``None`` and no preset has it (the part is named).
+        """
+        settings = dict(self.settings)
+        preset = part["sequence"].get("preset") or self.preset or {}
+        for key in ("i_min", "i_max"):
+            if settings.get(key) is None and preset.get(key) is not None:
+                settings[key] = float(preset[key])
+            elif key in settings and settings[key] is None:
+                raise ValueError(f"{part['name']}: {key} is None and the part's data set has no preset value")
+        return settings
+
+    def metrics_for(self, part: Mapping[str, Any]) -> tuple[str, ...]:
+        """``metrics``, less ``SEG`` (and so ``OP_CTB``: both ``nan``) when no frame of ``part`` has a SEG file
+        (e.g. the last frames of Fluo-N2DH-GOWT1/01, segmented only in frames 2-47), with a warning."""
+        if "SEG" not in self.metrics or any(t in part["sequence"].get("seg", {}) for t in part["frames"]):
+            return self.metrics
+        logger.warning("%s: no SEG ground truth in these frames; scored without SEG and OP_CTB", part["name"])
+        return tuple(m for m in self.metrics if m not in ("SEG", "OP_CTB"))
+
     def _ground_truth(self, part: Mapping[str, Any]) -> str | None:
 
         seq = part["sequence"]
@@ -629,11 +671,15 @@ class VideoTrackingStep:
         res_dir = os.path.join(self.work_dir, f"{_safe(part['name'])}_RES")
         result = track_sequence_part(
             engine.network, part, res_dir, self.image_size, kwargs, resolution=self.resolution,
-            device=engine.state.device, overwrite=True, num_figure_frames=self.num_figure_frames, **self.settings,
+            device=engine.state.device, overwrite=True, num_figure_frames=self.num_figure_frames,
+            **self.settings_for(part),
         )
         logger.info(describe_tracking(part["name"], result))
         gt_dir = self._ground_truth(part)
-        scores = ctc_scores(res_dir, gt_dir, metrics=self.metrics) if gt_dir is not None else {}
+        metrics = self.metrics_for(part)
+        scores = ctc_scores(res_dir, gt_dir, metrics=metrics) if gt_dir is not None else {}
+        if scores and "SEG" not in metrics:
+            scores.update(SEG=float("nan"), OP_CTB=float("nan"))  # not measurable here (an empty result reads 0)
         if result["sample"] is not None:
             result["sample"]["tracks"] = result["tracks"]
             result["sample"]["num_frames"] = result["num_frames"]

@@ -33,12 +33,12 @@ from monai.transforms import (
     RandScaleIntensityd,
     RandShiftIntensityd,
     RandSpatialCropd,
-    ScaleIntensityRangePercentilesd,
     ShiftIntensityd,
     SpatialPadd,
 )
 
 from cosinetrack.transforms.intensity import RandImagingNoised
+from cosinetrack.transforms.normalize import RobustNormalized
 from cosinetrack.transforms.spatial import PAD_MODES, FitToSized
 
 __all__ = ["robust_normalization", "clip_train_transforms", "clip_eval_transforms"]
@@ -47,21 +47,25 @@ _TORCH_PAD = PAD_MODES
 _NUMPY_PAD = {"zeros": "constant", "reflection": "reflect", "border": "edge"}
 
 
-def robust_normalization(i_min: float = 10.0, i_max: float = 10.0, key: str = "image", per_channel: bool = False):
+def robust_normalization(
+    i_min: float | None = 10.0, i_max: float | None = 10.0, key: str = "image", per_channel: bool = False
+) -> RobustNormalized:
     """Map intensities to ``[-1, 1]`` using the medians of the lowest ``i_min`` % / highest ``i_max`` %.
 
     ``per_channel=True`` normalises each leading index separately (one slice of a ``(Z, T, H, W)`` case).
+    An item carrying its own ``i_min`` / ``i_max`` (a case of a data set with its own preset, see
+    :func:`~cosinetrack.data.read_ctc_cases`) is normalised with those; ``None`` here means every item must
+    carry them. The numbers are MONAI ``ScaleIntensityRangePercentilesd``'s (lower ``i_min / 2``, upper
+    ``100 - i_max / 2``, to -1 / 1, no clipping), computed with one partial sort
+    (:class:`~cosinetrack.transforms.normalize.RobustNormalized`).
     """
-    return ScaleIntensityRangePercentilesd(
-        keys=key, lower=i_min / 2.0, upper=100.0 - i_max / 2.0, b_min=-1.0, b_max=1.0, clip=False,
-        relative=False, channel_wise=per_channel,
-    )
+    return RobustNormalized(keys=key, i_min=i_min, i_max=i_max, per_channel=per_channel)
 
 
 def clip_train_transforms(
     image_size: Sequence[int] = (256, 256),
-    i_min: float = 10.0,
-    i_max: float = 10.0,
+    i_min: float | None = 10.0,
+    i_max: float | None = 10.0,
     i_shift: float = 0.25,
     i_scale: float = 0.25,
     translate: float = 20.0,
@@ -81,6 +85,8 @@ def clip_train_transforms(
     """The training pipeline for one clip dict ``{"image": (L, H, W), "label": (L, H, W)}``.
 
     Defaults are the paper's LV-MRI settings; ``augment=False`` keeps only normalisation and fitting.
+    ``i_min`` / ``i_max`` are the fallback of items that carry no ``i_min`` / ``i_max`` of their own
+    (:func:`robust_normalization`; ``None``: every item must carry them).
     ``smooth_sigma`` > 0 smooths every frame with a Gaussian of that many pixels first (the paper's cell
     setting: 2 px), as :func:`clip_eval_transforms` does at inference. ``fit="scale"`` (the paper) scales
     the clip to fit ``image_size``; ``fit="crop"`` keeps the native resolution and takes a random

@@ -1,0 +1,114 @@
+"""Robust intensity normalisation with per-item percentages (several data sets in one training).
+
+:class:`RobustNormalized` maps an image to ``[-1, 1]`` with the medians of its lowest ``i_min`` % and of
+its highest ``i_max`` % of values (the ``i_min / 2`` and ``100 - i_max / 2`` percentiles): MONAI's
+``ScaleIntensityRangePercentilesd(lower=i_min / 2, upper=100 - i_max / 2, b_min=-1, b_max=1, clip=False,
+relative=False)``, with the same numbers (see :func:`robust_scale`), two differences:
+
+* the percentages may come from the item itself (keys ``i_min`` / ``i_max``), so that clips of
+  several data sets, each with its own preset, are normalised with their own values in one pipeline;
+  the constructor's values are the fallback;
+* both percentiles come from one ``np.percentile`` call (one partial sort), not from ``torch.quantile``
+  (a full sort): several times faster on a 690 x 628 frame, which inference normalises for every frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform
+
+__all__ = ["RobustNormalized", "robust_scale"]
+
+
+def _scale(x: torch.Tensor, lower: float, upper: float, b_min: float, b_max: float) -> torch.Tensor:
+    """One image (any shape, float32) scaled so that its ``lower`` / ``upper`` percentiles map to b_min / b_max."""
+    values = np.percentile(x.detach().cpu().numpy(), [lower, upper])  # linear interpolation, as torch.quantile
+    a_min, a_max = (torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in values.astype(np.float32))
+    if float(a_max - a_min) == 0.0:  # a flat image: shifted only, as MONAI's ScaleIntensityRange does
+        return x - a_min + b_min
+    return (x - a_min) / (a_max - a_min) * (b_max - b_min) + b_min
+
+
+def robust_scale(
+    image: Any,
+    lower: float,
+    upper: float,
+    b_min: float = -1.0,
+    b_max: float = 1.0,
+    channel_wise: bool = False,
+) -> torch.Tensor:
+    """``image`` (array or tensor, e.g. ``(C, H, W)``) linearly mapped so that its ``lower`` and ``upper``
+    percentiles become ``b_min`` and ``b_max``; no clipping. Returns float32 ``torch.Tensor`` of the same shape.
+
+    The numbers of MONAI's ``ScaleIntensityRangePercentiles(lower, upper, b_min, b_max, clip=False,
+    relative=False, channel_wise=channel_wise)`` (a flat image is shifted so that its value becomes
+    ``b_min``); ``channel_wise=True`` takes the percentiles of each leading index ``image[i]`` separately.
+    """
+    if not 0.0 <= lower <= upper <= 100.0:
+        raise ValueError(f"percentiles must satisfy 0 <= lower <= upper <= 100, got {lower}, {upper}")
+    x = torch.as_tensor(image)
+    x = x.as_subclass(torch.Tensor).to(torch.float32)  # a MetaTensor's metadata is not needed here
+    if channel_wise:
+        return torch.stack([_scale(c, lower, upper, b_min, b_max) for c in x])
+    return _scale(x, lower, upper, b_min, b_max)
+
+
+class RobustNormalized(MapTransform):
+    """Map ``keys`` to ``[-1, 1]``: the medians of the lowest ``i_min`` % and highest ``i_max`` % go to -1 and 1.
+
+    Per item, the percentages are ``data[i_min_key]`` / ``data[i_max_key]`` when the item has them (and
+    they are not ``None``), else the constructor's ``i_min`` / ``i_max``; an item with neither is an
+    error. Images keep their shape (``(L, H, W)`` clip, ``(Z, T, H, W)`` case, ``(C, H, W)`` frame) and
+    become float32 tensors.
+
+    Args:
+        keys: image keys to normalise.
+        i_min: percentage of the lowest values whose median maps to -1 (``None``: every item must carry it).
+        i_max: percentage of the highest values whose median maps to 1 (``None``: every item must carry it).
+        per_channel: normalise each leading index (``image[i]``) separately, e.g. each slice of a case.
+        i_min_key, i_max_key: the item keys holding per-item percentages.
+        allow_missing_keys: skip ``keys`` an item lacks.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        i_min: float | None = 10.0,
+        i_max: float | None = 10.0,
+        per_channel: bool = False,
+        i_min_key: str = "i_min",
+        i_max_key: str = "i_max",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        for name, value in (("i_min", i_min), ("i_max", i_max)):
+            if value is not None and not 0.0 <= float(value) <= 100.0:
+                raise ValueError(f"{name} must be a percentage in [0, 100] or None, got {value}")
+        self.i_min = None if i_min is None else float(i_min)
+        self.i_max = None if i_max is None else float(i_max)
+        self.per_channel = bool(per_channel)
+        self.i_min_key = i_min_key
+        self.i_max_key = i_max_key
+
+    def percentages(self, data: Mapping[Hashable, Any]) -> tuple[float, float]:
+        """``(i_min, i_max)`` for this item: its own values, else the constructor's."""
+        out = []
+        for key, fallback in ((self.i_min_key, self.i_min), (self.i_max_key, self.i_max)):
+            value = data.get(key)
+            value = fallback if value is None else float(torch.as_tensor(value).reshape(-1)[0])
+            if value is None:
+                raise ValueError(f"RobustNormalized: the item has no {key!r} and the transform no default")
+            out.append(float(value))
+        return out[0], out[1]
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        i_min, i_max = self.percentages(d)
+        for key in self.key_iterator(d):
+            d[key] = robust_scale(d[key], i_min / 2.0, 100.0 - i_max / 2.0, channel_wise=self.per_channel)
+        return d
