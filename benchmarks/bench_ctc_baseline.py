@@ -344,7 +344,13 @@ def run(
             writer.close(tracks)
         seconds = time.perf_counter() - start
         score_start = time.perf_counter()
-        scores = ctc_scores(res_dir, sequence["gt_dir"], threads=1)
+        seg_dir = os.path.join(sequence["gt_dir"], "SEG")
+        has_seg = os.path.isdir(seg_dir) and any(n.startswith("man_seg") for n in os.listdir(seg_dir))
+        if has_seg:
+            scores = ctc_scores(res_dir, sequence["gt_dir"], threads=1)
+        else:  # e.g. the last frames of Fluo-N2DH-GOWT1/01: TRA and DET only, as the bundle's validation
+            scores = ctc_scores(res_dir, sequence["gt_dir"], threads=1, metrics=("TRA", "DET"))
+            scores.update(SEG=float("nan"), OP_CTB=float("nan"))
         score_seconds = time.perf_counter() - score_start
     name = os.path.basename(os.path.normpath(dataset))
     rule = {"md_fraction": md_fraction, "min_size_fraction": min_size_fraction} if method == "otsu" else {}

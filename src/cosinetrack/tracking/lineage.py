@@ -36,7 +36,23 @@ become background). Its rules, applied in this order:
    visited by first frame, new ids before the continuation of their parent's id (rule 2), and rule 3
    is applied again after each removal: a mother that lost one of two daughters to rule 4 continues
    as the other one, which then is no short fragment any more.
-5. **Labels** are renumbered ``1..N`` in order of first frame (then of raw id).
+5. **Short cell cycles** (``min_cycle_length``, off by default). A track born in a division (its
+   parent has two or more children) that divides again fewer than ``min_cycle_length`` frames after
+   its birth (``E - B + 1 < min_cycle_length``; a real cell cycle lasts tens of frames) is an
+   over-segmentation or a lost neighbour, not a mitosis: the later division is undone by cutting the
+   parent link of all its children but one, which rule 3 then merges into the track. The cut children
+   keep their pixels and their own children (tracks of their own: when the object is a real cell,
+   a missing parent link costs less than a missing cell). The child kept is the longest; on a tie
+   the one continuing the track's raw id, then the one with the smaller raw id. Divisions are
+   visited in time order, so a chain of quick divisions is undone from its first link.
+6. **Short daughters** (``min_daughter_length``, off by default). In a division (a track with two or
+   more children), a daughter shorter than ``min_daughter_length`` frames that has no children of
+   its own and does not end in the last frame of the video is a fragment of the mother read as a
+   daughter (over-segmentation): it is removed (its pixels become background) and rule 3 merges the
+   mother with the remaining daughter. When every daughter of a division is that short, the longest
+   (tie: as in rule 5) stays. Border tracks are not exempt: fragments along the frame border are a
+   known artefact.
+7. **Labels** are renumbered ``1..N`` in order of first frame (then of raw id).
 
 Small instances (fewer than ``min_size`` pixels) are removed before tracking by the tracker, since
 this module sees no pixels.
@@ -114,6 +130,66 @@ def _merge_single_daughters(pieces: list[_Piece]) -> None:
             child.removed = True
 
 
+def _remove_piece(piece: _Piece, max_gap: int) -> None:
+    """Remove ``piece`` (rule 4): its children go to its parent when that one ends at most ``max_gap``
+    frames before them, else they lose their parent; rule 3 is applied to the parent again."""
+    piece.removed = True
+    grand = piece.parent
+    for child in list(piece.children):
+        keep = grand is not None and child.start - grand.end <= max_gap
+        _link(child, grand if keep else None)
+    _link(piece, None)
+    if grand is not None:
+        _merge_single_daughters([grand])
+
+
+def _keep_order(mother: _Piece):
+    """Sort key of the children of ``mother``: the one to keep first (longest, continuing the mother's
+    raw id, smallest raw id)."""
+    raw = mother.parts[-1][0]
+    return lambda c: (-c.length, c.parts[0][0] != raw, c.parts[0][0])
+
+
+def _undo_short_cycles(pieces: list[_Piece], min_cycle_length: int) -> None:
+    """Rule 5: undo the division of a track born in a division fewer than ``min_cycle_length`` frames
+    earlier (all children but the one to keep lose their parent link)."""
+    for piece in sorted(pieces, key=lambda p: p.start):
+        while (
+            not piece.removed
+            and len(piece.children) >= 2
+            and piece.length < min_cycle_length
+            and piece.parent is not None
+            and len(piece.parent.children) >= 2
+        ):
+            for child in sorted(piece.children, key=_keep_order(piece))[1:]:
+                _link(child, None)
+            _merge_single_daughters([piece])
+
+
+def _remove_short_daughters(pieces: list[_Piece], min_daughter_length: int, num_frames: int, max_gap: int) -> None:
+    """Rule 6: remove daughters of a division that end (without children) fewer than
+    ``min_daughter_length`` frames after their birth, before the last frame; the longest one stays."""
+    for piece in sorted(pieces, key=lambda p: p.start):
+        # again after each merge: the merged daughter's own division is then the piece's
+        while not piece.removed and len(piece.children) >= 2:
+            daughters = sorted(piece.children, key=_keep_order(piece))
+            last = num_frames - 1
+            short = [d for d in daughters if d.length < min_daughter_length and not d.children and d.end != last]
+            if len(short) == len(daughters):
+                short = short[1:]
+            if not short:
+                break
+            for daughter in short:
+                _remove_piece(daughter, max_gap)
+
+
+def _check_count(name: str, value: object, minimum: int) -> int:
+    """``value`` as an int, or a ``ValueError`` naming the option when it is no integer ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum} (frames), got {value!r}")
+    return int(value)
+
+
 def make_lineage_valid(
     track_frames: Mapping[int, Iterable[int]],
     parents: Mapping[int, int] | None = None,
@@ -124,6 +200,8 @@ def make_lineage_valid(
     border_tracks: Collection[int] = (),
     keep_border_fragments: bool = True,
     keep_fragments_at_video_ends: bool = True,
+    min_cycle_length: int = 0,
+    min_daughter_length: int = 0,
 ) -> tuple[dict[int, dict[int, int]], np.ndarray]:
     """Make raw tracks a valid CTC lineage (rules in the module docstring).
 
@@ -138,6 +216,10 @@ def make_lineage_valid(
         border_tracks: raw ids that touch the image border in some frame.
         keep_border_fragments: exempt tracks of ``border_tracks`` ids from rule 4.
         keep_fragments_at_video_ends: exempt tracks that begin in frame 0 or end in frame ``T - 1``.
+        min_cycle_length: a track born in a division that divides again after fewer frames loses the
+            later division (rule 5); ``0`` or ``1``: off.
+        min_daughter_length: a daughter with fewer frames, no children and not ending in frame
+            ``T - 1`` is removed from its division (rule 6); ``0`` or ``1``: off.
 
     Returns:
         ``(mappings, tracks)``: ``mappings[t]`` is ``{raw id: CTC label}`` for frame ``t`` (a dict over
@@ -154,6 +236,8 @@ def make_lineage_valid(
         raise ValueError(f"max_gap: must be >= 1, got {max_gap}")
     if int(min_track_length) < 1:
         raise ValueError(f"min_track_length: must be >= 1, got {min_track_length}")
+    min_cycle_length = _check_count("min_cycle_length", min_cycle_length, 0)
+    min_daughter_length = _check_count("min_daughter_length", min_daughter_length, 0)
     frames_of: dict[int, np.ndarray] = {}
     for raw_id, frames in track_frames.items():
         f = np.unique(np.fromiter((int(x) for x in frames), dtype=np.int64))
@@ -219,17 +303,16 @@ def make_lineage_valid(
             continue
         if keep_fragments_at_video_ends and (piece.start == 0 or piece.end == num_frames - 1):
             continue
-        piece.removed = True
-        grand = piece.parent
-        for child in list(piece.children):
-            keep = grand is not None and child.start - grand.end <= max_gap
-            _link(child, grand if keep else None)
-        _link(piece, None)
-        if grand is not None:
-            _merge_single_daughters([grand])
+        _remove_piece(piece, max_gap)
     _merge_single_daughters(all_pieces)
 
-    # rule 5
+    # rule 5, rule 6 (each followed by rule 3)
+    if min_cycle_length > 1:
+        _undo_short_cycles(all_pieces, min_cycle_length)
+    if min_daughter_length > 1:
+        _remove_short_daughters(all_pieces, min_daughter_length, num_frames, max_gap)
+
+    # rule 7
     kept = sorted((p for p in all_pieces if not p.removed), key=lambda p: (p.start, p.parts[0][0]))
     if len(kept) > MAX_CTC_LABEL:
         raise ValueError(f"{len(kept)} tracks do not fit CTC's 16-bit labels (at most {MAX_CTC_LABEL})")

@@ -22,6 +22,21 @@ turns the pairs, fed one by one, into frames with track ids:
   dilated by ``parent_dilation`` px, at least ``min_parent_score``; the reference code searched 8
   frames back). This finds both mothers of dividing cells and the earlier part of a cell that was
   missed for some frames; :func:`~cosinetrack.tracking.make_lineage_valid` sorts out which is which.
+* **Daughters are smaller** (``max_daughter_ratio``, off by default). A new instance whose parent's id
+  also goes on in the birth frame would make the parent divide (:func:`make_lineage_valid`, rule 2).
+  With ``max_daughter_ratio > 0`` it is the parent's daughter only when it has at most
+  ``max_daughter_ratio`` times the parent's pixels (in the frame the parent was found in); else it gets
+  no parent. A real daughter is about half its mother; a same-sized or larger "daughter" beside a
+  mother that goes on is another cell whose track was lost (e.g. after it was merged with a
+  neighbour, or its id jumped away). Parents of new instances whose parent id has ended (a cell
+  found again after missed frames, or both daughters new) are not checked.
+* **Jumps within a pair** (``min_pair_iou``, off by default). The joint clustering of a pair may give
+  one label to two distant objects, one in each frame (seen with trained models: a cell in frame
+  ``t`` and another one across the image in frame ``t + 1``). The id would then jump to the other
+  cell, and the cell it left is born again in the next pair, with the jumped track as its parent: a
+  spurious division. With ``min_pair_iou > 0``, an instance whose parts in the two frames of a pair
+  overlap with an IoU below ``min_pair_iou`` is cut in two: its part in the second frame is a new
+  instance (a new track unless the next pair's matching gives it an id).
 * **Ids.** Raw track ids are ``1, 2, ...`` in order of birth (an instance seen only in a pending
   second frame holds a provisional id until a finalised frame contains it), so raw masks fit
   ``uint16`` as long as there are at most 65535 raw tracks.
@@ -92,6 +107,28 @@ def _border_ids(frame: np.ndarray, width: int) -> np.ndarray:
     return values[values > 0]
 
 
+def _split_jumps(pair: np.ndarray, min_pair_iou: float) -> np.ndarray:
+    """``pair`` ``(2, H, W)`` (non-negative int64 labels) where each label whose parts in the two frames
+    have an IoU below ``min_pair_iou`` has its second-frame part relabelled to a new, unused label."""
+    if int(pair.max(initial=0)) > 4 * pair.size + 1024:  # large label values: compact them first
+        inverse = np.unique(np.r_[0, pair.ravel()], return_inverse=True)[1]  # 0 (background) stays 0
+        pair = inverse[1:].reshape(pair.shape).astype(np.int64)
+    first, second = pair[0].ravel(), pair[1].ravel()
+    size = int(pair.max(initial=0)) + 1
+    n0 = np.bincount(first, minlength=size)
+    n1 = np.bincount(second, minlength=size)
+    inter = np.bincount(first[first == second], minlength=size)
+    union = n0 + n1 - inter
+    iou = inter / np.maximum(union, 1)
+    jumped = np.flatnonzero((n0 > 0) & (n1 > 0) & (iou < min_pair_iou))
+    jumped = jumped[jumped > 0]
+    if jumped.size == 0:
+        return pair
+    lut = np.arange(size, dtype=np.int64)
+    lut[jumped] = np.arange(size, size + jumped.size, dtype=np.int64)
+    return np.stack([pair[0], lut[pair[1]]])
+
+
 def _remove_small(frame: np.ndarray, min_size: int) -> np.ndarray:
     """``frame`` with the instances of fewer than ``min_size`` pixels set to ``0``."""
     ids, inverse, counts = np.unique(frame, return_inverse=True, return_counts=True)
@@ -123,6 +160,11 @@ class PairTracker:
         min_size: instances with fewer pixels in a frame are removed from it before matching.
         border_width: an instance with a pixel this close (pixels) to the image border touches the
             border (``border_tracks``; the lineage step keeps such short tracks).
+        max_daughter_ratio: a new instance whose parent's id goes on in the same frame is the parent's
+            daughter only when it has at most this many times the parent's pixels; ``0``: off.
+        min_pair_iou: an instance of a pair whose parts in the two frames overlap with a smaller IoU is
+            cut in two (its second-frame part becomes a new instance); ``0``: off, the pair's labels are
+            trusted as they are (see "Jumps within a pair" in the module docstring).
 
     Attributes (read-only properties): ``num_frames`` (frames finalised so far), ``track_frames``,
     ``parents``, ``border_tracks`` and ``tracks`` (the raw ``(N, 4)`` table ``L B E P``, not yet CTC
@@ -138,7 +180,19 @@ class PairTracker:
         parent_dilation: int = 0,
         min_size: int = 0,
         border_width: int = 1,
+        min_pair_iou: float = 0.0,
+        max_daughter_ratio: float = 0.0,
     ) -> None:
+        if isinstance(max_daughter_ratio, bool) or not isinstance(
+            max_daughter_ratio, (int, float, np.integer, np.floating)
+        ):
+            raise ValueError(f"max_daughter_ratio: expected a number >= 0, got {max_daughter_ratio!r}")
+        if not 0.0 <= float(max_daughter_ratio) < float("inf"):
+            raise ValueError(f"max_daughter_ratio: must be a finite number >= 0, got {max_daughter_ratio}")
+        if isinstance(min_pair_iou, bool) or not isinstance(min_pair_iou, (int, float, np.integer, np.floating)):
+            raise ValueError(f"min_pair_iou: expected a number in [0, 1], got {min_pair_iou!r}")
+        if not 0.0 <= float(min_pair_iou) <= 1.0:
+            raise ValueError(f"min_pair_iou: must be in [0, 1], got {min_pair_iou}")
         if not 0.0 < float(min_iou) <= 1.0:
             raise ValueError(f"min_iou: must be in (0, 1], got {min_iou}")
         if int(max_parent_gap) < 0:
@@ -156,6 +210,8 @@ class PairTracker:
         self.parent_dilation = int(parent_dilation)
         self.min_size = int(min_size)
         self.border_width = int(border_width)
+        self.min_pair_iou = float(min_pair_iou)
+        self.max_daughter_ratio = float(max_daughter_ratio)
         self._pending: np.ndarray | None = None  # second frame of the last pair, in track ids
         self._history: deque[np.ndarray] = deque(maxlen=self.max_parent_gap)  # finalised, nearest first
         self._history_sizes: deque[np.ndarray] = deque(maxlen=self.max_parent_gap)  # their instance sizes
@@ -229,6 +285,8 @@ class PairTracker:
         if pair.shape[0] == 1 and self._num_frames > 0:
             raise ValueError("pair_labels: (1, H, W) is only accepted as the whole video (one frame)")
         self._shape = pair.shape[1:]
+        if pair.shape[0] == 2 and self.min_pair_iou > 0:
+            pair = _split_jumps(pair, self.min_pair_iou)
         matched = {} if self._pending is None else self._match_pending(pair[0])
         ids = _present_ids(pair)
         new_ids = np.zeros(ids.size, dtype=np.int64)
@@ -294,7 +352,7 @@ class PairTracker:
             if runs is None:
                 self._runs[i] = [[t, t]]
                 if history:
-                    parent, _, _ = best_overlapping_instance(
+                    parent, where, _ = best_overlapping_instance(
                         frame == i,
                         history,
                         self.parent_measure,
@@ -302,6 +360,9 @@ class PairTracker:
                         self.parent_dilation,
                         sizes=history_sizes,
                     )
+                    if parent and self.max_daughter_ratio > 0 and parent < counts.size and counts[parent] > 0:
+                        if counts[i] > self.max_daughter_ratio * history_sizes[where][parent]:
+                            parent = 0  # as large as a mother that goes on: another cell, not a daughter
                     if parent:
                         self._parents[i] = parent
             elif runs[-1][1] == t - 1:
@@ -359,7 +420,7 @@ def check_tracking_options(
 
     Raises:
         CosineTrackConfigError: an unknown (misspelt) name, with the allowed ones, or a value the
-            tracker refuses, naming the section.
+            tracker or the lineage step refuses, naming the section and the option.
     """
     tracking = check_option_names("tracking", tracking, TRACKING_OPTIONS)
     lineage = check_option_names("lineage", lineage, LINEAGE_OPTIONS)
@@ -367,6 +428,10 @@ def check_tracking_options(
         PairTracker(**tracking)
     except (TypeError, ValueError) as e:
         raise CosineTrackConfigError("tracking", str(e)) from e
+    try:  # the option checks of the lineage step, on an empty video
+        make_lineage_valid({}, num_frames=1, **lineage)
+    except (TypeError, ValueError) as e:
+        raise CosineTrackConfigError("lineage", str(e)) from e
     return tracking, lineage
 
 
@@ -380,6 +445,8 @@ def track_pairs(
     parent_dilation: int = 0,
     min_size: int = 0,
     border_width: int = 1,
+    min_pair_iou: float = 0.0,
+    max_daughter_ratio: float = 0.0,
     **lineage_kwargs: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Track a whole (small) video in memory: :class:`PairTracker` followed by the lineage step.
@@ -388,9 +455,10 @@ def track_pairs(
         pair_labels: the ``(2, H, W)`` labels of the pairs ``(0, 1), (1, 2), ...`` in order (a list,
             generator or ``(T - 1, 2, H, W)`` array); a one-frame video is one ``(1, H, W)`` item.
         min_iou, max_parent_gap, parent_measure, min_parent_score, parent_dilation, min_size,
-            border_width: see :class:`PairTracker`.
+            border_width, min_pair_iou, max_daughter_ratio: see :class:`PairTracker`.
         **lineage_kwargs: for :func:`~cosinetrack.tracking.make_lineage_valid` (``max_gap``,
-            ``min_track_length``, ``keep_border_fragments``, ``keep_fragments_at_video_ends``).
+            ``min_track_length``, ``keep_border_fragments``, ``keep_fragments_at_video_ends``,
+            ``min_cycle_length``, ``min_daughter_length``).
 
     Returns:
         ``(labels, tracks)``: int32 ``(T, H, W)`` CTC labels and the int64 ``(N, 4)`` table ``L B E P``.
@@ -403,6 +471,8 @@ def track_pairs(
         parent_dilation=parent_dilation,
         min_size=min_size,
         border_width=border_width,
+        min_pair_iou=min_pair_iou,
+        max_daughter_ratio=max_daughter_ratio,
     )
     frames = [tracker.update(pair) for pair in pair_labels]
     if not frames:
