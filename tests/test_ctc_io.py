@@ -260,6 +260,49 @@ def test_merge_seg_missing_a_tra_cell():
     assert (labels[(seg == 0) & (tra == 0)] == -1).all()
 
 
+@pytest.mark.parametrize(
+    "with_seg, margin",
+    [
+        (False, None),  # off: nothing is background on a frame that is not complete
+        (True, None),
+        (False, 3),  # markers only (no SEG file)
+        (True, 3),  # a partial SEG file
+        (True, 0),  # every unannotated pixel
+    ],
+)
+def test_merge_background_margin_far_from_every_annotated_cell(with_seg, margin):
+    tra = np.zeros((20, 20), np.uint16)
+    tra[2:5, 2:5] = 1  # a marker
+    tra[14:17, 14:17] = 2  # a second cell, not in SEG
+    seg = None
+    if with_seg:
+        seg = np.zeros_like(tra)
+        seg[1:6, 1:6] = 7  # SEG of cell 1 only: the frame is not complete
+    labels, complete = merge_seg_tra(seg, tra, background_margin=margin)
+    assert not complete
+    annotated = (tra > 0) | (seg > 0 if seg is not None else False)
+    assert (labels[tra == 2] == 2).all() and (labels[tra == 1] == 1).all()
+    if margin is None:
+        assert (labels[~annotated] == -1).all()
+        return
+    # exactly the pixels farther than the margin from every annotated pixel are background
+    yy, xx = np.mgrid[:20, :20]
+    pts = np.argwhere(annotated)
+    dist = np.sqrt(((yy[..., None] - pts[:, 0]) ** 2 + (xx[..., None] - pts[:, 1]) ** 2).min(-1))
+    np.testing.assert_array_equal(labels == 0, dist > margin)
+    np.testing.assert_array_equal(labels == -1, (dist > 0) & (dist <= margin))
+
+
+def test_merge_background_margin_leaves_complete_frames_and_rejects_negative_margins():
+    seg = np.zeros((8, 8), np.uint16)
+    seg[1:3, 1:3] = 1
+    tra = seg.copy()
+    complete_labels, complete = merge_seg_tra(seg, tra, background_margin=1)
+    assert complete and (complete_labels[seg == 0] == 0).all()
+    with pytest.raises(ValueError, match="background_margin"):
+        merge_seg_tra(seg, tra, background_margin=-1)
+
+
 def test_merge_shape_mismatch():
     with pytest.raises(ValueError, match="shape"):
         merge_seg_tra(np.zeros((3, 3), int), np.zeros((3, 4), int))

@@ -38,6 +38,7 @@ import re
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+from scipy import ndimage
 import tifffile
 
 from cosinetrack.errors import CosineTrackDataError
@@ -437,7 +438,7 @@ def check_tra_markers(path: str | os.PathLike, tra: np.ndarray, frame: int, trac
 
 
 def merge_seg_tra(
-    seg: np.ndarray | None, tra: np.ndarray, first_fresh_id: int | None = None
+    seg: np.ndarray | None, tra: np.ndarray, first_fresh_id: int | None = None, background_margin: float | None = None
 ) -> tuple[np.ndarray, bool]:
     """Training labels of one frame from its SEG (optional) and TRA ground truth.
 
@@ -457,19 +458,41 @@ def merge_seg_tra(
       here") otherwise; so a frame whose SEG misses some cells (most GOWT1 SEG frames annotate only a few
       cells) keeps its SEG labels and markers but teaches no background. Marker pixels of a SEG-covered
       cell that fall outside its SEG label follow SEG (background or unknown).
+    * ``background_margin`` (off by default): on a frame that is not complete, the unlabelled pixels
+      farther than ``background_margin`` pixels from every SEG label and TRA marker become background
+      ``0``. The CTC tracking ground truth marks every cell of every frame, so such pixels hold no cell;
+      without this, a data set whose SEG frames are all partial (Fluo-N2DH-GOWT1) teaches no background at
+      all, and a model trained on it separates nothing from the background. Take a margin of about a cell
+      radius where markers are smaller than the cells. The frame still counts as not complete.
 
     Args:
         seg: ``(H, W)`` non-negative integer SEG labels (0 = background), or ``None`` when the frame has
             no SEG file.
         tra: ``(H, W)`` non-negative integer TRA markers (0 = no marker), ids = track labels.
         first_fresh_id: first id given to SEG labels without a marker.
+        background_margin: pixels; see above (``None``: off).
 
     Returns:
         ``(labels, complete)``: labels ``(H, W)`` int64 with values ``-1``, ``0`` or ids; complete a bool.
 
     Raises:
-        ValueError: shapes differ or negative values.
+        ValueError: shapes differ, negative values or a negative ``background_margin``.
     """
+    if background_margin is not None and not float(background_margin) >= 0:
+        raise ValueError(f"background_margin must be >= 0 pixels or None, got {background_margin}")
+    labels, complete = _merge_seg_tra(seg, tra, first_fresh_id)
+    if background_margin is not None and not complete:
+        unlabelled = labels == IGNORE_LABEL
+        if unlabelled.any() and not unlabelled.all():
+            far = ndimage.distance_transform_edt(unlabelled) > float(background_margin)
+            labels[far] = 0
+    return labels, complete
+
+
+def _merge_seg_tra(
+    seg: np.ndarray | None, tra: np.ndarray, first_fresh_id: int | None = None
+) -> tuple[np.ndarray, bool]:
+    """:func:`merge_seg_tra` without ``background_margin``."""
     tra = np.asarray(tra)
     if tra.ndim != 2:
         raise ValueError(f"tra must be 2D (H, W), got shape {tra.shape}")
@@ -520,8 +543,11 @@ def merge_seg_tra(
     return labels, complete
 
 
-def iter_ctc_training_frames(sequence: dict, frames: Sequence[int] | None = None) -> Iterator[dict]:
-    """Yield the training data of one frame at a time (see :func:`merge_seg_tra` for the label rules).
+def iter_ctc_training_frames(
+    sequence: dict, frames: Sequence[int] | None = None, background_margin: float | None = None
+) -> Iterator[dict]:
+    """Yield the training data of one frame at a time (see :func:`merge_seg_tra` for the label rules and
+    ``background_margin``).
 
     Each item: ``{"frame": t, "image": (H, W) float32, "label": (H, W) int64, "complete": bool,
     "has_seg": bool}``. Fresh ids of SEG labels without a marker start above every label of
@@ -558,13 +584,16 @@ def iter_ctc_training_frames(sequence: dict, frames: Sequence[int] | None = None
                     sequence["seg"][t], f"size {seg.shape} differs from the image size {image.shape}"
                 )
         start = max(next_fresh, int(tra.max()) + 1 if tra.size else 1)
-        label, complete = merge_seg_tra(seg, tra, first_fresh_id=start)
+        label, complete = merge_seg_tra(seg, tra, first_fresh_id=start, background_margin=background_margin)
         next_fresh = max(start, int(label.max()) + 1 if label.size else start)
         yield {"frame": t, "image": image, "label": label, "complete": complete, "has_seg": seg is not None}
 
 
-def read_ctc_training_video(sequence: dict, frames: Sequence[int] | None = None) -> dict:
-    """Read a whole annotated sequence (or the given frames) for training.
+def read_ctc_training_video(
+    sequence: dict, frames: Sequence[int] | None = None, background_margin: float | None = None
+) -> dict:
+    """Read a whole annotated sequence (or the given frames) for training (``background_margin``: see
+    :func:`merge_seg_tra`).
 
     Returns:
         ``{"name": "01", "image": (T, H, W) float32, "label": (T, H, W) int64 (-1 = no label, 0 =
@@ -583,7 +612,7 @@ def read_ctc_training_video(sequence: dict, frames: Sequence[int] | None = None)
     image = label = None
     complete = np.zeros(len(frames), dtype=bool)
     has_seg = np.zeros(len(frames), dtype=bool)
-    for i, item in enumerate(iter_ctc_training_frames(sequence, frames)):
+    for i, item in enumerate(iter_ctc_training_frames(sequence, frames, background_margin)):
         if image is None:
             image = np.empty((len(frames), *item["image"].shape), dtype=np.float32)
             label = np.empty((len(frames), *item["image"].shape), dtype=np.int64)

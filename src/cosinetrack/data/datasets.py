@@ -235,7 +235,10 @@ def whole_sequences(sequences: Sequence[Mapping[str, Any]]) -> list[dict[str, An
 
 
 def read_ctc_cases(
-    parts: Sequence[Mapping[str, Any]], i_min: float | None = None, i_max: float | None = None
+    parts: Sequence[Mapping[str, Any]],
+    i_min: float | None = None,
+    i_max: float | None = None,
+    background_margin: float | None = None,
 ) -> list[dict[str, Any]]:
     """Read the training parts of :func:`split_video_frames` as cases for :class:`CineClipDataset`.
 
@@ -245,10 +248,12 @@ def read_ctc_cases(
     normalised with (:func:`~cosinetrack.transforms.robust_normalization`): the given value when not
     ``None`` (one value for every case), else the one of its sequence's preset (``sequence["preset"]``,
     see :func:`find_ctc_datasets`); a case with neither carries none (the transform's own value applies).
+    ``background_margin`` (pixels, ``None``: off): background far from every annotated cell on frames
+    whose SEG is partial (:func:`~cosinetrack.data.merge_seg_tra`).
     """
     cases = []
     for part in parts:
-        video = read_ctc_training_video(dict(part["sequence"]), part["frames"])
+        video = read_ctc_training_video(dict(part["sequence"]), part["frames"], background_margin)
         label = video["label"][None].astype(np.int32)
         case = {"name": part["name"], "image": video["image"][None], "label": label}
         preset = part["sequence"].get("preset") or {}
