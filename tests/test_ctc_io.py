@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from cosinetrack.data import read_ctc_cases
 from cosinetrack.data.ctc import (
     find_ctc_sequences,
     iter_ctc_frames,
@@ -491,3 +492,19 @@ def test_validate_ctc_result(tmp_path):
     Path(good, "res_track.txt").write_text("1 0 3 0\n2 0 1 0\n3 2 3 7\n")
     result = validate_ctc_result(good)
     assert not result and "parent 7" in result.explanation
+
+
+@pytest.mark.parametrize(
+    "preset_margin, bundle_margin, background, unknown",
+    [(None, None, False, True), (2, None, True, True), (None, 2, True, True), (2, 0, True, False)],
+)
+def test_training_cases_take_the_background_margin_of_their_preset(
+    tmp_path, preset_margin, bundle_margin, background, unknown
+):
+    _make_sequence(tmp_path, seg_frames=())  # markers only: no frame is complete
+    (seq,) = find_ctc_sequences(tmp_path)
+    preset = {"i_min": 20.0, "i_max": 10.0} | ({} if preset_margin is None else {"background_margin": preset_margin})
+    part = {"name": "01", "sequence": dict(seq, preset=preset), "frames": list(seq["frames"])}
+    (case,) = read_ctc_cases([part], background_margin=bundle_margin)
+    assert bool((case["label"] == 0).any()) == background  # the bundle's value wins over the preset's
+    assert bool((case["label"] == -1).any()) == unknown and (case["label"] > 0).any()

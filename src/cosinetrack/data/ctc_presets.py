@@ -31,11 +31,15 @@ PRESET_KEYS = ("m_pts", "c", "r_N", "i_min", "i_max")
 #: the canvas size the paper's m_pts and c refer to (frames scaled to fit 256 x 256)
 REFERENCE_CANVAS = (256, 256)
 
-#: paper values; r_N in canvas pixels (50 by default, 150 Fluo-MSC, 25 Fluo-HeLa), i_max 1 % for MSC and SIM+
+#: paper values; r_N in canvas pixels (50 by default, 150 Fluo-MSC, 25 Fluo-HeLa), i_max 1 % for MSC and SIM+.
+#: ``background_margin`` (native pixels, ours, not the paper's): training labels of a data set whose SEG
+#: frames are all partial (GOWT1) take as background the pixels that far from every annotated cell
+#: (:func:`~cosinetrack.data.merge_seg_tra`); 25 px because GOWT1's SEG outlines reach at most 14 px beyond
+#: their TRA markers (frame 5, a training frame).
 CTC_PRESETS: dict[str, dict[str, float]] = {
     "DIC-C2DH-HeLa": {"m_pts": 1000, "c": 0.02, "r_N": 50, "i_min": 20.0, "i_max": 10.0},
     "Fluo-C2DL-MSC": {"m_pts": 500, "c": 0.1, "r_N": 150, "i_min": 20.0, "i_max": 1.0},
-    "Fluo-N2DH-GOWT1": {"m_pts": 50, "c": 0.001, "r_N": 50, "i_min": 20.0, "i_max": 10.0},
+    "Fluo-N2DH-GOWT1": {"m_pts": 50, "c": 0.001, "r_N": 50, "i_min": 20.0, "i_max": 10.0, "background_margin": 25},
     "Fluo-N2DL-HeLa": {"m_pts": 25, "c": 0.01, "r_N": 25, "i_min": 20.0, "i_max": 10.0},
     "PhC-C2DH-U373": {"m_pts": 500, "c": 0.005, "r_N": 50, "i_min": 20.0, "i_max": 10.0},
     "Fluo-N2DH-SIM+": {"m_pts": 100, "c": 0.001, "r_N": 50, "i_min": 20.0, "i_max": 1.0},

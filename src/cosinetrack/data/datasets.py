@@ -248,15 +248,17 @@ def read_ctc_cases(
     normalised with (:func:`~cosinetrack.transforms.robust_normalization`): the given value when not
     ``None`` (one value for every case), else the one of its sequence's preset (``sequence["preset"]``,
     see :func:`find_ctc_datasets`); a case with neither carries none (the transform's own value applies).
-    ``background_margin`` (pixels, ``None``: off): background far from every annotated cell on frames
-    whose SEG is partial (:func:`~cosinetrack.data.merge_seg_tra`).
+    ``background_margin`` (pixels): background far from every annotated cell on frames whose SEG is
+    partial (:func:`~cosinetrack.data.merge_seg_tra`); ``None``: the sequence's preset's (the
+    Fluo-N2DH-GOWT1 preset has one, the others none: off).
     """
     cases = []
     for part in parts:
-        video = read_ctc_training_video(dict(part["sequence"]), part["frames"], background_margin)
+        preset = part["sequence"].get("preset") or {}
+        margin = preset.get("background_margin") if background_margin is None else background_margin
+        video = read_ctc_training_video(dict(part["sequence"]), part["frames"], margin)
         label = video["label"][None].astype(np.int32)
         case = {"name": part["name"], "image": video["image"][None], "label": label}
-        preset = part["sequence"].get("preset") or {}
         for key, value in (("i_min", i_min), ("i_max", i_max)):
             value = preset.get(key) if value is None else value
             if value is not None:
