@@ -38,8 +38,8 @@ import re
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-from scipy import ndimage
 import tifffile
+from scipy import ndimage
 
 from cosinetrack.errors import CosineTrackDataError
 from cosinetrack.labels import IGNORE_LABEL

@@ -229,7 +229,8 @@ def segment_and_track_video(
     try:
         for t, frame, emb, pair in pairs:
             if t != expected:
-                raise ValueError(f"frames must be numbered 0, 1, 2, ... without gaps; got frame {t} after {expected - 1}")
+                gap = f"got frame {t} after {expected - 1}"
+                raise ValueError(f"frames must be numbered 0, 1, 2, ... without gaps; {gap}")
             expected += 1
             size = tuple(frame.shape[-2:])
             pending.append((t, frame if keep else None, emb))
