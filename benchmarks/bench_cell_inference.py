@@ -11,20 +11,20 @@ Usage::
         --memory-frames 3,5 --threads 1
 
 Runs exactly what the cell bundle's validation runs for one video part
-(:func:`cosinetrack.engines.video.track_sequence_part`: frames read one at a time, normalised with the
+(:func:`cosinetrack.apps.cell.track_sequence_part`: frames read one at a time, normalized with the
 data set's preset, the recurrent network stepped frame by frame, each pair of frames clustered with
 HDBSCAN, the pair labels tracked by IoU, every finalised frame written to a CTC result folder in a
 temporary directory), with the bundle's settings read from ``bundles/cell/train.json``
-(``tracking``, ``lineage``, ``clustering_options``, ``augmentation.smooth_sigma``; ``--max_points``
+(``tracking``, ``lineage``, ``clustering_options``, ``normalization.smooth_sigma``; ``--max_points``
 overrides ``clustering_options.max_points``) and the clustering parameters of the data set's preset
-converted to the network input size by :func:`cosinetrack.data.clustering_parameters`.
+converted to the network input size by :func:`cosinetrack.apps.cell.clustering_parameters`.
 
 1. **Time per frame by stage** (``--dataset``, ``--sequence``, ``--frames``): the pipeline's own
    timings (``network``: scale/pad to the canvas + ``network.step`` + copy of the embeddings;
    ``clustering``: HDBSCAN of the pair + resampling the labels to the frame size (tiled: per-tile
    clustering + stitching); ``tracking``: IoU tracker + lineage; ``writing``: TIFF masks + final
    relabelling), divided by the number of frames; ``other`` is the rest of the wall time (reading and
-   normalising frames, the result folder's creation and ``res_track.txt``). One row per ``--resolution``
+   normalizing frames, the result folder's creation and ``res_track.txt``). One row per ``--resolution``
    (``scaled`` = the paper: frames scaled to fit the ``--image_size`` canvas; ``tiled`` = native
    resolution in ``--tile_size`` tiles overlapping by ``--tile_overlap``). Before each timed run,
    ``--warmup-frames`` frames go through the same pipeline untimed (oneDNN primitive creation etc.).
@@ -39,7 +39,7 @@ Without ``--ckpt`` the network has random weights (``torch.manual_seed(0)``): th
 representative, the clustering time is not (untrained embeddings do not separate the background from
 the cells, so HDBSCAN sees far more foreground points and finds meaningless clusters), nor are
 tracking/writing (number of objects). ``--ckpt`` takes a state dict saved by the trainer's
-``CheckpointSaver`` (``{"model": state_dict}``, :func:`cosinetrack.engines.checkpoint.load_weights`);
+``CheckpointSaver`` (``{"model": state_dict}``, :func:`cosinetrack.workflows.load_weights`);
 ``--num_levels``/``--num_filters`` must match it (``configs/cell_cpu.json``: 5 levels, 16 filters).
 
 glibc malloc settings are left at their defaults (as the bundle runs); ``--malloc-tuning`` re-executes
@@ -62,17 +62,18 @@ from typing import Any
 
 import torch
 
-from cosinetrack.data.ctc import find_ctc_sequences, read_ctc_frame
-from cosinetrack.data.ctc_presets import clustering_parameters, ctc_preset
-from cosinetrack.engines.checkpoint import load_weights
-from cosinetrack.engines.tiling import tile_grid
-from cosinetrack.engines.video import track_sequence_part
+from cosinetrack.apps.cell.pipeline import track_sequence_part
+from cosinetrack.apps.cell.presets import clustering_parameters, ctc_preset
+from cosinetrack.apps.cell.reader import find_ctc_sequences, read_ctc_frame
+from cosinetrack.apps.cell.sequence import VideoPart
+from cosinetrack.inference.tiling import tile_grid
 from cosinetrack.io.atomic import atomic_write_text
+from cosinetrack.workflows.checkpoint import load_weights
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_network import cpu_model  # noqa: E402  (the same machine description as the network benchmark)
 
-from cosinetrack.networks import RecurrentStackedHourglass
+from cosinetrack.networks.stacked import RecurrentStackedHourglass
 
 MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,7 +107,7 @@ def bundle_settings(path: str) -> dict[str, Any]:
         "tracking": cfg["tracking"],
         "lineage": cfg["lineage"],
         "clustering_options": cfg["clustering_options"],
-        "smooth_sigma": cfg["augmentation"]["smooth_sigma"],
+        "smooth_sigma": cfg["normalization"]["smooth_sigma"],
     }
 
     def expression(v: Any) -> bool:  # MONAI config syntax: "$python", "@reference", "%file#key"
@@ -120,7 +121,7 @@ def bundle_settings(path: str) -> dict[str, Any]:
 
 def find_sequence(dataset: str, name: str) -> dict:
     for seq in find_ctc_sequences(dataset):
-        if seq["name"] == name:
+        if seq.name == name:
             return seq
     raise SystemExit(f"{dataset}: no sequence {name!r}")
 
@@ -158,12 +159,12 @@ def stream(
     settings: Mapping[str, Any],
 ) -> dict[str, Any]:  # fmt: skip
     """Segment and track ``frames`` of ``seq`` as the bundle's validation does; timings and wall time."""
-    preset = ctc_preset(None, seq["root"])
-    frame_size = read_ctc_frame(seq["images"][frames[0]]).shape
+    preset = ctc_preset(None, seq.root)
+    frame_size = read_ctc_frame(seq.images[frames[0]]).shape
     size = (args.image_size,) * 2 if resolution == "scaled" else (args.tile_size,) * 2
     options = {**settings["clustering_options"], "max_points": args.max_points}
     kwargs = clustering_parameters(preset, size, frame_size, resolution, **options)
-    part = {"name": f"{seq['name']}[{frames[0]}:{frames[-1] + 1}]", "sequence": seq, "frames": list(frames)}
+    part = VideoPart(f"{seq.name}[{frames[0]}:{frames[-1] + 1}]", seq, tuple(frames))
     with tempfile.TemporaryDirectory(prefix="bench_cell_inference_") as tmp:
         t0 = time.perf_counter()
         result = track_sequence_part(
@@ -265,7 +266,7 @@ def run_child(args: argparse.Namespace) -> None:
     settings = bundle_settings(args.bundle)
     seq = find_sequence(args.memory_dataset, args.memory_sequence)
     net = build_network(args)
-    frames = list(seq["frames"])[: args.child_frames]
+    frames = list(seq.frames)[: args.child_frames]
     setup = {"setup_peak_mib": mib_maxrss(), "setup_rss_mib": mib_rss(), "setup_s": time.perf_counter() - setup_start}
     warm_up(net, seq, frames, args.memory_resolution, args, settings)
     res = stream(net, seq, frames, args.memory_resolution, args, settings)
@@ -359,21 +360,21 @@ def main(argv: list[str] | None = None) -> str | None:
     if not args.skip_timing:
         net = build_network(args)
         seq = find_sequence(args.dataset, args.sequence)
-        frames = parse_frames(args.frames, seq["frames"])
+        frames = parse_frames(args.frames, list(seq.frames))
         if len(frames) < 2:
             raise SystemExit(f"--frames {args.frames}: need at least 2 frames, got {len(frames)}")
         rows = []
         for resolution in args.resolution:
             warm_up(net, seq, frames, resolution, args, settings)
             res = stream(net, seq, frames, resolution, args, settings)
-            data = f"{os.path.basename(os.path.normpath(seq['root']))}/{seq['name']} [{frames[0]}:{frames[-1] + 1}]"
+            data = f"{os.path.basename(os.path.normpath(seq.root))}/{seq.name} [{frames[0]}:{frames[-1] + 1}]"
             config = config_name(resolution, res, args)
             print(f"# {config}: {res['wall']:.1f} s for {res['frames']} frames", flush=True)
             rows.append((config, f"{data} {res['frame_size'][0]}x{res['frame_size'][1]}", res))
         del net
         sections += [
             "## Time per frame by stage (seconds per frame)\n",
-            "`other` = wall time not in the four stages (reading and normalising frames, result folder); "
+            "`other` = wall time not in the four stages (reading and normalizing frames, result folder); "
             "`total` = wall time / frames; `tracks` = tracks in the result.\n",
             timing_table(rows),
             "",
@@ -381,7 +382,7 @@ def main(argv: list[str] | None = None) -> str | None:
 
     if not args.skip_memory:
         seq = find_sequence(args.memory_dataset, args.memory_sequence)
-        available = len(seq["frames"])
+        available = len(list(seq.frames))
         counts = []
         for item in args.memory_frames.split(","):
             n = available if item.strip() == "all" else int(item)
@@ -398,7 +399,7 @@ def main(argv: list[str] | None = None) -> str | None:
                 flush=True,
             )
             mem_rows.append(res)
-        name = os.path.basename(os.path.normpath(seq["root"]))
+        name = os.path.basename(os.path.normpath(seq.root))
         h, w = mem_rows[0]["frame_size"]
         ck = mem_rows[0]["cluster_kwargs"]
         size = args.image_size if args.memory_resolution == "scaled" else args.tile_size
@@ -412,7 +413,7 @@ def main(argv: list[str] | None = None) -> str | None:
                 f"({100 * diff / lo['peak_mib']:+.1f} %).\n"
             )
         sections += [
-            f"## Peak memory vs video length: {name}/{seq['name']} ({w}x{h}, {available} frames), "
+            f"## Peak memory vs video length: {name}/{seq.name} ({w}x{h}, {available} frames), "
             f"{args.memory_resolution} {size}², m_pts {ck['min_samples']}, c {ck['coordinate_scale']:g}\n",
             "One child process per row streams the first N frames. `peak RSS` = `ru_maxrss` of the child; "
             "`RSS after setup` = its VmRSS after imports, network build and weights, before any frame; "

@@ -1,7 +1,7 @@
 """Robustness of cell tracking: a trained model and the classical baseline on the same frames under shifts.
 
 A held-out tail of the training video is too easy a test. This benchmark scores a model, through the
-cell bundle's own ``evaluating`` workflow (the user's path: preset, normalisation, clustering, tracking,
+cell bundle's own ``evaluating`` workflow (the user's path: preset, normalization, clustering, tracking,
 py-ctcmetrics), and the strong classical pipeline of ``bench_ctc_baseline.py`` (``mad``), on the same
 frames, under controlled intensity shifts of those frames and on other videos:
 
@@ -19,7 +19,7 @@ offset     ``x + 0.5 s`` (a brighter background)
 ========== ==================================================================================================
 
 The shifted frames are written as float32 TIFFs into a temporary copy of the window (renumbered from 0
-with its ground truth, :func:`cosinetrack.io.write_ctc_subsequence`); the inputs are only read. The
+with its ground truth, :func:`cosinetrack.apps.cell.write_ctc_subsequence`); the inputs are only read. The
 noise is drawn with a fixed seed per frame, so both methods see identical frames.
 
 Usage (from the repository root; a checkpoint trained on frames 0-49 of SIM+/01)::
@@ -97,15 +97,15 @@ def shifted_copy(sequence: dict, frames: Sequence[int], shift: str, out_root: st
 
     ``out_root`` is named like the data set folder so that the bundle picks the same preset.
     """
-    from cosinetrack.data import find_ctc_sequences, read_ctc_frame
-    from cosinetrack.io import write_ctc_subsequence
+    from cosinetrack.apps.cell.reader import find_ctc_sequences, read_ctc_frame
+    from cosinetrack.apps.cell.writer import write_ctc_subsequence
 
     copy = write_ctc_subsequence(sequence, list(frames), out_root, name="01")
-    apply = shift_function(shift, read_ctc_frame(copy["images"][copy["frames"][0]]))
-    for t in copy["frames"]:
-        path = copy["images"][t]
+    apply = shift_function(shift, read_ctc_frame(copy.images[list(copy.frames)[0]]))
+    for t in list(copy.frames):
+        path = copy.images[t]
         tifffile.imwrite(path, apply(read_ctc_frame(path), t))
-    return find_ctc_sequences(copy["image_dir"])[0]
+    return find_ctc_sequences(copy.image_dir)[0]
 
 
 def score_model(
@@ -131,7 +131,7 @@ def score_model(
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from cosinetrack.data import find_ctc_sequences
+    from cosinetrack.apps.cell.reader import find_ctc_sequences
 
     baseline = _baseline_module()
     configs = [os.path.abspath(c) for c in args.config]
@@ -139,17 +139,17 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     jobs = []  # (data label, shift, source sequence, frames, dataset name)
     for dataset in [args.dataset, *args.cross]:
-        sequences = {s["name"]: s for s in find_ctc_sequences(dataset)}
+        sequences = {s.name: s for s in find_ctc_sequences(dataset)}
         seq = sequences[args.sequence]
         name = os.path.basename(os.path.normpath(dataset))
         if dataset == args.dataset:
-            frames = baseline.parse_frames(args.frames, seq["frames"])
+            frames = baseline.parse_frames(args.frames, list(seq.frames))
             for shift in args.shifts:
-                jobs.append((f"{name}/{seq['name']} {frames[0]}-{frames[-1]}", shift, seq, frames, name))
+                jobs.append((f"{name}/{seq.name} {frames[0]}-{frames[-1]}", shift, seq, frames, name))
         else:
-            frames = baseline.parse_frames(args.cross_frames, seq["frames"])
-            span = "all" if frames == list(seq["frames"]) else f"{frames[0]}-{frames[-1]}"
-            jobs.append((f"{name}/{seq['name']} {span}", "none", seq, frames, name))
+            frames = baseline.parse_frames(args.cross_frames, list(seq.frames))
+            span = "all" if frames == list(seq.frames) else f"{frames[0]}-{frames[-1]}"
+            jobs.append((f"{name}/{seq.name} {span}", "none", seq, frames, name))
     for label, shift, seq, frames, name in jobs:
         with tempfile.TemporaryDirectory(prefix="cell-robustness-", dir=args.workdir) as work:
             root = os.path.join(work, name)

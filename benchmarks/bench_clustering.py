@@ -4,7 +4,7 @@ Synthetic embeddings stand in for a trained network (see
 :func:`cosinetrack.clustering.synthetic_embeddings`):
 
 - ``cvppp``: one 256x256 image, a rosette of ~15 touching leaves (Voronoi cells in a disc, ~45 % of the
-  image), D = 32, every leaf its own direction (for CVPPP all other leaves are neighbours in the loss);
+  image), D = 32, every leaf its own direction (for CVPPP all other leaves are neighbors in the loss);
   the paper's CVPPP setting m_pts = 50, c = 0.001.
 - ``sim+``: a 256x256 pair of frames, 25 cells (ellipses, ~12 % of the image) moving up to 3 px, D = 16,
   8 directions shared by cells further apart than r_N = 50 px; the paper's Fluo-SIM+ setting
@@ -38,7 +38,12 @@ from typing import Any
 import numpy as np
 from skimage.draw import ellipse
 
-from cosinetrack.clustering import cluster_embeddings, mean_best_iou, relabel_consecutive, synthetic_embeddings
+from cosinetrack.clustering.embedding_clustering import (
+    cluster_embeddings,
+    mean_best_iou,
+    relabel_consecutive,
+    synthetic_embeddings,
+)
 from cosinetrack.io.atomic import atomic_write_text
 
 
@@ -84,11 +89,11 @@ def make_case(scenario: str, seed: int, smooth: float) -> tuple[np.ndarray, np.n
     """(embeddings, ground-truth labels) of one synthetic case."""
     if scenario == "cvppp":
         lab = rosette(seed=seed)
-        emb = synthetic_embeddings(lab, dim=32, num_directions=31, neighbour_radius=1e9, noise=0.03, smooth=smooth,
+        emb = synthetic_embeddings(lab, dim=32, num_directions=31, neighbor_radius=1e9, noise=0.03, smooth=smooth,
                                    seed=seed)  # fmt: skip
     elif scenario == "sim+":
         lab = moving_cells(seed=seed)
-        emb = synthetic_embeddings(lab, dim=16, num_directions=8, neighbour_radius=50, noise=0.03, smooth=smooth,
+        emb = synthetic_embeddings(lab, dim=16, num_directions=8, neighbor_radius=50, noise=0.03, smooth=smooth,
                                    seed=seed)  # fmt: skip
     else:
         raise ValueError(scenario)

@@ -1,7 +1,7 @@
 """Classical baselines on Cell Tracking Challenge data: per-frame segmentation, IoU linking, CTC measures.
 
 The numbers a learned method has to beat on the same frames, measured with the same scoring code
-(:func:`cosinetrack.metrics.ctc.ctc_scores`, py-ctcmetrics) and the same tracking stage as the network
+(:func:`cosinetrack.apps.cell.ctc_scores`, py-ctcmetrics) and the same tracking stage as the network
 pipeline (:class:`cosinetrack.tracking.PairTracker` + its CTC-valid ``lineage()``). Two segmentations,
 chosen by ``--method`` (no learning, nothing read from the ground truth):
 
@@ -19,7 +19,7 @@ chosen by ``--method`` (no learning, nothing read from the ground truth):
 5. Watershed of the negated distance inside the foreground (``skimage.segmentation.watershed``).
 
 The four values (sigma 2, k 4, min_size 100, min_distance 25) were **chosen on Fluo-N2DH-SIM+/01 itself**
-(the frames the learned model is evaluated on included), so this row is optimistic on SIM+/01; on GOWT1
+(the frames the learned model is evaluated on included), so this row is optimiztic on SIM+/01; on GOWT1
 they are used unchanged.
 
 ``otsu`` (the weak baseline of the first measurement, kept as a second row):
@@ -44,16 +44,16 @@ no higher one lies within ``min_distance`` (Chebyshev distance): the maxima of t
 radius ``r`` are ``2 r`` apart and stay separate, while the several ridge maxima of an elongated or
 irregular nucleus merge. (``--min-size`` and ``--min-distance`` apply to ``mad`` only.)
 
-Tracking (both methods): each frame ``t + 1`` is relabelled to frame ``t`` by greedy one-to-one IoU
+Tracking (both methods): each frame ``t + 1`` is relabeled to frame ``t`` by greedy one-to-one IoU
 matching (``greedy_iou_matching``, IoU >= 0.25, the authors' reference value); unmatched objects get
 fresh ids. The pairs ``(t, t + 1)`` thus have consistent ids and go through ``PairTracker`` (defaults: a
 new track's parent = the most overlapping object, IoU >= 0.1, of the last 8 frames, which for a dividing
 cell is the mother in the previous frame) and ``lineage()`` (gaps up to 8 frames linked, tracks of one
 frame removed unless at the border or a video end), streamed into
-:class:`cosinetrack.io.ctc.CTCResultWriter`.
+:class:`cosinetrack.apps.cell.CTCResultWriter`.
 
 Scoring: when ``--frames`` selects part of a sequence, the frames and their ground truth are copied into a
-temporary data set renumbered from 0 (:func:`cosinetrack.io.ctc.write_ctc_subsequence`, tracks clipped
+temporary data set renumbered from 0 (:func:`cosinetrack.apps.cell.write_ctc_subsequence`, tracks clipped
 to the window), so the window is scored as a sequence of its own (a track cut by the window start is a
 new track; its parent link, if it ended before the window, is dropped).
 
@@ -93,10 +93,11 @@ from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
-from cosinetrack.data.ctc import find_ctc_sequences, iter_ctc_frames
-from cosinetrack.io.ctc import CTCResultWriter, write_ctc_subsequence
-from cosinetrack.metrics.ctc import ctc_scores, format_ctc_table
-from cosinetrack.tracking import PairTracker, greedy_iou_matching
+from cosinetrack.apps.cell.reader import find_ctc_sequences, iter_ctc_frames
+from cosinetrack.apps.cell.scoring import ctc_scores, format_ctc_table
+from cosinetrack.apps.cell.writer import CTCResultWriter, write_ctc_subsequence
+from cosinetrack.tracking.matching import greedy_iou_matching
+from cosinetrack.tracking.pair_tracker import PairTracker
 
 METHODS = ("mad", "otsu")
 COLUMNS = ["method", "data set", "frames", "SEG", "TRA", "DET", "OP_CTB", "valid", "s/frame", "tracks",
@@ -256,7 +257,7 @@ def segment(image: np.ndarray, sigma: float, min_distance: int, min_size: int, *
 
 
 def consistent_pair(previous: np.ndarray, current: np.ndarray, min_iou: float) -> np.ndarray:
-    """``(2, H, W)``: ``previous`` and ``current`` relabelled to it by greedy IoU (unmatched: fresh ids)."""
+    """``(2, H, W)``: ``previous`` and ``current`` relabeled to it by greedy IoU (unmatched: fresh ids)."""
     matched = greedy_iou_matching(previous, current, min_iou)
     ids = np.unique(current[current > 0])
     lut = np.zeros(int(current.max()) + 1, dtype=np.int64)
@@ -304,23 +305,23 @@ def run(
     parameters; ``md_fraction`` and ``min_size_fraction`` the ``otsu`` rule's."""
     if method not in METHODS:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
-    sequences = {s["name"]: s for s in find_ctc_sequences(dataset)}
+    sequences = {s.name: s for s in find_ctc_sequences(dataset)}
     if sequence_name not in sequences:
         raise SystemExit(f"{dataset}: no sequence {sequence_name!r} (found {sorted(sequences)})")
     sequence = sequences[sequence_name]
-    frames = parse_frames(frames_spec, sequence["frames"])
+    frames = parse_frames(frames_spec, list(sequence.frames))
     if not frames:
-        raise SystemExit(f"{sequence['image_dir']}: no frame in {frames_spec!r}")
+        raise SystemExit(f"{sequence.image_dir}: no frame in {frames_spec!r}")
     with tempfile.TemporaryDirectory(prefix="ctc-baseline-", dir=workdir) as tmp:
-        if frames != sequence["frames"]:
+        if frames != list(sequence.frames):
             sequence = write_ctc_subsequence(sequence, frames, os.path.join(tmp, "data"))
-        if sequence["gt_dir"] is None:
-            raise SystemExit(f"{sequence['image_dir']}: no ground truth beside it to score against")
-        res_dir = os.path.join(tmp, f"{sequence['name']}_RES")
+        if sequence.gt_dir is None:
+            raise SystemExit(f"{sequence.image_dir}: no ground truth beside it to score against")
+        res_dir = os.path.join(tmp, f"{sequence.name}_RES")
         tracker = PairTracker(min_iou=min_iou)
         params: dict[str, Any] | None = None
         start = time.perf_counter()
-        with CTCResultWriter(res_dir, sequence["digits"] or 3) as writer:
+        with CTCResultWriter(res_dir, sequence.digits or 3) as writer:
             previous = None
             for i, (_, image) in enumerate(iter_ctc_frames(sequence)):  # result frames are numbered 0..T-1
                 if method == "mad":
@@ -344,12 +345,12 @@ def run(
             writer.close(tracks)
         seconds = time.perf_counter() - start
         score_start = time.perf_counter()
-        seg_dir = os.path.join(sequence["gt_dir"], "SEG")
+        seg_dir = os.path.join(sequence.gt_dir, "SEG")
         has_seg = os.path.isdir(seg_dir) and any(n.startswith("man_seg") for n in os.listdir(seg_dir))
         if has_seg:
-            scores = ctc_scores(res_dir, sequence["gt_dir"], threads=1)
+            scores = ctc_scores(res_dir, sequence.gt_dir, threads=1)
         else:  # e.g. the last frames of Fluo-N2DH-GOWT1/01: TRA and DET only, as the bundle's validation
-            scores = ctc_scores(res_dir, sequence["gt_dir"], threads=1, metrics=("TRA", "DET"))
+            scores = ctc_scores(res_dir, sequence.gt_dir, threads=1, metrics=("TRA", "DET"))
             scores.update(SEG=float("nan"), OP_CTB=float("nan"))
         score_seconds = time.perf_counter() - score_start
     name = os.path.basename(os.path.normpath(dataset))

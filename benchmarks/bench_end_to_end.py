@@ -9,15 +9,15 @@ Usage::
         --modes fast --precisions fp32
 
 The whole pipeline of the cell bundle's ``inference`` / validation on one video part: every frame is
-**read** (TIFF) and normalised with the data set's preset (+ the bundle's Gaussian smoothing), the
+**read** (TIFF) and normalized with the data set's preset (+ the bundle's Gaussian smoothing), the
 **network** steps (scale to fit the 256² canvas with the bundle's reflection padding, ``network.step``
 with the GRU state carried, copy of the float32 embeddings), each pair of frames is **clustered**
 (:func:`~cosinetrack.clustering.cluster_embeddings` with the bundle's ``clustering_options`` and the
 preset's m_pts and c on the canvas, ``mode`` exact or fast; labels resampled to the frame size), the
 **tracker** links the pair labels (plus the final lineage step), and every finished frame is
 **written** as a CTC mask (plus the final relabelling); ``other`` is the rest of the wall time (result
-folder, ``res_track.txt``). It is :func:`cosinetrack.engines.video.segment_and_track_video` as
-:func:`~cosinetrack.engines.video.track_sequence_part` runs it, with the reading timed separately.
+folder, ``res_track.txt``). It is :func:`cosinetrack.inference.segment_and_track_video` as
+:func:`~cosinetrack.apps.cell.track_sequence_part` runs it, with the reading timed separately.
 
 Two networks, each in float32 and in bfloat16 autocast (``amp``; ``--precisions``), each with both
 clustering modes (``--modes``), in one run:
@@ -37,7 +37,7 @@ Two schedules (``--schedules``):
 
 * ``serial``: the bundle's loop, one stage after the other in one thread.
 * ``overlap``: the bundles' default loop, ``segment_and_track_video(..., overlap_stages=True)``: a
-  reading thread reads and normalises the next frames, a network thread steps the network, and the
+  reading thread reads and normalizes the next frames, a network thread steps the network, and the
   calling thread clusters, tracks and writes the previous pairs (each stage at most 2 frames ahead).
   The network keeps ``--threads`` torch threads; reading and clustering then run on other cores, so
   this schedule uses up to ``--threads`` + 2 cores.
@@ -75,15 +75,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from cosinetrack.clustering import cluster_embeddings, restore_label_size
-from cosinetrack.data.ctc import find_ctc_sequences, iter_ctc_frames, read_ctc_frame
-from cosinetrack.data.ctc_presets import clustering_parameters, ctc_preset
-from cosinetrack.engines.checkpoint import load_weights, network_for_model
-from cosinetrack.engines.inferer import resolve_amp
-from cosinetrack.engines.video import ScaledPairSegmenter, normalize_frame, segment_and_track_video
+from cosinetrack.apps.cell.presets import clustering_parameters, ctc_preset
+from cosinetrack.apps.cell.reader import find_ctc_sequences, iter_ctc_frames, read_ctc_frame
+from cosinetrack.apps.cell.writer import CTCResultWriter
+from cosinetrack.clustering.embedding_clustering import cluster_embeddings
+from cosinetrack.inference.inferer import resolve_amp
+from cosinetrack.inference.segmenter import ScaledPairSegmenter, normalize_frame
+from cosinetrack.inference.video import segment_and_track_video
 from cosinetrack.io.atomic import atomic_write_text
-from cosinetrack.io.ctc import CTCResultWriter
-from cosinetrack.networks import RecurrentStackedHourglass
+from cosinetrack.networks.stacked import RecurrentStackedHourglass
+from cosinetrack.transforms.spatial import restore_label_size
+from cosinetrack.workflows.checkpoint import load_weights, network_for_model
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_fast_clustering import bundle_settings  # noqa: E402  (the cell bundle's literal settings)
@@ -102,9 +104,9 @@ def read_frames(
     seq: Mapping[str, Any], frames: Sequence[int], preset: Mapping[str, Any], smooth_sigma: float,
     timings: dict[str, float],
 ) -> Iterator[tuple[int, torch.Tensor]]:  # fmt: skip
-    """``(i, normalised frame (C, H, W))`` for ``frames`` of ``seq``, ``i = 0, 1, ...``; the time spent is
+    """``(i, normalized frame (C, H, W))`` for ``frames`` of ``seq``, ``i = 0, 1, ...``; the time spent is
     added to ``timings["reading"]``."""
-    images = iter_ctc_frames(dict(seq), list(frames))
+    images = iter_ctc_frames(seq, list(frames))
     i = 0
     while True:
         t0 = time.perf_counter()
@@ -190,7 +192,7 @@ def run_serial(
     Returns ``{"timings": seconds per stage, "wall", "frames", "tracks"}``."""
     timings = {"reading": 0.0}
     t0 = time.perf_counter()
-    with CTCResultWriter(res_dir, digits=int(seq.get("digits", 3))) as writer:
+    with CTCResultWriter(res_dir, digits=seq.digits or 3) as writer:
         stream = read_frames(seq, frames, preset, settings["smooth_sigma"], timings)
         result = segment_and_track_video(
             segmenter, stream, writer, settings["tracking"], settings["lineage"], overlap_stages=overlap_stages
@@ -233,7 +235,7 @@ def run_overlapped(
 
     def worker() -> None:
         try:
-            with CTCResultWriter(res_dir, digits=int(seq.get("digits", 3))) as writer:
+            with CTCResultWriter(res_dir, digits=seq.digits or 3) as writer:
                 result.update(segment_and_track_video(post, items(), writer, settings["tracking"], settings["lineage"]))
                 writer.close(result["tracks"])
         except BaseException as err:  # noqa: BLE001 - re-raised in the main thread
@@ -327,7 +329,7 @@ def describe(net: torch.nn.Module) -> str:
 
 def find_sequence(dataset: str, name: str) -> dict:
     for seq in find_ctc_sequences(dataset):
-        if seq["name"] == name:
+        if seq.name == name:
             return seq
     raise SystemExit(f"{dataset}: no sequence {name!r}")
 
@@ -415,12 +417,12 @@ def main(argv: Sequence[str] | None = None) -> str:
     settings = bundle_settings(args.bundle)
     seq = find_sequence(args.dataset, args.sequence)
     parts = [int(s) if s.strip() else None for s in args.frames.split(":")]
-    frames = list(seq["frames"])[slice(*parts)]
+    frames = list(seq.frames)[slice(*parts)]
     if len(frames) < 2:
         raise SystemExit(f"--frames {args.frames}: need at least 2 frames")
-    preset = ctc_preset(None, seq["root"])
+    preset = ctc_preset(None, seq.root)
     size = (args.image_size,) * 2
-    frame_size = read_ctc_frame(seq["images"][frames[0]]).shape
+    frame_size = read_ctc_frame(seq.images[frames[0]]).shape
     shipped = shipped_network(args.model, args.device)
     paper = paper_network(args)
     header = [
@@ -430,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> str:
         f"{torch.get_num_threads()} torch thread(s) for the network, HDBSCAN n_jobs 1, device {args.device}, "
         f"bf16 autocast {'native' if resolve_amp('auto', args.device) else 'not native'} here; "
         f"load average at the start {load0:.1f}",
-        f"- Data: {os.path.basename(os.path.normpath(seq['root']))}/{seq['name']} frames {frames[0]}-{frames[-1]} "
+        f"- Data: {os.path.basename(os.path.normpath(seq.root))}/{seq.name} frames {frames[0]}-{frames[-1]} "
         f"({len(frames)} frames, {frame_size[1]}x{frame_size[0]}), canvas {args.image_size}², preset {preset['name']}",
         f"- shipped = {os.path.relpath(args.model, REPO)} ({describe(shipped)}); paper = "
         f"{describe(paper)}, 2 stacks, random weights, in the loop, clustering the shipped model's embeddings",

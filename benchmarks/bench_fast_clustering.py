@@ -14,18 +14,18 @@ One run answers issue 9's goal 1: is clustering + tracking of a 256 x 256 frame 
 
 For every ``--sets`` entry ``DATASET:SEQUENCE:START:STOP`` (frames as a python slice, default
 ``Fluo-N2DH-SIM+/01`` frames 50-64, the cell bundle's held-out part, and ``Fluo-N2DH-GOWT1/01`` frames
-0-29), the frames are read and normalised with the data set's preset, scaled to fit the
+0-29), the frames are read and normalized with the data set's preset, scaled to fit the
 ``--image_size`` canvas and streamed through the network (``--ckpt``, the bundle's recurrent stacked
 hourglass) once; the embeddings are kept in memory (and cached as ``.npy`` under ``--cache_dir``, keyed
 by checkpoint, data and settings). Then, for each clustering mode, the same embeddings go through the
-bundle's streaming pipeline, :func:`cosinetrack.engines.video.segment_and_track_video`: every pair of
+bundle's streaming pipeline, :func:`cosinetrack.inference.segment_and_track_video`: every pair of
 frames is clustered (:func:`~cosinetrack.clustering.cluster_embeddings` with the bundle's
 ``clustering_options`` and the preset's m_pts and c converted to the canvas, plus ``mode``), the labels
-are resampled to the frame size (:func:`~cosinetrack.clustering.restore_label_size`), the pair tracker
+are resampled to the frame size (:func:`~cosinetrack.transforms.restore_label_size`), the pair tracker
 and the lineage step run, and the masks are written to a CTC result folder in a temporary directory.
-The result is scored with py-ctcmetrics (:func:`~cosinetrack.metrics.ctc_scores`) against the
+The result is scored with py-ctcmetrics (:func:`~cosinetrack.apps.cell.ctc_scores`) against the
 ground truth of the same frames, cut out and renumbered from 0 by
-:func:`~cosinetrack.io.write_ctc_subsequence` (as the bundle's validation does).
+:func:`~cosinetrack.apps.cell.write_ctc_subsequence` (as the bundle's validation does).
 
 Reported per data set and mode: clustering s/frame (wall and CPU time of the pair clustering plus the
 resampling, divided by the number of frames), tracking s/frame (pair tracker + lineage, wall),
@@ -59,15 +59,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from cosinetrack.clustering import cluster_embeddings, mean_best_iou, restore_label_size
-from cosinetrack.data.ctc import find_ctc_sequences, iter_ctc_frames, read_ctc_frame
-from cosinetrack.data.ctc_presets import clustering_parameters, ctc_preset
-from cosinetrack.engines.checkpoint import load_weights
-from cosinetrack.engines.video import ScaledPairSegmenter, normalize_frame, segment_and_track_video
+from cosinetrack.apps.cell.presets import clustering_parameters, ctc_preset
+from cosinetrack.apps.cell.reader import find_ctc_sequences, iter_ctc_frames, read_ctc_frame
+from cosinetrack.apps.cell.scoring import ctc_scores
+from cosinetrack.apps.cell.writer import CTCResultWriter, write_ctc_subsequence
+from cosinetrack.clustering.embedding_clustering import cluster_embeddings, mean_best_iou
+from cosinetrack.inference.segmenter import ScaledPairSegmenter, normalize_frame
+from cosinetrack.inference.video import segment_and_track_video
 from cosinetrack.io.atomic import atomic_write_text
-from cosinetrack.io.ctc import CTCResultWriter, write_ctc_subsequence
-from cosinetrack.metrics.ctc import ctc_scores
-from cosinetrack.networks import RecurrentStackedHourglass
+from cosinetrack.networks.stacked import RecurrentStackedHourglass
+from cosinetrack.transforms.spatial import restore_label_size
+from cosinetrack.workflows.checkpoint import load_weights
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_network import MALLOC_ENV, best_time, cpu_model  # noqa: E402  (same machine description and timing)
@@ -85,7 +87,7 @@ def bundle_settings(path: str) -> dict[str, Any]:
         "tracking": dict(cfg["tracking"]),
         "lineage": dict(cfg["lineage"]),
         "clustering_options": dict(cfg["clustering_options"]),
-        "smooth_sigma": float(cfg["augmentation"]["smooth_sigma"]),
+        "smooth_sigma": float(cfg["normalization"]["smooth_sigma"]),
         "padding_mode": str(cfg["augmentation"].get("padding_mode", "zeros")),
     }
 
@@ -98,8 +100,8 @@ def parse_set(spec: str, data_root: str) -> tuple[dict, list[int]]:
     name, seq_name, start, stop = parts
     dataset = name if os.path.isabs(name) else os.path.join(data_root, "ctc", name)
     for seq in find_ctc_sequences(dataset):
-        if seq["name"] == seq_name:
-            frames = list(seq["frames"])[slice(int(start) if start else None, int(stop) if stop else None)]
+        if seq.name == seq_name:
+            frames = list(seq.frames)[slice(int(start) if start else None, int(stop) if stop else None)]
             if len(frames) < 2:
                 raise SystemExit(f"--sets {spec}: fewer than 2 frames")
             return seq, frames
@@ -122,7 +124,7 @@ def embeddings_of(net, seq: dict, frames: list[int], preset: Mapping, args, sett
     key = json.dumps(
         [os.path.abspath(args.ckpt) if args.ckpt else None,
          os.path.getmtime(args.ckpt) if args.ckpt else None, args.num_levels, args.num_filters,
-         seq["image_dir"], frames, args.image_size, settings["smooth_sigma"], preset["i_min"], preset["i_max"],
+         seq.image_dir, frames, args.image_size, settings["smooth_sigma"], preset["i_min"], preset["i_max"],
          settings["padding_mode"]],
     )  # fmt: skip
     path = os.path.join(args.cache_dir, f"emb_{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy")
@@ -142,7 +144,7 @@ def embeddings_of(net, seq: dict, frames: list[int], preset: Mapping, args, sett
 
 
 class ReplaySegmenter:
-    """A pair segmenter (see :mod:`cosinetrack.engines.video`) that replays cached embeddings.
+    """A pair segmenter (see :mod:`cosinetrack.inference.segmenter`) that replays cached embeddings.
 
     ``push`` clusters the pair (previous, current) exactly as :class:`ScaledPairSegmenter` does and keeps
     the canvas labels of every pair in ``pairs``; ``timings["clustering"]`` is the wall time,
@@ -306,16 +308,16 @@ def main(argv: list[str] | None = None) -> str:
     rows = []
     for spec in args.sets:
         seq, frames = parse_set(spec, args.data_root)
-        preset = ctc_preset(None, seq["root"])
-        frame_size = tuple(read_ctc_frame(seq["images"][frames[0]]).shape)
+        preset = ctc_preset(None, seq.root)
+        frame_size = tuple(read_ctc_frame(seq.images[frames[0]]).shape)
         options = {k: v for k, v in settings["clustering_options"].items() if k != "mode"}
         base = clustering_parameters(preset, (args.image_size,) * 2, frame_size, "scaled", **options)
         t0 = time.perf_counter()
         emb = embeddings_of(net, seq, frames, preset, args, settings)
         print(f"# {spec}: embeddings {emb.shape} in {time.perf_counter() - t0:.1f} s", flush=True)
-        data_name = f"{os.path.basename(os.path.normpath(seq['root']))}/{seq['name']} [{frames[0]}:{frames[-1] + 1}]"
+        data_name = f"{os.path.basename(os.path.normpath(seq.root))}/{seq.name} [{frames[0]}:{frames[-1] + 1}]"
         with tempfile.TemporaryDirectory(prefix="bench_fast_clustering_") as tmp:
-            write_ctc_subsequence(dict(seq), frames, os.path.join(tmp, "gt"), name="01")
+            write_ctc_subsequence(seq, frames, os.path.join(tmp, "gt"), name="01")
             gt_dir = os.path.join(tmp, "gt", "01_GT")
             results = {}
             for k, (mode, mode_name, opts) in enumerate(variants):

@@ -16,14 +16,14 @@ Two measurements, one run:
    under bfloat16 autocast (``torch.autocast(device, dtype=torch.bfloat16)``; no gradient scaler is
    needed for bfloat16), float32 loss, backward, step; and the same in float32 for comparison
    (``--precisions``). Clips and labels come from the synthetic cell videos
-   (:func:`~cosinetrack.data.synthetic_cells.generate_cell_video`), on the device before timing; the
+   (:func:`~cosinetrack.apps.cell.generate_cell_video`), on the device before timing; the
    time is the median over ``--train_iters`` iterations after ``--warmup`` untimed ones, with
    ``torch.cuda.synchronize()`` around each.
 2. **End-to-end inference frames per second** at 256²: the pipeline of
    ``benchmarks/bench_end_to_end.py`` on one CTC sequence (``--dataset``/``--sequence``/``--frames``,
-   or by default a synthetic 256² sequence written to a temporary folder): read + normalise, the
+   or by default a synthetic 256² sequence written to a temporary folder): read + normalize, the
    paper-size network stepped on the device (``amp``: the pipeline's autocast, i.e. float16 on CUDA and
-   bfloat16 on CPU, :func:`~cosinetrack.engines.autocast_context`), ``fast`` clustering of every pair on
+   bfloat16 on CPU, :func:`~cosinetrack.inference.autocast_context`), ``fast`` clustering of every pair on
    the CPU, tracking, writing. The paper-size network has random weights, so (as in
    ``bench_end_to_end.py``) the clustering gets the embeddings of the trained model the cell bundle
    ships (``--model``, computed beforehand on the same frames); the paper-size network runs in the loop
@@ -53,12 +53,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from cosinetrack.data.ctc import find_ctc_sequences, read_ctc_frame
-from cosinetrack.data.ctc_presets import clustering_parameters, ctc_preset
-from cosinetrack.data.synthetic_cells import generate_cell_video, write_ctc_sequence
+from cosinetrack.apps.cell.presets import clustering_parameters, ctc_preset
+from cosinetrack.apps.cell.reader import find_ctc_sequences, read_ctc_frame
+from cosinetrack.apps.cell.synthetic import generate_cell_video, write_ctc_sequence
 from cosinetrack.io.atomic import atomic_write_text
-from cosinetrack.losses import CosineEmbeddingLoss, StackedLoss
-from cosinetrack.networks import RecurrentStackedHourglass
+from cosinetrack.losses.cosine_embedding import CosineEmbeddingLoss
+from cosinetrack.losses.stacked import StackedLoss
+from cosinetrack.networks.stacked import RecurrentStackedHourglass
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_end_to_end import (  # noqa: E402  (the end-to-end pipeline and its schedules)
@@ -94,7 +95,7 @@ def network(size: dict[str, int], device: torch.device) -> RecurrentStackedHourg
 
 
 def training_clip(args: argparse.Namespace, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """One synthetic clip ``(1, T, 1, S, S)`` (roughly normalised) and its labels ``(1, T, 1, S, S)``."""
+    """One synthetic clip ``(1, T, 1, S, S)`` (roughly normalized) and its labels ``(1, T, 1, S, S)``."""
     images, labels, _ = generate_cell_video(0, num_frames=args.clip_length, image_size=(args.size,) * 2)
     x = images.astype(np.float32)
     x = 2 * (x - np.percentile(x, 5)) / max(np.percentile(x, 99.5) - np.percentile(x, 5), 1e-6) - 1
@@ -106,7 +107,7 @@ def training_clip(args: argparse.Namespace, device: torch.device) -> tuple[torch
 def time_training(args: argparse.Namespace, device: torch.device, bf16: bool) -> dict[str, float]:
     """Median seconds of one training iteration (forward, loss, backward, Adam step) and the last loss."""
     net = network(TINY if args.tiny else PAPER, device).train()
-    loss_fn = StackedLoss(CosineEmbeddingLoss(neighbour_radius=10, max_instances=32, seed=0))
+    loss_fn = StackedLoss(CosineEmbeddingLoss(neighbor_radius=10, max_instances=32, seed=0))
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     clip, lab = training_clip(args, device)
     times, loss = [], float("nan")
@@ -132,14 +133,14 @@ def inference_sequence(args: argparse.Namespace, tmp: str) -> tuple[dict, list[i
     """The sequence and frames of the inference run: ``--dataset`` or a synthetic one written to ``tmp``."""
     if args.dataset:
         for seq in find_ctc_sequences(args.dataset):
-            if seq["name"] == args.sequence:
+            if seq.name == args.sequence:
                 parts = [int(s) if s.strip() else None for s in args.frames.split(":")]
-                return seq, list(seq["frames"])[slice(*parts)]
+                return seq, list(seq.frames)[slice(*parts)]
         raise SystemExit(f"{args.dataset}: no sequence {args.sequence!r}")
     images, labels, tracks = generate_cell_video(1, num_frames=args.num_frames, image_size=(args.size,) * 2)
     write_ctc_sequence(tmp, "01", images, labels, tracks)
     (seq,) = find_ctc_sequences(tmp)
-    return seq, list(seq["frames"])
+    return seq, list(seq.frames)
 
 
 def time_inference(args: argparse.Namespace, device: torch.device, tmp: str) -> list[dict[str, Any]]:
@@ -147,9 +148,9 @@ def time_inference(args: argparse.Namespace, device: torch.device, tmp: str) -> 
     if len(frames) < 2:
         raise SystemExit("the inference run needs at least 2 frames")
     settings = bundle_settings(args.bundle)
-    preset = ctc_preset(args.dataset_preset, seq["root"])
+    preset = ctc_preset(args.dataset_preset, seq.root)
     size = (args.size,) * 2
-    frame_size = read_ctc_frame(seq["images"][frames[0]]).shape
+    frame_size = read_ctc_frame(seq.images[frames[0]]).shape
     options = {**settings["clustering_options"], "mode": "fast"}
     kwargs = clustering_parameters(preset, size, frame_size, "scaled", **options)
     shipped = shipped_network(args.model, str(device))
@@ -178,7 +179,7 @@ def time_inference(args: argparse.Namespace, device: torch.device, tmp: str) -> 
         if pool is not None:
             pool.shutdown()
     for row in rows:
-        row.update(data=f"{os.path.basename(os.path.normpath(seq['root']))}/{seq['name']} "
+        row.update(data=f"{os.path.basename(os.path.normpath(seq.root))}/{seq.name} "
                         f"{frame_size[1]}x{frame_size[0]}, {len(frames)} frames", workers=workers)  # fmt: skip
     return rows
 

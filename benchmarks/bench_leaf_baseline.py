@@ -1,9 +1,9 @@
-"""Classical leaf-instance baseline on CVPPP A1: colour threshold + distance-transform watershed, 3-fold CV.
+"""Classical leaf-instance baseline on CVPPP A1: color threshold + distance-transform watershed, 3-fold CV.
 
 The number a learned leaf segmentation has to beat, on the same 96 plants, with the same folds and the
 same scoring code as the leaf bundle's cross-validation (``bundles/leaf/crossval.json``):
 
-* folds: :func:`cosinetrack.data.split_cases` on :func:`cosinetrack.data.find_cvppp_plants` with 3 folds
+* folds: :func:`cosinetrack.data.split_cases` on :func:`cosinetrack.apps.leaf.find_cvppp_plants` with 3 folds
   and seed 0, exactly what the bundle's ``split`` draws (fold ``k`` of the tables = ``--fold k-1``);
 * scores: :func:`cosinetrack.metrics.instances.instance_scores` (SBD, DiC, |DiC|, FG Dice), the function
   behind the bundle's ``InstanceSegmentationMetrics``, at the photo's size (530 x 500).
@@ -15,7 +15,7 @@ ground truth):
 2. Plant foreground: excess green above Otsu's threshold (``skimage.filters.threshold_otsu``) or above a
    fixed ``threshold``; holes filled; connected components smaller than ``component_fraction`` times the
    largest one removed (moss, algae and other green specks on the soil; 0 keeps every component).
-3. Leaf-centre height ``h = distance / max(distance) + brightness_weight * green'``: the Euclidean distance
+3. Leaf-center height ``h = distance / max(distance) + brightness_weight * green'``: the Euclidean distance
    transform of the foreground, Gaussian-smoothed with ``sigma`` px, plus the green channel smoothed with
    ``brightness_sigma`` px and scaled to ``[0, 1]`` over the foreground (leaf blades are lit, the gaps
    and shadows between overlapping leaves darker; ``brightness_weight`` 0: the distance alone).
@@ -71,8 +71,8 @@ from skimage.filters import sobel, threshold_otsu
 from skimage.segmentation import watershed
 from skimage.transform import resize
 
-from cosinetrack.data import find_cvppp_plants, split_cases
-from cosinetrack.data.cvppp import read_cvppp_plant
+from cosinetrack.apps.leaf.cvppp import find_cvppp_plants, read_cvppp_plant
+from cosinetrack.data.splits import split_cases
 from cosinetrack.io.atomic import atomic_write_text
 from cosinetrack.metrics.instances import instance_scores
 
@@ -232,13 +232,13 @@ def segment_leaves(
     Args:
         image: ``(3, H, W)`` RGB photo, values in ``[0, 1]`` (what ``read_cvppp_image`` returns).
         sigma: Gaussian smoothing of the distance transform in px, ``>= 0`` (0: none).
-        min_distance: smallest distance between two markers (leaf centres) in px, ``>= 1`` (Chebyshev,
+        min_distance: smallest distance between two markers (leaf centers) in px, ``>= 1`` (Chebyshev,
             as in ``peak_local_max``).
         edge_weight: weight of the Sobel edges of the green channel in the watershed surface, ``>= 0``.
         min_size: smallest leaf kept, in px, ``>= 0``.
         threshold: fixed excess-green threshold (``2G - R - B`` in ``[-2, 2]``), or ``None`` for Otsu's.
         brightness_weight: weight of the smoothed, ``[0, 1]``-scaled green channel added to the scaled
-            distance transform to find and grow leaf centres, ``>= 0`` (0: the distance alone).
+            distance transform to find and grow leaf centers, ``>= 0`` (0: the distance alone).
         brightness_sigma: Gaussian smoothing of that green channel in px, ``>= 0``.
         component_fraction: plant components smaller than this fraction of the largest are dropped, in
             ``[0, 1]`` (0: keep all).

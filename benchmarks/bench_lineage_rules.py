@@ -18,20 +18,20 @@ Two segmentations feed the same tracking stage (:class:`cosinetrack.tracking.Pai
 (frames as a python slice):
 
 * ``learned``: the cell bundle's pipeline with the shipped model (``--ckpt``, default
-  ``bundles/cell/models/model.pt``; its network settings are read from the file): frames normalised with
+  ``bundles/cell/models/model.pt``; its network settings are read from the file): frames normalized with
   the data set's preset, scaled to the 256² canvas with the bundle's padding, streamed through the network
   once (float32; the embeddings are cached under ``--cache_dir``, as ``bench_fast_clustering.py`` does),
   every frame pair clustered with the bundle's ``clustering_options`` (mode ``fast``) and resampled to
   the frame size.
 * ``mad``: the strong classical baseline of ``bench_ctc_baseline.py`` (``segment_nuclei_mad`` with its
-  defaults, consecutive frames relabelled by greedy IoU into consistent pairs).
+  defaults, consecutive frames relabeled by greedy IoU into consistent pairs).
 
 The per-frame pair labels are computed **once** per data set and method; only the tracker and the
 lineage step run again for each option setting (``--variant``): the bundle's ``tracking`` and
 ``lineage`` sections (``old``) updated with the variant's. Each result is written with
-:class:`cosinetrack.io.CTCResultWriter` and scored with py-ctcmetrics
-(:func:`cosinetrack.metrics.ctc_scores`) against the ground truth of the same frames, cut out and
-renumbered from 0 by :func:`cosinetrack.io.write_ctc_subsequence` (as the bundle's validation does).
+:class:`cosinetrack.apps.cell.CTCResultWriter` and scored with py-ctcmetrics
+(:func:`cosinetrack.apps.cell.ctc_scores`) against the ground truth of the same frames, cut out and
+renumbered from 0 by :func:`cosinetrack.apps.cell.write_ctc_subsequence` (as the bundle's validation does).
 
 Columns: SEG, TRA, DET, OP_CTB, the number of divisions (tracks with two or more daughters) and of
 tracks in the result and in the ground truth of the window, AOGM and its error counts (NS: splits of
@@ -57,15 +57,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from cosinetrack.clustering import cluster_embeddings, restore_label_size
-from cosinetrack.data.ctc import iter_ctc_frames, read_ctc_frame
-from cosinetrack.data.ctc_presets import clustering_parameters, ctc_preset
-from cosinetrack.engines.checkpoint import load_weights, network_for_model
+from cosinetrack.apps.cell.presets import clustering_parameters, ctc_preset
+from cosinetrack.apps.cell.reader import iter_ctc_frames, read_ctc_frame
+from cosinetrack.apps.cell.scoring import ctc_scores
+from cosinetrack.apps.cell.writer import CTCResultWriter, write_ctc_subsequence
+from cosinetrack.clustering.embedding_clustering import cluster_embeddings
 from cosinetrack.io.atomic import atomic_write_text
-from cosinetrack.io.ctc import CTCResultWriter, write_ctc_subsequence
-from cosinetrack.metrics.ctc import ctc_scores
-from cosinetrack.networks import RecurrentStackedHourglass
-from cosinetrack.tracking import PairTracker, check_tracking_options
+from cosinetrack.networks.stacked import RecurrentStackedHourglass
+from cosinetrack.tracking.pair_tracker import PairTracker, check_tracking_options
+from cosinetrack.transforms.spatial import restore_label_size
+from cosinetrack.workflows.checkpoint import load_weights, network_for_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -117,7 +118,7 @@ def parse_variant(spec: str) -> tuple[str, dict[str, dict[str, Any]]]:
 
 def learned_pairs(fast, net, seq: dict, frames: list[int], args, settings, frame_size) -> list[np.ndarray]:
     """The bundle pipeline's ``(2, H, W)`` labels of every frame pair, at the frame size."""
-    preset = ctc_preset(None, seq["root"])
+    preset = ctc_preset(None, seq.root)
     options = {k: v for k, v in settings["clustering_options"].items() if k != "mode"}
     kwargs = clustering_parameters(preset, (args.image_size,) * 2, frame_size, "scaled", **options)
     kwargs["mode"] = settings["clustering_options"].get("mode", "exact")
@@ -224,10 +225,10 @@ def main(argv: list[str] | None = None) -> str:
     rows = []
     for spec in args.sets:
         seq, frames = fast.parse_set(spec, args.data_root)
-        frame_size = tuple(read_ctc_frame(seq["images"][frames[0]]).shape)
-        data_name = f"{os.path.basename(os.path.normpath(seq['root']))}/{seq['name']} {frames[0]}-{frames[-1]}"
+        frame_size = tuple(read_ctc_frame(seq.images[frames[0]]).shape)
+        data_name = f"{os.path.basename(os.path.normpath(seq.root))}/{seq.name} {frames[0]}-{frames[-1]}"
         with tempfile.TemporaryDirectory(prefix="bench_lineage_rules_") as tmp:
-            write_ctc_subsequence(dict(seq), frames, os.path.join(tmp, "gt"), name="01")
+            write_ctc_subsequence(seq, frames, os.path.join(tmp, "gt"), name="01")
             gt_dir = os.path.join(tmp, "gt", "01_GT")
             for method in args.methods:
                 t0 = time.perf_counter()

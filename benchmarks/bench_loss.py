@@ -29,13 +29,13 @@ def synthetic_clip(t: int = 10, size: int = 256, cells: int = 32, seed: int = 0)
     """``(1, T, H, W)`` int64 labels: ``cells`` elliptic cells (ids 1..cells) drifting over the frames, 0 elsewhere."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size].astype(np.float64)
-    centre = rng.uniform(20, size - 20, size=(cells, 2))
+    center = rng.uniform(20, size - 20, size=(cells, 2))
     axes = rng.uniform(8, 16, size=(cells, 2))
     angle = rng.uniform(0, np.pi, size=cells)
     velocity = rng.normal(0, 1.5, size=(cells, 2))
     lab = np.zeros((1, t, size, size), dtype=np.int64)
     for f in range(t):
-        c = centre + f * velocity
+        c = center + f * velocity
         best = np.full((size, size), np.inf)
         for k in range(cells):  # nearest ellipse wins where they overlap (Voronoi-like contacts)
             dy, dx = yy - c[k, 0], xx - c[k, 1]
@@ -73,9 +73,9 @@ def main() -> None:
     emb = torch.randn(1, 10, 16, 256, 256)
     rows = []
     for name, kwargs in [
-        ("loss r_N=50 disc", {"neighbour_radius": 50.0, "neighbour_rule": "disc"}),
-        ("loss r_N=50 dilation", {"neighbour_radius": 50.0, "neighbour_rule": "dilation"}),
-        ("loss r_N=None (all)", {"neighbour_radius": None}),
+        ("loss r_N=50 disc", {"neighbor_radius": 50.0, "neighbor_rule": "disc"}),
+        ("loss r_N=50 dilation", {"neighbor_radius": 50.0, "neighbor_rule": "dilation"}),
+        ("loss r_N=None (all)", {"neighbor_radius": None}),
     ]:
         loss_fn = CosineEmbeddingLoss(**kwargs)
         x = emb.clone().requires_grad_(True)
@@ -90,7 +90,7 @@ def main() -> None:
 
     reference = None
     try:
-        from cosinetrack.networks import RecurrentStackedHourglass
+        from cosinetrack.networks.stacked import RecurrentStackedHourglass
     except ImportError:
         RecurrentStackedHourglass = None  # noqa: N806
     if RecurrentStackedHourglass is not None and not args.no_network:

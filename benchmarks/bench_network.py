@@ -15,7 +15,7 @@ Measures, for the recurrent and the non-recurrent network (2 stacks, batch 1):
   stacks; no optimizer step).
 
 With ``--amp`` every row is measured in float32 and under ``torch.autocast("cpu", dtype=torch.bfloat16)``
-(:func:`cosinetrack.engines.autocast_context`; training: autocast forward, float32 loss, backward
+(:func:`cosinetrack.inference.autocast_context`; training: autocast forward, float32 loss, backward
 outside the region, as the trainer does), the two interleaved repeat by repeat so that load from other
 processes hits both alike; a second table gives the speed-up float32 time / bfloat16 time. The bfloat16
 rows' "% of peak" divides by the bfloat16 single-conv peak (same three implementations in bfloat16).
@@ -50,9 +50,9 @@ import torch
 import torch.nn.functional as F
 
 import cosinetrack.networks.convgru as convgru
-from cosinetrack.engines.inferer import autocast_context
-from cosinetrack.networks import RecurrentStackedHourglass
+from cosinetrack.inference.inferer import autocast_context
 from cosinetrack.networks.convgru import Conv3x3, cpu_bf16_supported
+from cosinetrack.networks.stacked import RecurrentStackedHourglass
 
 MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -235,7 +235,7 @@ def bench_network(recurrent: bool, args: argparse.Namespace, probes: dict[str, P
             net(clip)
 
     def train(amp: bool) -> None:
-        with autocast_context("cpu", amp):  # forward only, as cosinetrack.engines.AutocastInferer
+        with autocast_context("cpu", amp):  # forward only, as cosinetrack.inference.AutocastInferer
             outputs = net(clip)
         loss = sum(o.float().square().mean() for o in outputs)
         loss.backward()

@@ -1,6 +1,6 @@
-"""Time the robust normalisation of one frame and one training clip: MONAI's percentile scaling against ours.
+"""Time the robust normalization of one frame and one training clip: MONAI's percentile scaling against ours.
 
-The pipeline normalises every frame at inference (``normalize_frame``) and every clip in training with
+The pipeline normalizes every frame at inference (``normalize_frame``) and every clip in training with
 the medians of the lowest ``i_min`` % and highest ``i_max`` % of the values. MONAI's
 ``ScaleIntensityRangePercentilesd`` takes the two percentiles with ``torch.quantile`` (a full sort) for
 tensors of up to 1M values; :class:`~cosinetrack.transforms.normalize.RobustNormalized` takes both with one
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from monai.transforms import ScaleIntensityRangePercentilesd
 
-from cosinetrack.data import find_ctc_sequences, read_ctc_frame
-from cosinetrack.data.ctc_presets import CTC_PRESETS
+from cosinetrack.apps.cell.presets import CTC_PRESETS
+from cosinetrack.apps.cell.reader import find_ctc_sequences, read_ctc_frame
 from cosinetrack.transforms.normalize import RobustNormalized
 
 
@@ -37,7 +37,7 @@ def inputs(data: str) -> list[tuple[str, str, torch.Tensor]]:
         folder = os.path.join(data, name)
         if os.path.isdir(folder):
             seq = find_ctc_sequences(folder)[0]
-            frames = [read_ctc_frame(seq["images"][t]) for t in seq["frames"][:10]]
+            frames = [read_ctc_frame(seq.images[t]) for t in list(seq.frames)[:10]]
             source = "real"
         else:
             rng = np.random.default_rng(0)

@@ -8,20 +8,20 @@ Usage::
         --memory-tile 256 --cases scaled-fast tiled-fast-s4
 
 Two parts, both with the shipped cell model (``bundles/cell/models/model.pt``, loaded with
-:func:`cosinetrack.engines.network_for_model` + :func:`~cosinetrack.engines.load_weights`):
+:func:`cosinetrack.workflows.network_for_model` + :func:`~cosinetrack.workflows.load_weights`):
 
 1. **Time and scores per frame** on consecutive frames of a CTC sequence (default Fluo-N2DH-GOWT1/01
    frames 5-10, 1024², five of them with SEG ground truth): every case streams the same frames through
-   :func:`cosinetrack.engines.video.segment_and_track_video` (read, normalise, network, clustering,
+   :func:`cosinetrack.inference.segment_and_track_video` (read, normalize, network, clustering,
    tracking, write; the bundle's ``tracking``/``lineage``/``clustering_options``) and the result is
    scored with py-ctcmetrics against the frames' ground truth (renumbered by
-   :func:`~cosinetrack.io.write_ctc_subsequence`). Cases (``--cases``):
+   :func:`~cosinetrack.apps.cell.write_ctc_subsequence`). Cases (``--cases``):
 
    - ``scaled-exact`` / ``scaled-fast``: the paper's path, the frame scaled to the 256² canvas, with
      the bundle's exact HDBSCAN clustering or ``mode="fast"``;
    - ``tiled-fast-s4`` / ``tiled-fast-s1`` / ``tiled-exact-s4``: native 1024² frames in
      ``--tile_size`` tiles overlapping by ``--tile_overlap``
-     (:class:`~cosinetrack.engines.tiling.TiledPairSegmenter`), each tile pair clustered on a grid
+     (:class:`~cosinetrack.inference.TiledPairSegmenter`), each tile pair clustered on a grid
      ``s`` times coarser (``cluster_stride``; ``s = 4`` is the scaled path's pixel size for a 1024²
      frame on a 256² canvas) with ``m_pts`` and ``c`` of the data set's preset converted to that grid.
 
@@ -32,7 +32,7 @@ Two parts, both with the shipped cell model (``bundles/cell/models/model.pt``, l
    ``tile // 2``): a fresh child process per configuration (``--memory-configs``) builds the network,
    pushes two synthetic frames (smoothed noise with bright discs) through the tiled segmenter and reports
    ``ru_maxrss``, its RSS before the first frame, and the bytes the segmenter keeps per tile between
-   frames (:meth:`~cosinetrack.engines.tiling.TiledPairSegmenter.kept_bytes`). Issue 11's goal: at most
+   frames (:meth:`~cosinetrack.inference.TiledPairSegmenter.kept_bytes`). Issue 11's goal: at most
    2 GB for a 4096² frame with 512² tiles.
 
 The machine may be shared: wall times are upper bounds; the report states the thread count and the load.
@@ -54,14 +54,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from cosinetrack.data.ctc import find_ctc_sequences, iter_ctc_frames, read_ctc_frame
-from cosinetrack.data.ctc_presets import clustering_parameters, ctc_preset
-from cosinetrack.engines import load_weights, network_for_model
-from cosinetrack.engines.tiling import TiledPairSegmenter, tile_grid
-from cosinetrack.engines.video import ScaledPairSegmenter, normalize_frame, segment_and_track_video
+from cosinetrack.apps.cell.presets import clustering_parameters, ctc_preset
+from cosinetrack.apps.cell.reader import find_ctc_sequences, iter_ctc_frames, read_ctc_frame
+from cosinetrack.apps.cell.scoring import ctc_scores
+from cosinetrack.apps.cell.writer import CTCResultWriter, write_ctc_subsequence
+from cosinetrack.inference.segmenter import ScaledPairSegmenter, normalize_frame
+from cosinetrack.inference.tiling import TiledPairSegmenter, tile_grid
+from cosinetrack.inference.video import segment_and_track_video
 from cosinetrack.io.atomic import atomic_write_text
-from cosinetrack.io.ctc import CTCResultWriter, write_ctc_subsequence
-from cosinetrack.metrics.ctc import ctc_scores
+from cosinetrack.workflows.checkpoint import load_weights, network_for_model
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_network import cpu_model  # noqa: E402  (the same machine description as the network benchmark)
@@ -86,7 +87,7 @@ def bundle_settings(path: str) -> dict[str, Any]:
         "tracking": dict(cfg["tracking"]),
         "lineage": dict(cfg["lineage"]),
         "clustering_options": dict(cfg["clustering_options"]),
-        "smooth_sigma": float(cfg["augmentation"]["smooth_sigma"]),
+        "smooth_sigma": float(cfg["normalization"]["smooth_sigma"]),
         "padding_mode": str(cfg["augmentation"].get("padding_mode", "zeros")),
     }
 
@@ -132,8 +133,8 @@ def make_segmenter(case: str, net, preset, frame_size, settings, args) -> tuple[
 
 
 def run_case(case: str, net, seq, frames, settings, args, gt_dir: str, tmp: str) -> dict[str, Any]:
-    preset = ctc_preset(None, seq["root"])
-    frame_size = tuple(read_ctc_frame(seq["images"][frames[0]]).shape)
+    preset = ctc_preset(None, seq.root)
+    frame_size = tuple(read_ctc_frame(seq.images[frames[0]]).shape)
     seg, kwargs = make_segmenter(case, net, preset, frame_size, settings, args)
 
     def stream(frame_numbers):
@@ -173,7 +174,7 @@ def run_case(case: str, net, seq, frames, settings, args, gt_dir: str, tmp: str)
 
 
 def synthetic_frame(size: int, seed: int) -> torch.Tensor:
-    """A normalised ``(1, size, size)`` frame: smoothed noise with bright discs of radius 20-40 px."""
+    """A normalized ``(1, size, size)`` frame: smoothed noise with bright discs of radius 20-40 px."""
     from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng(seed)
@@ -261,13 +262,13 @@ def main(argv: list[str] | None = None) -> str | None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     settings = bundle_settings(args.bundle)
-    seq = next((s for s in find_ctc_sequences(args.dataset) if s["name"] == args.sequence), None)
+    seq = next((s for s in find_ctc_sequences(args.dataset) if s.name == args.sequence), None)
     if seq is None:
         raise SystemExit(f"{args.dataset}: no sequence {args.sequence!r}")
     a, b = (int(v) for v in args.frames.split(":"))
-    frames = [f for f in seq["frames"] if a <= f < b]
+    frames = [f for f in list(seq.frames) if a <= f < b]
     command = "python benchmarks/bench_tiling.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    frame_size = tuple(read_ctc_frame(seq["images"][frames[0]]).shape)
+    frame_size = tuple(read_ctc_frame(seq.images[frames[0]]).shape)
     grid = tile_grid(frame_size, args.tile_size, args.tile_overlap)
     lines = [
         f"- Date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='minutes')}",
@@ -275,7 +276,7 @@ def main(argv: list[str] | None = None) -> str | None:
         f"- Machine: {cpu_model()}, {os.cpu_count()} logical CPUs shared with other sessions, "
         f"{torch.get_num_threads()} torch thread, load average at the start {os.getloadavg()[0]:.1f}",
         f"- Model: `{os.path.relpath(args.model, REPO)}` ({network_settings(args.model)})",
-        f"- Data: {os.path.basename(os.path.normpath(args.dataset))}/{seq['name']} frames {frames[0]}-{frames[-1]} "
+        f"- Data: {os.path.basename(os.path.normpath(args.dataset))}/{seq.name} frames {frames[0]}-{frames[-1]} "
         f"({frame_size[0]}x{frame_size[1]}); tiles {args.tile_size}², overlap {grid.overlap[0]}, "
         f"{grid.num_tiles} tiles per frame; bundle clustering_options {settings['clustering_options']}",
         "",
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> str | None:
     net = build_network(args.model)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_tiling_") as tmp:
-        write_ctc_subsequence(dict(seq), frames, os.path.join(tmp, "gt"), name="01")
+        write_ctc_subsequence(seq, frames, os.path.join(tmp, "gt"), name="01")
         gt_dir = os.path.join(tmp, "gt", "01_GT")
         for case in args.cases:
             row = run_case(case, net, seq, frames, settings, args, gt_dir, tmp)
@@ -343,7 +344,7 @@ def main(argv: list[str] | None = None) -> str | None:
 
 
 def network_settings(model: str) -> str:
-    from cosinetrack.engines.checkpoint import stored_network_settings
+    from cosinetrack.workflows.checkpoint import stored_network_settings
 
     s = stored_network_settings(model) or {}
     return ", ".join(f"{k} {v}" for k, v in s.items())

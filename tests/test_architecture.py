@@ -30,7 +30,7 @@ def _imports(path: Path) -> list[tuple[str, int, bool]]:
                 names = [a.name for a in child.names if a.name.startswith("cosinetrack")]
                 found.extend((name, child.lineno, in_function) for name in names)
             elif isinstance(child, ast.ImportFrom) and child.module and child.module.startswith("cosinetrack"):
-                for alias in child.names:  # "from cosinetrack.engines import video" imports a module too
+                for alias in child.names:  # "from cosinetrack.apps.cell import pipeline" imports a module too
                     sub = f"{child.module}.{alias.name}"
                     module_file = SRC / Path(*sub.split("."))
                     is_module = module_file.with_suffix(".py").exists() or module_file.is_dir()
@@ -106,6 +106,38 @@ def test_function_local_imports_of_the_package_say_why():
             if local and "#" not in lines[lineno - 1]:
                 unexplained.append(f"{path.relative_to(SRC)}:{lineno} imports {target}")
     assert unexplained == []
+
+
+#: layers, lowest first: a module may import its own layer and the ones below, never one above
+LAYERS = {"core": 0, "workflows": 1, "apps": 2}
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    return LAYERS.get(parts[1], 0) if len(parts) > 1 else 0
+
+
+def test_no_module_imports_upwards():
+    """The core never imports a task wing (``apps``) or ``workflows``, and ``workflows`` no wing."""
+    upward = sorted(
+        f"{m} imports {d}"
+        for m, deps in _graph().items()
+        for d in deps
+        if d.startswith("cosinetrack.") and _layer(d) > _layer(m) and m != "cosinetrack"
+    )
+    assert upward == []
+
+
+def test_wings_do_not_import_each_other():
+    """A task wing uses the core, not another task's wing."""
+    crossing = sorted(
+        f"{m} imports {d}"
+        for m, deps in _graph().items()
+        if m.startswith("cosinetrack.apps.")
+        for d in deps
+        if d.startswith("cosinetrack.apps.") and d.split(".")[2] != m.split(".")[2]
+    )
+    assert crossing == []
 
 
 @pytest.mark.parametrize("bad, expected", [({"a": {"b"}, "b": {"a"}}, [["a", "b"]]), ({"a": {"b"}, "b": set()}, [])])

@@ -21,19 +21,11 @@ import torch
 from conftest import save_nifti
 from PIL import Image
 
-from cosinetrack.data import (
-    CineClipDataset,
-    check_ctc_frames,
-    iter_ctc_frames,
-    read_cases,
-    read_ctc_cases,
-    resolve_cases,
-    split_video_frames,
-    whole_sequences,
-)
-from cosinetrack.data.cine import IGNORE_LABEL, read_cine_case, read_nifti_array
-from cosinetrack.data.ctc import find_ctc_sequences, read_ctc_training_video
-from cosinetrack.data.cvppp import (
+from cosinetrack.apps.cell.datasets import read_ctc_cases, split_video_frames, whole_sequences
+from cosinetrack.apps.cell.pipeline import track_folder
+from cosinetrack.apps.cell.reader import check_ctc_frames, find_ctc_sequences, iter_ctc_frames, read_ctc_training_video
+from cosinetrack.apps.cell.writer import write_ctc_subsequence, write_track_table
+from cosinetrack.apps.leaf.cvppp import (
     cvppp_palette,
     find_cvppp_plants,
     find_plant_images,
@@ -41,12 +33,14 @@ from cosinetrack.data.cvppp import (
     read_cvppp_plant,
     read_leaf_counts,
 )
-from cosinetrack.engines.instances import segment_plants_to_folder
-from cosinetrack.engines.predict import predict_to_folder
-from cosinetrack.engines.video import normalize_frame, track_folder
+from cosinetrack.apps.leaf.pipeline import segment_plants_to_folder
+from cosinetrack.apps.lv_mri.datasets import read_cases
+from cosinetrack.apps.lv_mri.nifti import IGNORE_LABEL, read_cine_case, read_nifti_array, resolve_cases
+from cosinetrack.apps.lv_mri.pipeline import predict_to_folder
+from cosinetrack.data.clips import ClipDataset
 from cosinetrack.errors import CosineTrackDataError
-from cosinetrack.io.ctc import write_ctc_subsequence, write_track_table
-from cosinetrack.networks import RecurrentStackedHourglass
+from cosinetrack.inference.segmenter import normalize_frame
+from cosinetrack.networks.stacked import RecurrentStackedHourglass
 
 H, W, T = 8, 9, 3
 
@@ -479,7 +473,7 @@ LV_CORPUS = [
     ["label value outside label_map", _lv_label_row(_lv_label() * 2), r"label values \[4, 6\] are not in label_map"],
     ["negative label", _lv_label_row(-_lv_label().astype(np.int16)), r"label values \[-3, -2\] are not in label_map"],
     ["fractional label (datalist-free MSD)", _lv_label_row(_label(2.5)), "fractional"],
-    ["missing label file: frames unlabelled, not background", lambda r: (_lv_missing_label(r), None), None],
+    ["missing label file: frames unlabeled, not background", lambda r: (_lv_missing_label(r), None), None],
     # ACDC-like grouping
     [
         "two files for one frame (frame01, frame1)",
@@ -770,7 +764,7 @@ LEAF_CORPUS = [
     ["palette photo (a label given as photo)", _leaf_photo("a.png", _palette(np.eye(H, W))), "is this a label file"],
     ["1-pixel photo", _leaf_handled("a.png", Image.fromarray(_rgb(1, 1)), _rgb(1, 1) / 255), None],
     # labels
-    ["RGB label", _leaf_plant(Image.fromarray(_rgb())), r"colour \(RGB\) label image"],
+    ["RGB label", _leaf_plant(Image.fromarray(_rgb())), r"color \(RGB\) label image"],
     ["16-bit grey label", _leaf_plant(Image.fromarray(GREY16)), None],
     [
         "label size differs from the photo",
@@ -886,7 +880,7 @@ def _cell_frames(array, make=None):
 
 
 def _cell_handled(image):
-    """Frames ``image(t)`` are read unchanged (as float32) and normalised to finite values."""
+    """Frames ``image(t)`` are read unchanged (as float32) and normalized to finite values."""
 
     def build(root):
         ds = _cell(root, image=image)
@@ -1141,13 +1135,13 @@ def test_training_clips_never_span_a_frame_gap(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         train, val = split_video_frames(sequences, "-5:")
     assert "frame numbers 3..3 are missing" in caplog.text
-    assert [(p["name"], p["frames"]) for p in train] == [("01[0:2]", [0, 1])]
-    assert [(p["name"], p["frames"]) for p in val] == [("01[2:3]", [2]), ("01[4:8]", [4, 5, 6, 7])]
+    assert [(p.name, list(p.frames)) for p in train] == [("01[0:2]", [0, 1])]
+    assert [(p.name, list(p.frames)) for p in val] == [("01[2:3]", [2]), ("01[4:8]", [4, 5, 6, 7])]
     train, _ = split_video_frames(sequences, [6, 7])
-    assert [p["frames"] for p in train] == [[0, 1, 2], [4, 5]]
-    clips = CineClipDataset(read_ctc_cases(train), clip_length=3)
+    assert [list(p.frames) for p in train] == [[0, 1, 2], [4, 5]]
+    clips = ClipDataset(read_ctc_cases(train), clip_length=3)
     starts = sorted(tuple(clip["image"][:, 0, 0].tolist()) for clip in clips)
     assert starts == [(0.0, 1.0, 2.0), (4.0, 5.0)]  # frame t holds the value t: every clip is consecutive
-    assert [p["name"] for p in whole_sequences(sequences)] == ["01[0:3]", "01[4:8]"]
-    assert [p["name"] for p in whole_sequences(find_ctc_sequences(_cell(tmp_path / "b")))] == ["01"]
+    assert [p.name for p in whole_sequences(sequences)] == ["01[0:3]", "01[4:8]"]
+    assert [p.name for p in whole_sequences(find_ctc_sequences(_cell(tmp_path / "b")))] == ["01"]
     assert _checksums(ds) == before

@@ -20,18 +20,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cosinetrack.engines import (
+from cosinetrack.inference.inferer import (
     AutocastInferer,
     StreamingInferer,
-    TiledPairSegmenter,
     autocast_context,
     cuda_amp,
     resolve_amp,
     stream_frames,
 )
-from cosinetrack.losses import ClipCrossEntropyLoss, CosineEmbeddingLoss, StackedLoss
-from cosinetrack.networks import RecurrentStackedHourglass
+from cosinetrack.inference.tiling import TiledPairSegmenter
+from cosinetrack.losses.cosine_embedding import CosineEmbeddingLoss
+from cosinetrack.losses.cross_entropy import ClipCrossEntropyLoss
+from cosinetrack.losses.stacked import StackedLoss
 from cosinetrack.networks.convgru import Conv3x3, _fused_conv_available, cpu_bf16_supported
+from cosinetrack.networks.stacked import RecurrentStackedHourglass
 
 TINY = {"in_channels": 1, "out_channels": 4, "num_levels": 3, "num_filters": 8}
 REL_TOL = 3e-2
@@ -216,10 +218,10 @@ def test_losses_are_float32_and_bf16_safe() -> None:
     emb = torch.randn(1, 2, 4, 24, 24, requires_grad=True)
     labels = torch.randint(0, 4, (1, 2, 24, 24))
     low = emb.to(torch.bfloat16)
-    cos = CosineEmbeddingLoss(neighbour_radius=10.0, seed=0)
+    cos = CosineEmbeddingLoss(neighbor_radius=10.0, seed=0)
     with autocast_context("cpu", True):
         value = cos(low, labels)
-    ref = CosineEmbeddingLoss(neighbour_radius=10.0, seed=0)(low.float(), labels)
+    ref = CosineEmbeddingLoss(neighbor_radius=10.0, seed=0)(low.float(), labels)
     assert value.dtype == torch.float32
     torch.testing.assert_close(value, ref)
     (g,) = torch.autograd.grad(value, emb)

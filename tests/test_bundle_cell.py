@@ -6,7 +6,7 @@ import mlflow
 import pytest
 from conftest import run_bundle, train_tiny
 
-from cosinetrack.io import validate_ctc_result
+from cosinetrack.apps.cell.validation import validate_ctc_result
 
 TRAIN = ["bundles/cell/train.json"]
 TINY = ["--image_size", "[48,48]", "--num_levels", "3", "--num_filters", "8", "--num_threads", "2"]

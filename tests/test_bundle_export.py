@@ -16,9 +16,10 @@ from conftest import REPO_ROOT
 from monai.bundle import ConfigParser
 from monai.bundle.scripts import ckpt_export, verify_net_in_out
 
-from cosinetrack.engines.checkpoint import network_settings
 from cosinetrack.errors import CosineTrackDataError
-from cosinetrack.networks import RecurrentStackedHourglass, StackedHourglassExport
+from cosinetrack.networks.export import StackedHourglassExport
+from cosinetrack.networks.stacked import RecurrentStackedHourglass
+from cosinetrack.workflows.checkpoint import network_settings
 
 # MONAI 1.6's ckpt_export is built on TorchScript, which torch 2.13 marks deprecated
 pytestmark = pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning")

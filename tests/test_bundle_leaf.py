@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from conftest import run_bundle, train_tiny
 
-from cosinetrack.data import find_cvppp_plants
-from cosinetrack.data.cvppp import read_cvppp_label, read_leaf_counts, write_cvppp_image
+from cosinetrack.apps.leaf.cvppp import find_cvppp_plants, read_cvppp_label, read_leaf_counts, write_cvppp_image
 
 TRAIN = ["bundles/leaf/train.json"]
 TINY = ["--image_size", "[64,64]", "--num_levels", "3", "--num_filters", "8", "--num_threads", "2"]

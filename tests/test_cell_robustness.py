@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import REPO_ROOT
 
-from cosinetrack.data import find_ctc_sequences, read_ctc_frame
-from cosinetrack.data.synthetic_cells import generate_cell_video, write_ctc_sequence
-from cosinetrack.networks import RecurrentStackedHourglass
+from cosinetrack.apps.cell.reader import find_ctc_sequences, read_ctc_frame
+from cosinetrack.apps.cell.synthetic import generate_cell_video, write_ctc_sequence
+from cosinetrack.networks.stacked import RecurrentStackedHourglass
 
 
 def _bench():
@@ -70,4 +70,4 @@ def test_model_and_baseline_rows_on_a_shifted_window(tmp_path):
     ]
     assert all(0.0 <= r[k] <= 1.0 for r in rows for k in ("SEG", "TRA", "DET", "OP_CTB"))
     assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before  # inputs only read
-    assert len(find_ctc_sequences(data)[0]["frames"]) == 5 and read_ctc_frame(data / "01" / "t000.tif").ndim == 2
+    assert len(list(find_ctc_sequences(data)[0].frames)) == 5 and read_ctc_frame(data / "01" / "t000.tif").ndim == 2

@@ -15,10 +15,9 @@ import pytest
 import torch
 from conftest import REPO_ROOT, run_bundle
 
-from cosinetrack.engines import load_weights, network_settings
-from cosinetrack.engines.checkpoint import RNGState
 from cosinetrack.errors import CosineTrackDataError
-from cosinetrack.networks import RecurrentStackedHourglass
+from cosinetrack.networks.stacked import RecurrentStackedHourglass
+from cosinetrack.workflows.checkpoint import RNGState, load_weights, network_settings
 
 NET = dict(in_channels=1, out_channels=4, num_levels=2, num_filters=4)
 
@@ -135,7 +134,7 @@ def test_training_killed_with_sigkill_resumes_to_the_end_in_one_mlflow_run(tmp_p
     ],
 )
 def test_resolve_model_prefers_checkpoint_then_preset_then_bundle_model(tmp_path, files, ckpt, preset, expect):
-    from cosinetrack.engines import resolve_model
+    from cosinetrack.workflows.checkpoint import resolve_model
 
     (tmp_path / "models").mkdir()
     for name in files + ["mine.pt"]:
@@ -149,7 +148,7 @@ def test_resolve_model_prefers_checkpoint_then_preset_then_bundle_model(tmp_path
 
 
 def test_network_for_model_takes_the_recorded_shape(tmp_path):
-    from cosinetrack.engines import network_for_model
+    from cosinetrack.workflows.checkpoint import network_for_model
 
     path = _save(tmp_path / "m.pt", RecurrentStackedHourglass(**{**NET, "num_levels": 3, "num_filters": 6}))
     defaults = dict(in_channels=1, out_channels=4, num_levels=7, num_filters=64, num_stacks=2, recurrent=True)
@@ -163,8 +162,8 @@ def test_network_for_model_takes_the_recorded_shape(tmp_path):
 
 def test_cell_inference_without_ckpt_path_uses_the_bundle_model(tmp_path):
     """What a new user runs: no training, no --ckpt_path; the model shapes the network (no --num_levels)."""
-    from cosinetrack.data.synthetic_cells import generate_cell_video, write_ctc_sequence
-    from cosinetrack.io import validate_ctc_result
+    from cosinetrack.apps.cell.synthetic import generate_cell_video, write_ctc_sequence
+    from cosinetrack.apps.cell.validation import validate_ctc_result
 
     bundle = tmp_path / "bundle"
     (bundle / "models").mkdir(parents=True)

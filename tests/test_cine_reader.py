@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import save_nifti
 
-from cosinetrack.data import IGNORE_LABEL, find_msd_cases, load_datalist, read_cine_case, resolve_cases
+from cosinetrack.apps.lv_mri.nifti import IGNORE_LABEL, find_msd_cases, load_datalist, read_cine_case, resolve_cases
 from cosinetrack.errors import CosineTrackDataError
 
 H, W = 12, 17  # non-square on purpose: a silent transpose shows up as a shape error
@@ -68,8 +68,8 @@ def test_xyzt_with_sparse_label_frames_from_datalist(tmp_path):
     (case,) = load_datalist(str(datalist))
     image, label = read_cine_case(case, file_layout="xyzt")
     assert image.shape == (2, 6, H, W)
-    labelled = (label != IGNORE_LABEL).reshape(2, 6, -1).all(-1)
-    assert labelled[:, [0, 4]].all() and not labelled[:, [1, 2, 3, 5]].any()
+    labeled = (label != IGNORE_LABEL).reshape(2, 6, -1).all(-1)
+    assert labeled[:, [0, 4]].all() and not labeled[:, [1, 2, 3, 5]].any()
     assert (label[:, 4] == 3).all()
 
 

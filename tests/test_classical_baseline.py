@@ -56,7 +56,7 @@ def matches(obj, mask, margin=6):
 TEST_CASE_ONE_DISK = ["one disk", [(96, 128, 20, 200.0)], {}, [0]]
 TEST_CASE_TOUCHING = ["two touching disks are split", [(96, 110, 20, 200.0), (96, 146, 20, 200.0)], {}, [0, 1]]
 TEST_CASE_TOUCHING_MERGED = [
-    "min_distance above the centre distance keeps them one object",
+    "min_distance above the center distance keeps them one object",
     [(96, 110, 20, 200.0), (96, 146, 20, 200.0)],
     {"min_distance": 50},
     None,  # one object covering both

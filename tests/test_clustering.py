@@ -12,21 +12,18 @@ from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from skimage.draw import disk
 
-from cosinetrack.clustering import (
-    ClusterEmbeddings,
-    ClusterEmbeddingsd,
-    EmbeddingClusteringHandler,
-    InstancePNGWriter,
+from cosinetrack.apps.leaf.pipeline import cluster_folder
+from cosinetrack.clustering.embedding_clustering import (
     cluster_embeddings,
-    cluster_folder,
     estimate_background_embedding,
     filter_small_instances,
     mean_best_iou,
-    read_instance_png,
     relabel_consecutive,
     synthetic_embeddings,
-    write_instance_png,
 )
+from cosinetrack.clustering.handlers import EmbeddingClusteringHandler
+from cosinetrack.clustering.transforms import ClusterEmbeddings, ClusterEmbeddingsd
+from cosinetrack.io.png import InstancePNGWriter, read_instance_png, write_instance_png
 
 H, W, D = 48, 64, 8
 FAST = dict(min_samples=10, n_jobs=1)  # small images: m_pts = 10
@@ -56,17 +53,17 @@ def twin_embeddings(lab: np.ndarray, noise: float = 0.01, seed: int = 0) -> np.n
 def blobs(n: int = 6, seed: int = 0, frames: int = 1, shift: int = 2) -> np.ndarray:
     """``(frames, H, W)`` labels of ``n`` non-overlapping discs, moving by up to ``shift`` px per frame."""
     rng = np.random.default_rng(seed)
-    centres: list[tuple[float, float, float]] = []
+    centers: list[tuple[float, float, float]] = []
     for _ in range(10000):
-        if len(centres) == n:
+        if len(centers) == n:
             break
         r, c, rad = rng.uniform(8, H - 8), rng.uniform(8, W - 8), rng.uniform(4, 6.5)
-        if all(np.hypot(r - r2, c - c2) > rad + rad2 + 2 * shift + 2 for r2, c2, rad2 in centres):
-            centres.append((r, c, rad))
-    assert len(centres) == n, "cannot place the discs; use fewer"
+        if all(np.hypot(r - r2, c - c2) > rad + rad2 + 2 * shift + 2 for r2, c2, rad2 in centers):
+            centers.append((r, c, rad))
+    assert len(centers) == n, "cannot place the discs; use fewer"
     lab = np.zeros((frames, H, W), np.int32)
     for t in range(frames):
-        for i, (r, c, rad) in enumerate(centres, 1):
+        for i, (r, c, rad) in enumerate(centers, 1):
             dy, dx = rng.integers(-shift, shift + 1, 2) if t else (0, 0)
             rr, cc = disk((r + dy, c + dx), rad, shape=(H, W))
             lab[t, rr, cc] = i
@@ -79,7 +76,7 @@ def blobs(n: int = 6, seed: int = 0, frames: int = 1, shift: int = 2) -> np.ndar
 
 def test_recovers_instances_of_synthetic_embeddings():
     lab = blobs(n=6, seed=1)[0]
-    emb = synthetic_embeddings(lab, dim=D, num_directions=7, neighbour_radius=1e9, noise=0.03, smooth=0.7, seed=1)
+    emb = synthetic_embeddings(lab, dim=D, num_directions=7, neighbor_radius=1e9, noise=0.03, smooth=0.7, seed=1)
     pred = cluster_embeddings(emb, coordinate_scale=0.01, **FAST)
     assert pred.shape == (H, W) and pred.dtype == np.int32
     assert mean_best_iou(pred, lab) > 0.9 and mean_best_iou(lab, pred) > 0.9
@@ -113,14 +110,14 @@ def test_output_ids_are_consecutive_in_raster_order_and_scale_invariant():
     np.testing.assert_array_equal(ids, np.arange(pred.max() + 1))
     first = [np.flatnonzero(pred.ravel() == i)[0] for i in ids[1:]]
     assert first == sorted(first)
-    # raw (unnormalised) network output: any positive per-pixel scale gives the same labels
+    # raw (unnormalized) network output: any positive per-pixel scale gives the same labels
     scaled = emb * np.random.default_rng(0).uniform(0.1, 10, size=(1, H, W)).astype(np.float32)
     np.testing.assert_array_equal(cluster_embeddings(torch.from_numpy(scaled), coordinate_scale=0.01, **FAST), pred)
 
 
 def test_pair_keeps_instance_ids_across_frames():
     lab = blobs(n=5, seed=3, frames=2)
-    emb = synthetic_embeddings(lab, dim=D, num_directions=6, neighbour_radius=1e9, noise=0.02, smooth=0.5, seed=3)
+    emb = synthetic_embeddings(lab, dim=D, num_directions=6, neighbor_radius=1e9, noise=0.02, smooth=0.5, seed=3)
     assert emb.shape == (2, D, H, W)
     pred = cluster_embeddings(emb, coordinate_scale=0.01, **FAST)
     assert pred.shape == (2, H, W) and pred.dtype == np.int32
@@ -236,8 +233,8 @@ def test_foreground_mask_alone_and_combined():
 
 def three_discs() -> np.ndarray:
     lab = np.zeros((H, W), np.int32)
-    for i, centre in enumerate([(13, 13), (13, 50), (34, 31)], 1):
-        rr, cc = disk(centre, 9.5, shape=(H, W))
+    for i, center in enumerate([(13, 13), (13, 50), (34, 31)], 1):
+        rr, cc = disk(center, 9.5, shape=(H, W))
         lab[rr, cc] = i
     return lab
 
@@ -246,7 +243,7 @@ def test_smooth_embeddings_rings_and_rims():
     """A smooth network output (mixed embeddings near borders) makes rings outside the instances and
     rims inside them; max_background_similarity drops the rings, cluster_selection_epsilon keeps rims."""
     lab = three_discs()
-    emb = synthetic_embeddings(lab, dim=D, num_directions=3, neighbour_radius=1e9, noise=0.01, smooth=1.0)
+    emb = synthetic_embeddings(lab, dim=D, num_directions=3, neighbor_radius=1e9, noise=0.01, smooth=1.0)
     no_rule = cluster_embeddings(emb, coordinate_scale=0.01, max_background_similarity=None, **FAST)
     assert no_rule.max() > 3 + 2  # rings and rims
     rims = cluster_embeddings(emb, coordinate_scale=0.01, **FAST)  # default max_background_similarity=0.5
@@ -257,7 +254,7 @@ def test_smooth_embeddings_rings_and_rims():
 
 def test_noise_nearest_and_subsampling():
     lab = blobs(n=5, seed=6)[0]
-    emb = synthetic_embeddings(lab, dim=D, num_directions=6, neighbour_radius=1e9, noise=0.03, smooth=0.5, seed=6)
+    emb = synthetic_embeddings(lab, dim=D, num_directions=6, neighbor_radius=1e9, noise=0.03, smooth=0.5, seed=6)
     ref = cluster_embeddings(emb, coordinate_scale=0.01, **FAST)
     assert mean_best_iou(ref, lab) > 0.9
     nearest = cluster_embeddings(emb, coordinate_scale=0.01, noise="nearest", **FAST)
@@ -290,7 +287,7 @@ def test_invalid_inputs_raise_clear_value_errors(kwargs, match):
 
 
 # ------------------------------------------------------------------------------------------------
-# mode="fast": HDBSCAN on a grid sample, every pixel labelled from it
+# mode="fast": HDBSCAN on a grid sample, every pixel labeled from it
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
@@ -390,7 +387,7 @@ def test_fast_mode_min_similarity_leaves_mixed_borders_as_background():
 
 
 def test_fast_mode_is_a_bundle_option():
-    from cosinetrack.clustering import check_cluster_kwargs
+    from cosinetrack.clustering.options import check_cluster_kwargs
 
     assert check_cluster_kwargs({"mode": "fast", "sample_points": 500, "assign": "mean_direction"})
     cfg = ConfigParser()
@@ -423,7 +420,7 @@ def test_invalid_fast_options_raise_clear_value_errors(kwargs, match):
 
 def test_monai_transforms_and_bundle_target():
     lab = blobs(n=4, seed=7, frames=2)
-    emb = synthetic_embeddings(lab, dim=D, num_directions=5, neighbour_radius=1e9, noise=0.02, smooth=0.0, seed=7)
+    emb = synthetic_embeddings(lab, dim=D, num_directions=5, neighbor_radius=1e9, noise=0.02, smooth=0.0, seed=7)
     ref = cluster_embeddings(emb, coordinate_scale=0.01, **FAST)
     t = ClusterEmbeddingsd(keys="pred", output_key="instances", coordinate_scale=0.01, **FAST)
     out = t({"pred": torch.from_numpy(emb), "image": "untouched"})
@@ -465,7 +462,7 @@ def save_inputs(folder, frames: int = 1, n: int = 3) -> tuple[list[str], list[np
     for k in range(n):
         lab = blobs(n=3, seed=10 + k, frames=frames)
         emb = synthetic_embeddings(
-            lab if frames > 1 else lab[0], dim=D, num_directions=4, neighbour_radius=1e9, noise=0.02, smooth=0.5, seed=k
+            lab if frames > 1 else lab[0], dim=D, num_directions=4, neighbor_radius=1e9, noise=0.02, smooth=0.5, seed=k
         )
         path = folder / f"case{k}.npy"
         np.save(path, emb)
@@ -511,7 +508,7 @@ def test_ignite_handler_clusters_batches_and_writes_pngs(tmp_path):
 
 def test_ignite_handler_pairs_in_decollated_outputs(tmp_path):
     lab = blobs(n=3, seed=20, frames=2)
-    emb = synthetic_embeddings(lab, dim=D, num_directions=4, neighbour_radius=1e9, noise=0.02, smooth=0.5, seed=20)
+    emb = synthetic_embeddings(lab, dim=D, num_directions=4, neighbor_radius=1e9, noise=0.02, smooth=0.5, seed=20)
     emb = torch.from_numpy(emb)
     engine = Engine(lambda e, b: [{"pred": emb, "name": "pair"}, {"pred": emb, "name": "pair2"}])
     written = []
@@ -571,13 +568,13 @@ def test_write_instance_png_modes(tmp_path):
     ],
 )  # fmt: skip
 def test_clustering_for_canvas_scales_with_the_canvas(options, size, canvas, expected):
-    from cosinetrack.clustering import clustering_for_canvas
+    from cosinetrack.clustering.transforms import clustering_for_canvas
 
     assert clustering_for_canvas(options, size, canvas) == pytest.approx(expected)
 
 
 def test_clustering_for_canvas_refuses_unknown_options():
-    from cosinetrack.clustering import clustering_for_canvas
+    from cosinetrack.clustering.transforms import clustering_for_canvas
     from cosinetrack.errors import CosineTrackConfigError
 
     with pytest.raises(CosineTrackConfigError, match="min_sample"):

@@ -47,6 +47,15 @@ def _initialize(configs: list[str], overrides: dict) -> None:
         (CELL, {"lineage#min_track_lenght": 3}, "lineage#min_track_lenght: unknown option"),
         (CELL_INFER, {"lineage#max_gaps": 3}, "did you mean 'max_gap'?"),
         (LEAF, {"clustering#coordinate_scal": 0.01}, "clustering#coordinate_scal: unknown option"),
+        (CELL, {"normalization#i_mni": 5.0}, "normalization#i_mni: unknown option 'i_mni' (did you mean 'i_min'?)"),
+        (CELL, {"normalization#i_max": 120.0}, "normalization: i_max: expected a percentage in [0, 100)"),
+        (CELL_INFER, {"normalization#smooth_sigma": -1.0}, "normalization: smooth_sigma: expected a finite number"),
+        (LEAF, {"normalization#smoth_sigma": 1.0}, "did you mean 'smooth_sigma'?"),
+        (LV, {"normalization#i_min": "ten"}, "normalization: i_min: expected a percentage"),
+        (CELL, {"augmentation#i_min": 5.0}, "augmentation#i_min: moved to normalization#i_min"),
+        (LV, {"augmentation#i_max": 5.0}, "augmentation#i_max: moved to normalization#i_max"),
+        (LEAF, {"augmentation#rotate_dge": 90.0}, "augmentation#rotate_dge: unknown option 'rotate_dge'"),
+        (CELL, {"resolution": "tilde"}, "resolution: expected one of ('scaled', 'tiled')"),
     ],
 )  # fmt: skip
 def test_misspelt_option_fails_at_parse_time(configs, overrides, fragment):
@@ -55,7 +64,7 @@ def test_misspelt_option_fails_at_parse_time(configs, overrides, fragment):
     error = user_error_in_chain(info.value)
     assert isinstance(error, CosineTrackConfigError), info.value
     assert fragment in str(error)
-    assert "allowed:" in str(error) or "expected" in str(error) or "must be" in str(error)
+    assert any(word in str(error) for word in ("allowed:", "expected", "must be", "moved to"))
 
 
 @pytest.mark.parametrize(
@@ -92,3 +101,19 @@ def test_command_line_typo_is_the_last_line_printed(tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: tracking#min_iuo: unknown option 'min_iuo' (did you mean 'min_iou'?)"), last
     assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("key", ["neighbour_radius", "neighbor_radius"])
+def test_the_renamed_neighbor_radius_key_still_works(key, caplog):
+    """``--neighbour_radius`` (the spelling of earlier versions) is a deprecated alias of ``--neighbor_radius``."""
+    parser = ConfigParser()
+    parser.read_config([str(REPO_ROOT / c) for c in CELL])
+    parser.update({key: 40.0})
+    cwd = os.getcwd()
+    os.chdir(REPO_ROOT)
+    try:
+        loss = parser.get_parsed_content("loss")
+    finally:
+        os.chdir(cwd)
+    assert loss.loss.neighbor_radius == 40.0
+    assert ("deprecated" in caplog.text) == (key == "neighbour_radius")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cosinetrack.losses.cosine_embedding import CosineEmbeddingLoss
-from cosinetrack.losses.cross_entropy import StackedLoss
+from cosinetrack.losses.stacked import StackedLoss
 
 EPS = 1e-8
 
@@ -16,8 +16,8 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # --------------------------------------------------------------------------- reference
-def _centre(lab: np.ndarray, i: int) -> tuple[float, float]:
-    """Mean over frames where ``i`` exists of its per-frame centre of mass."""
+def _center(lab: np.ndarray, i: int) -> tuple[float, float]:
+    """Mean over frames where ``i`` exists of its per-frame center of mass."""
     cs = []
     for frame in lab:
         ys, xs = np.nonzero(frame == i)
@@ -26,12 +26,12 @@ def _centre(lab: np.ndarray, i: int) -> tuple[float, float]:
     return float(np.mean([c[0] for c in cs])), float(np.mean([c[1] for c in cs]))
 
 
-def _is_neighbour(lab: np.ndarray, i: int, j: int, radius, rule: str, bg: int) -> bool:
+def _is_neighbor(lab: np.ndarray, i: int, j: int, radius, rule: str, bg: int) -> bool:
     if radius is None or i == bg:
         return True
     pj = np.argwhere(lab == j)[:, 1:]  # (y, x) of every pixel of j, all frames
     if rule == "disc":
-        cy, cx = _centre(lab, i)
+        cy, cx = _center(lab, i)
         return any((y - cy) ** 2 + (x - cx) ** 2 <= radius**2 for y, x in pj)
     pi = np.argwhere(lab == i)[:, 1:]
     return any((y1 - y2) ** 2 + (x1 - x2) ** 2 <= radius**2 for y1, x1 in pi for y2, x2 in pj)
@@ -58,7 +58,7 @@ def reference_loss(emb, lab, radius=None, rule="disc", ignore=None, targets=None
         for i in ids if targets is None else targets[b]:
             mean = vecs[i].sum(0) / len(pixels[i])
             term1 = 1 - _cos(mean, vecs[i]).sum() / len(pixels[i])
-            nbrs = [j for j in ids if j != i and _is_neighbour(lab[b], i, j, radius, rule, bg)]
+            nbrs = [j for j in ids if j != i and _is_neighbor(lab[b], i, j, radius, rule, bg)]
             if nbrs:
                 cos2 = torch.cat([_cos(mean, vecs[j]) ** 2 for j in nbrs])
                 term2 = cos2.sum() / cos2.numel()
@@ -102,7 +102,7 @@ def test_matches_reference(case, radius, rule):
     lab = random_labels(rng)
     emb = torch.from_numpy(rng.normal(size=(2, 3, 4, 12, 12)))
     ignore = torch.from_numpy(rng.random(lab.shape) < 0.05) if case % 2 else None
-    loss = CosineEmbeddingLoss(neighbour_radius=radius, neighbour_rule=rule, max_instances=None)
+    loss = CosineEmbeddingLoss(neighbor_radius=radius, neighbor_rule=rule, max_instances=None)
     val, grad = _run(loss, emb, lab, ignore_mask=ignore)
     ref_val, ref_grad = _run(lambda x, y, **k: reference_loss(x, y, radius, rule, **k), emb, lab, ignore=ignore)
     torch.testing.assert_close(val, ref_val, rtol=1e-5, atol=1e-12)
@@ -130,7 +130,7 @@ def test_pixel_chunks_do_not_change_the_result(monkeypatch):
 
 
 def test_finite_radius_is_not_trivial():
-    """The random cases above do exercise the neighbour rules (some pairs are not neighbours)."""
+    """The random cases above do exercise the neighbor rules (some pairs are not neighbors)."""
     rng = np.random.default_rng(0)
     lab = random_labels(rng)
     emb = torch.from_numpy(rng.normal(size=(2, 3, 4, 12, 12)))
@@ -144,7 +144,7 @@ def test_gradcheck(rule):
     rng = np.random.default_rng(3)
     lab = random_labels(rng, b=1, t=2, h=6, w=6, n=3, ignore_frac=0.1)
     emb = torch.from_numpy(rng.normal(size=(1, 2, 3, 6, 6))).requires_grad_(True)
-    loss = CosineEmbeddingLoss(neighbour_radius=2.5, neighbour_rule=rule)
+    loss = CosineEmbeddingLoss(neighbor_radius=2.5, neighbor_rule=rule)
     assert torch.autograd.gradcheck(lambda x: loss(x, lab), (emb,))
 
 
@@ -172,8 +172,8 @@ def test_huge_radius_equals_all_instances(rule):
 
 
 @pytest.mark.parametrize("rule", ["disc", "dilation"])
-def test_far_instances_are_not_neighbours(rule):
-    lab = torch.full((1, 2, 32, 32), -1, dtype=torch.long)  # cells only (background unlabelled)
+def test_far_instances_are_not_neighbors(rule):
+    lab = torch.full((1, 2, 32, 32), -1, dtype=torch.long)  # cells only (background unlabeled)
     lab[:, :, 3:7, 3:7] = 1  # A
     lab[:, :, 24:28, 24:28] = 2  # B: far from A
     lab[:, :, 3:7, 9:13] = 3  # C: 2 px from A
@@ -217,7 +217,7 @@ def test_robustness():
     val, grad = check(emb, torch.full_like(lab, -1), 0.0)
     assert torch.count_nonzero(grad) == 0
     val, grad = check(emb, lab, 0.0, ignore_mask=torch.ones_like(lab, dtype=torch.bool))
-    # one sample of the batch unlabelled: mean over the other only
+    # one sample of the batch unlabeled: mean over the other only
     part = lab.clone()
     part[1] = -1
     check(emb, part, reference_loss(emb.double(), part, 3.0).item())
@@ -235,7 +235,7 @@ def test_shapes_still_images_and_channel_dim():
     with pytest.raises(ValueError):
         loss(emb, lab[:, :, :6])
     with pytest.raises(ValueError):
-        CosineEmbeddingLoss(neighbour_rule="square")
+        CosineEmbeddingLoss(neighbor_rule="square")
 
 
 def test_label_ids_are_arbitrary():
@@ -320,17 +320,17 @@ def test_bundle_target():
 
     config = {
         "loss": {
-            "_target_": "cosinetrack.losses.cross_entropy.StackedLoss",
+            "_target_": "cosinetrack.losses.StackedLoss",
             "loss": {
                 "_target_": "cosinetrack.losses.cosine_embedding.CosineEmbeddingLoss",
-                "neighbour_radius": 50,
-                "neighbour_rule": "disc",
+                "neighbor_radius": 50,
+                "neighbor_rule": "disc",
                 "max_instances": 16,
                 "seed": 0,
             },
         }
     }
     loss = ConfigParser(config).get_parsed_content("loss")
-    assert isinstance(loss.loss, CosineEmbeddingLoss) and loss.loss.neighbour_radius == 50.0
+    assert isinstance(loss.loss, CosineEmbeddingLoss) and loss.loss.neighbor_radius == 50.0
     lab = random_labels(np.random.default_rng(11))
     assert torch.isfinite(loss((torch.randn(2, 3, 4, 12, 12),) * 2, lab))

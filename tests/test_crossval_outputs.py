@@ -13,7 +13,7 @@ import mlflow
 import pytest
 from conftest import REPO_ROOT, run_bundle
 
-from cosinetrack.engines.crossval import TABLE_NAME, cross_validate, fold_dir_name
+from cosinetrack.workflows.crossval import TABLE_NAME, cross_validate, fold_dir_name
 
 TINY = ["--image_size", "[32,32]", "--num_levels", "2", "--num_filters", "4", "--num_threads", "2"]
 TINY += ["--embedding_dim", "4", "--batch_size", "2", "--clustering#min_samples", "5"]

@@ -1,4 +1,4 @@
-"""CTC reader (cosinetrack.data.ctc) and result writer (cosinetrack.io.ctc) on tiny synthetic sequences."""
+"""CTC reader (apps.cell.reader) and result writer (apps.cell.writer) on tiny synthetic sequences."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from cosinetrack.data import read_ctc_cases
-from cosinetrack.data.ctc import (
+from cosinetrack.apps.cell.datasets import read_ctc_cases
+from cosinetrack.apps.cell.layout import MASK_RE, ctc_mask_name, numbered_files
+from cosinetrack.apps.cell.reader import (
     find_ctc_sequences,
     iter_ctc_frames,
     iter_ctc_training_frames,
@@ -21,16 +22,18 @@ from cosinetrack.data.ctc import (
     read_ctc_video,
     read_man_track,
 )
-from cosinetrack.errors import CosineTrackDataError
-from cosinetrack.io.ctc import (
+from cosinetrack.apps.cell.scoring import ctc_scores
+from cosinetrack.apps.cell.sequence import VideoPart
+from cosinetrack.apps.cell.validation import check_ctc_result_files, check_tracks, validate_ctc_result
+from cosinetrack.apps.cell.writer import (
     CTCResultWriter,
-    ctc_mask_name,
     relabel_ctc_masks,
     tracks_from_masks,
-    validate_ctc_result,
     write_ctc_result,
     write_track_table,
 )
+from cosinetrack.errors import CosineTrackDataError
+from cosinetrack.tracking.lineage import check_ctc_lineage, check_tracks_against_labels, tracks_table_from_labels
 
 
 def _compression() -> str:
@@ -94,29 +97,46 @@ def test_find_sequences_dataset_and_sequence_folder(tmp_path):
     _tif(tmp_path / "02" / "t0001.tif", np.zeros((4, 4), np.uint8))
     (tmp_path / "notes").mkdir()
     seqs = find_ctc_sequences(tmp_path)
-    assert [s["name"] for s in seqs] == ["01", "02"]
+    assert [s.name for s in seqs] == ["01", "02"]
     one, two = seqs
-    assert one["digits"] == 3 and two["digits"] == 4
-    assert one["frames"] == [0, 1, 2, 3] and two["frames"] == [0, 1]
-    assert sorted(one["seg"]) == [0, 2] and sorted(one["tra"]) == [0, 1, 2, 3]
-    assert one["gt_dir"] == str(tmp_path / "01_GT") and one["man_track"].endswith("man_track.txt")
-    assert two["gt_dir"] is None and two["seg"] == {} and two["man_track"] is None
+    assert one.digits == 3 and two.digits == 4
+    assert list(one.frames) == [0, 1, 2, 3] and list(two.frames) == [0, 1]
+    assert sorted(one.seg) == [0, 2] and sorted(one.tra) == [0, 1, 2, 3]
+    assert one.gt_dir == str(tmp_path / "01_GT") and one.man_track.endswith("man_track.txt")
+    assert two.gt_dir is None and two.seg == {} and two.man_track is None
     # a sequence folder itself
     (direct,) = find_ctc_sequences(tmp_path / "01")
-    assert direct["name"] == "01" and direct["gt_dir"] == one["gt_dir"] and direct["frames"] == one["frames"]
+    assert direct.name == "01" and direct.gt_dir == one.gt_dir and list(direct.frames) == list(one.frames)
 
 
-def test_find_sequences_errors(tmp_path):
-    with pytest.raises(CosineTrackDataError, match="not found"):
-        find_ctc_sequences(tmp_path / "missing")
+def _empty_sequence(tmp_path: Path) -> Path:
+    """``tmp_path`` holding an empty folder ``01``."""
     (tmp_path / "01").mkdir()
-    with pytest.raises(CosineTrackDataError, match="no CTC sequence") as err:
-        find_ctc_sequences(tmp_path)
-    assert str(err.value).startswith(str(tmp_path))
+    return tmp_path
+
+
+def _unequal_digits(tmp_path: Path) -> Path:
+    """``tmp_path`` holding a sequence ``01`` whose frame names have 3 and 4 digits."""
     _tif(tmp_path / "01" / "t000.tif", np.zeros((4, 4), np.uint8))
     _tif(tmp_path / "01" / "t0001.tif", np.zeros((4, 4), np.uint8))
-    with pytest.raises(CosineTrackDataError, match="digit counts"):
-        find_ctc_sequences(tmp_path)
+    return tmp_path
+
+
+#: (make the folder from ``tmp_path``, error ``match``, whether the message starts with the folder)
+FIND_SEQUENCES_ERRORS = [
+    pytest.param(lambda t: t / "missing", "not found", False, id="missing-folder"),
+    pytest.param(_empty_sequence, "no CTC sequence", True, id="empty-sequence-folder"),
+    pytest.param(_unequal_digits, "digit counts", False, id="unequal-digit-counts"),
+]
+
+
+@pytest.mark.parametrize("make_folder, problem, names_folder", FIND_SEQUENCES_ERRORS)
+def test_find_sequences_errors(tmp_path, make_folder, problem, names_folder):
+    folder = make_folder(tmp_path)
+    with pytest.raises(CosineTrackDataError, match=problem) as err:
+        find_ctc_sequences(folder)
+    if names_folder:
+        assert str(err.value).startswith(str(folder))
 
 
 def test_read_video_and_streaming(tmp_path):
@@ -134,27 +154,52 @@ def test_read_video_and_streaming(tmp_path):
         read_ctc_video(seq, frames=[0, 7])
 
 
-def test_read_frame_errors(tmp_path):
+def _stack(tmp_path: Path) -> tuple[Path, Path]:
     stack = tmp_path / "stack.tif"
     tifffile.imwrite(stack, np.zeros((3, 4, 5), np.uint16), photometric="minisblack")
-    with pytest.raises(CosineTrackDataError, match="2D") as err:
-        read_ctc_frame(stack)
-    assert str(err.value).startswith(str(stack))
-    assert read_ctc_frame(_tif(tmp_path / "single.tif", np.ones((1, 4, 5), np.uint8))).shape == (4, 5)
+    return stack, stack
+
+
+def _broken(tmp_path: Path) -> tuple[Path, Path]:
     broken = tmp_path / "broken.tif"
     broken.write_bytes(b"not a tiff at all")
-    with pytest.raises(CosineTrackDataError, match="cannot read") as err:
-        read_ctc_frame(broken)
-    assert str(err.value).startswith(str(broken))
-    with pytest.raises(CosineTrackDataError, match="integers"):
-        read_ctc_label(_tif(tmp_path / "float.tif", np.ones((4, 5), np.float32)))
-    # a frame of another size in a sequence names that file
+    return broken, broken
+
+
+def _odd_frame_sequence(tmp_path: Path) -> tuple[object, Path]:
+    """A sequence with a frame of another size, and that frame's file."""
     _make_sequence(tmp_path / "ds")
     odd = _tif(tmp_path / "ds" / "01" / "t002.tif", np.zeros((5, 5), np.uint16))
     (seq,) = find_ctc_sequences(tmp_path / "ds")
-    with pytest.raises(CosineTrackDataError, match="differs") as err:
-        read_ctc_video(seq)
-    assert str(err.value).startswith(str(odd))
+    return seq, odd
+
+
+#: (make the argument and the file the message must start with (or None) from ``tmp_path``, reader, ``match``)
+READ_FRAME_ERRORS = [
+    pytest.param(_stack, read_ctc_frame, "2D", id="3d-stack"),
+    pytest.param(_broken, read_ctc_frame, "cannot read", id="broken-tiff"),
+    pytest.param(
+        lambda t: (_tif(t / "float.tif", np.ones((4, 5), np.float32)), None),
+        read_ctc_label,
+        "integers",
+        id="float-label",
+    ),
+    # a frame of another size in a sequence names that file
+    pytest.param(_odd_frame_sequence, read_ctc_video, "differs", id="frame-size-differs"),
+]
+
+
+@pytest.mark.parametrize("make_arg, reader, problem", READ_FRAME_ERRORS)
+def test_read_frame_errors(tmp_path, make_arg, reader, problem):
+    arg, named = make_arg(tmp_path)
+    with pytest.raises(CosineTrackDataError, match=problem) as err:
+        reader(arg)
+    if named is not None:
+        assert str(err.value).startswith(str(named))
+
+
+def test_read_frame_takes_a_single_plane_stack(tmp_path):
+    assert read_ctc_frame(_tif(tmp_path / "single.tif", np.ones((1, 4, 5), np.uint8))).shape == (4, 5)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -421,20 +466,23 @@ def test_writer_refuses_existing_and_input_folders(tmp_path):
     assert images.is_dir()
 
 
-def test_writer_checks_frames_and_labels(tmp_path):
+#: (frames written (ones) before, call on the writer, ``match``)
+WRITER_FRAME_ERRORS = [
+    pytest.param((), lambda w: w.write_frame(0, np.full((4, 4), -1)), "0..65535", id="negative-label"),
+    pytest.param((), lambda w: w.write_frame(1000, np.zeros((4, 4), int)), "fit 3 digits", id="too-many-digits"),
+    pytest.param((0,), lambda w: w.write_frame(0, np.ones((4, 4), int)), "written twice", id="written-twice"),
+    pytest.param((0,), lambda w: w.write_frame(1, np.ones((4, 5), int)), "size", id="other-size"),
+    pytest.param((0, 2), lambda w: w.close(), r"missing \[1\]", id="close-with-a-gap"),
+]
+
+
+@pytest.mark.parametrize("written, call, problem", WRITER_FRAME_ERRORS)
+def test_writer_checks_frames_and_labels(tmp_path, written, call, problem):
     with CTCResultWriter(tmp_path / "01_RES") as writer:
-        with pytest.raises(ValueError, match="0..65535"):
-            writer.write_frame(0, np.full((4, 4), -1))
-        with pytest.raises(ValueError, match="fit 3 digits"):
-            writer.write_frame(1000, np.zeros((4, 4), int))
-        writer.write_frame(0, np.ones((4, 4), int))
-        with pytest.raises(ValueError, match="written twice"):
-            writer.write_frame(0, np.ones((4, 4), int))
-        with pytest.raises(ValueError, match="size"):
-            writer.write_frame(1, np.ones((4, 5), int))
-        writer.write_frame(2, np.ones((4, 4), int))
-        with pytest.raises(ValueError, match=r"missing \[1\]"):
-            writer.close()
+        for t in written:
+            writer.write_frame(t, np.ones((4, 4), int))
+        with pytest.raises(ValueError, match=problem):
+            call(writer)
         writer.abort()
     assert os.listdir(tmp_path) == []
 
@@ -447,7 +495,7 @@ def test_writer_relabel(tmp_path):
         # ... mapped back to 1, 2, 3 frame by frame; a function of t works as well as a dict, None = untouched
         writer.relabel(lambda t: {10: 1, 20: 2} if t < 2 else None)
         writer.relabel({2: {10: 1, 30: 3}, 3: {10: 1, 30: 3}})
-        res = writer.close()  # tracks derived from the relabelled masks (no parents)
+        res = writer.close()  # tracks derived from the relabeled masks (no parents)
     for t in range(4):
         np.testing.assert_array_equal(read_ctc_frame(os.path.join(res, f"mask{t:03d}.tif")), masks[t])
     np.testing.assert_array_equal(read_man_track(os.path.join(res, "res_track.txt")), tracks_from_masks(masks))
@@ -494,6 +542,108 @@ def test_validate_ctc_result(tmp_path):
     assert not result and "parent 7" in result.explanation
 
 
+# (ids present in each frame, L B E P table (valid on its own), the one problem the check finds or None)
+TRACKS_VS_MASKS = [
+    ([{1, 2}, {1, 2}, {1}, {1}], [[1, 0, 3, 0], [2, 0, 1, 0]], None),
+    ([{1}, {1}, set(), {1}], [[1, 0, 3, 0]], "frame 2: track 1 (frames 0..3) is not in the mask"),
+    ([{1}, {1, 9}, {1}, {1}], [[1, 0, 3, 0]], "frame 1: mask label 9 is not a track"),
+    ([{1}, {1}, {1}, {1}], [[1, 0, 2, 0]], "frame 3: mask label 1 is outside its frames 0..2"),
+    ([{1}, {1}, {1}, {1}], [[1, 0, 5, 0]], "track 1: ends in frame 5, after the last mask (3)"),
+    ([{1, 2}, {1, 3}, {1, 3}], [[1, 0, 2, 0], [2, 0, 0, 0], [3, 1, 2, 2]], None),
+]
+
+
+def _column_masks(frames: list[set[int]]) -> np.ndarray:
+    """(T, 4, 12) uint16 masks: label k fills column k of the frames it is present in."""
+    masks = np.zeros((len(frames), 4, 12), np.uint16)
+    for t, ids in enumerate(frames):
+        for k in ids:
+            masks[t, :, k] = k
+    return masks
+
+
+@pytest.mark.parametrize("frames, tracks, problem", TRACKS_VS_MASKS)
+def test_one_tracks_against_masks_check_for_every_caller(tmp_path, frames, tracks, problem):
+    """The core check, the cell wing's check_tracks, check_ctc_lineage, the writer and validate_ctc_result
+    all report the same problem (the single implementation: tracking.check_tracks_against_labels)."""
+    tracks = np.array(tracks)
+    masks = _column_masks(frames)
+    expected = [] if problem is None else [problem]
+    assert check_tracks_against_labels(tracks, frames) == expected  # ids per frame
+    assert check_tracks_against_labels(tracks, masks) == expected  # label video
+    assert check_tracks_against_labels(tracks, iter(list(masks))) == expected  # streamed frames
+    assert check_tracks(tracks, {t: np.unique(m[m > 0]) for t, m in enumerate(masks)}) == expected
+    assert check_ctc_lineage(tracks, masks) == expected
+    res = tmp_path / "01_RES"
+    if problem is None:
+        assert validate_ctc_result(write_ctc_result(res, masks, tracks))
+        return
+    with pytest.raises(ValueError, match="disagree") as error:
+        write_ctc_result(res, masks, tracks)
+    assert problem in str(error.value) and not res.exists()
+    with CTCResultWriter(res) as writer:
+        for t, mask in enumerate(masks):
+            writer.write_frame(t, mask)
+        writer.close(tracks, check=False)
+    result = validate_ctc_result(res)
+    assert not result and f"{res}: {problem}" in result.problems, result.explanation
+
+
+def test_tracks_against_masks_by_frame_number():
+    """Masks given by frame number: frames without an entry have no mask; max_problems caps the list."""
+    tracks = np.array([[1, 0, 2, 0], [2, -1, 0, 0]])
+    problems = check_tracks(tracks, {0: [1, 2], 2: [1]})
+    assert problems == [
+        "track 1: spans frame 1, which has no mask",
+        "track 2: begins in frame -1, before the first mask (0)",
+    ]
+    assert check_tracks(tracks, {0: [1, 2], 2: [1]}, max_problems=1) == problems[:1]
+    assert check_tracks_against_labels(np.zeros((0, 4), int), [[], [3]]) == ["frame 1: mask label 3 is not a track"]
+
+
+def test_track_table_from_labels_is_one_function():
+    """writer.tracks_from_masks is core's tracks_table_from_labels with contiguous=True."""
+    masks = _blob_video()
+    table = tracks_from_masks(masks)
+    np.testing.assert_array_equal(table, tracks_table_from_labels(masks, contiguous=True))
+    np.testing.assert_array_equal(table, tracks_table_from_labels([set(np.unique(m)) - {0} for m in masks]))
+    masks[1][masks[1] == 1] = 0
+    with pytest.raises(ValueError, match=r"label 1 \(frames 0..3, absent from \[1\]\)"):
+        tracks_table_from_labels(masks, contiguous=True)
+    assert tracks_table_from_labels(masks)[0].tolist() == [1, 0, 3, 0]  # without contiguous: no check
+
+
+def test_numbered_files(tmp_path):
+    assert numbered_files(tmp_path / "missing", MASK_RE) == ({}, None)
+    for name in ("mask0002.tif", "mask0000.tif", "res_track.txt", "t0001.tif"):
+        (tmp_path / name).write_bytes(b"")
+    files, digits = numbered_files(tmp_path, MASK_RE)
+    assert files == {0: str(tmp_path / "mask0000.tif"), 2: str(tmp_path / "mask0002.tif")} and digits == 4
+    assert list(files) == [0, 2]
+    (tmp_path / "mask001.tif").write_bytes(b"")
+    with pytest.raises(CosineTrackDataError, match="digit counts"):
+        numbered_files(tmp_path, MASK_RE)
+
+
+def test_result_layout_checked_once_for_validation_and_scoring(tmp_path):
+    """validate_ctc_result and ctc_scores find the same layout problems (check_ctc_result_files)."""
+    _make_sequence(tmp_path / "data")
+    res = Path(write_ctc_result(tmp_path / "01_RES", _blob_video(), BLOB_TRACKS))
+    masks, tracks, problems = check_ctc_result_files(res)
+    assert list(masks) == [0, 1, 2, 3] and tracks.tolist() == BLOB_TRACKS.tolist() and problems == []
+    (res / "extra.tif").write_bytes(b"")
+    _, _, problems = check_ctc_result_files(res)
+    assert problems == [f"{res / 'extra.tif'}: not a maskT.tif file; remove it from the result folder"]
+    scores = ctc_scores(res, tmp_path / "data" / "01_GT", metrics=("TRA",))
+    assert scores["valid"] is False and list(scores["problems"]) == problems
+    assert problems[0] in validate_ctc_result(res).problems
+    (res / "extra.tif").unlink()
+    (res / "res_track.txt").unlink()
+    _, tracks, problems = check_ctc_result_files(res)
+    assert tracks is None and len(problems) == 1 and "res_track.txt" in problems[0]
+    assert list(ctc_scores(res, tmp_path / "data" / "01_GT", metrics=("TRA",))["problems"]) == problems
+
+
 @pytest.mark.parametrize(
     "preset_margin, bundle_margin, background, unknown",
     [(None, None, False, True), (2, None, True, True), (None, 2, True, True), (2, 0, True, False)],
@@ -504,7 +654,7 @@ def test_training_cases_take_the_background_margin_of_their_preset(
     _make_sequence(tmp_path, seg_frames=())  # markers only: no frame is complete
     (seq,) = find_ctc_sequences(tmp_path)
     preset = {"i_min": 20.0, "i_max": 10.0} | ({} if preset_margin is None else {"background_margin": preset_margin})
-    part = {"name": "01", "sequence": dict(seq, preset=preset), "frames": list(seq["frames"])}
+    part = VideoPart("01", seq.replace(preset=preset), seq.frames)
     (case,) = read_ctc_cases([part], background_margin=bundle_margin)
     assert bool((case["label"] == 0).any()) == background  # the bundle's value wins over the preset's
     assert bool((case["label"] == -1).any()) == unknown and (case["label"] > 0).any()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cosinetrack.data import clustering_parameters, ctc_preset, split_video_frames
+from cosinetrack.apps.cell.datasets import split_video_frames
+from cosinetrack.apps.cell.presets import clustering_parameters, ctc_preset
+from cosinetrack.apps.cell.sequence import CTCSequence
 
 
 def test_preset_by_name_by_folder_and_default():
@@ -29,19 +31,19 @@ def test_clustering_parameters_convert_from_the_reference_canvas():
 
 
 def _seq(name, n):
-    return {"name": name, "frames": list(range(n))}
+    return CTCSequence(name, "/data", f"/data/{name}", frames=range(n))
 
 
 def test_split_holds_out_the_last_frames_of_every_sequence():
     train, val = split_video_frames([_seq("01", 65), _seq("02", 30)], "-15:")
-    assert [p["name"] for p in train] == ["01[0:50]", "02[0:15]"]
-    assert [p["name"] for p in val] == ["01[50:65]", "02[15:30]"]
-    assert max(train[0]["frames"]) < min(val[0]["frames"])
+    assert [p.name for p in train] == ["01[0:50]", "02[0:15]"]
+    assert [p.name for p in val] == ["01[50:65]", "02[15:30]"]
+    assert max(train[0].frames) < min(val[0].frames)
 
 
 def test_split_by_sequence_and_errors():
     train, val = split_video_frames([_seq("01", 10), _seq("02", 10)], None, ["02"])
-    assert [p["name"] for p in train] == ["01[0:10]"] and [p["name"] for p in val] == ["02[0:10]"]
+    assert [p.name for p in train] == ["01[0:10]"] and [p.name for p in val] == ["02[0:10]"]
     with pytest.raises(ValueError, match="not found"):
         split_video_frames([_seq("01", 10)], None, ["03"])
     with pytest.raises(ValueError, match="leaves"):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cosinetrack.data.cvppp import (
+from cosinetrack.apps.leaf.cvppp import (
     CVPPP_PALETTE,
     check_leaf_count,
     count_leaves,
@@ -22,7 +22,7 @@ from cosinetrack.data.cvppp import (
     write_cvppp_label,
     write_leaf_counts,
 )
-from cosinetrack.data.synthetic_leaves import (
+from cosinetrack.apps.leaf.synthetic import (
     MAX_LEAVES,
     MIN_LEAVES,
     ensure_synthetic_leaf_dataset,
@@ -116,7 +116,7 @@ def test_writer_round_trip(tmp_path):
     assert img.getpalette()[:12] == [c for rgb in CVPPP_PALETTE[:4] for c in rgb]
     np.testing.assert_array_equal(read_cvppp_label(tmp_path / "p_label.png"), lab)
 
-    many = np.arange(H * W, dtype=np.int64).reshape(H, W)  # 77 ids: beyond the 21 official colours
+    many = np.arange(H * W, dtype=np.int64).reshape(H, W)  # 77 ids: beyond the 21 official colors
     write_cvppp_label(many, tmp_path / "many_label.png")
     np.testing.assert_array_equal(read_cvppp_label(tmp_path / "many_label.png"), many)
 
@@ -136,53 +136,99 @@ def test_writer_round_trip(tmp_path):
         write_cvppp_image(np.zeros((H, W, 3)), tmp_path / "bad_rgb.png")
 
 
-def test_reader_errors(tmp_path, a1):
-    with pytest.raises(CosineTrackDataError, match="not found") as err:
-        find_cvppp_plants(tmp_path / "missing")
-    assert str(err.value).startswith(str(tmp_path / "missing"))
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(CosineTrackDataError, match="no CVPPP plants"):
-        find_cvppp_plants(tmp_path / "empty")
+def _made(path, content=None):
+    """``path`` after creating it: a folder for ``None``, a PNG for an array, else the bytes or text."""
+    if content is None:
+        path.mkdir()
+    elif isinstance(content, np.ndarray):
+        Image.fromarray(content).save(path)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return path
 
-    broken = tmp_path / "broken_rgb.png"
-    broken.write_bytes(b"\x89PNG\r\n\x1a\nthis is not a png")
-    for reader in (read_cvppp_image, read_cvppp_label):
-        with pytest.raises(CosineTrackDataError, match="cannot read") as err:
-            reader(broken)
-        assert str(err.value).startswith(str(broken))
-    with pytest.raises(CosineTrackDataError, match="file not found"):
-        read_cvppp_image(tmp_path / "nope.png")
 
-    # a colour-coded label and a label file given as image
-    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(tmp_path / "rgb_label.png")
-    with pytest.raises(CosineTrackDataError, match="palette PNG .* expected"):
-        read_cvppp_label(tmp_path / "rgb_label.png")
-    with pytest.raises(CosineTrackDataError, match="label file"):
-        read_cvppp_image(a1 / "plant002_label.png")
+NOT_A_PNG = b"\x89PNG\r\n\x1a\nthis is not a png"
 
-    # csv: missing, malformed, duplicate; header tolerated
-    with pytest.raises(CosineTrackDataError, match="not found"):
-        read_leaf_counts(tmp_path / "none.csv")
-    (tmp_path / "bad.csv").write_text("plant001_rgb.png, 3\nplant002_rgb.png, many\n")
-    with pytest.raises(CosineTrackDataError, match="line 2"):
-        read_leaf_counts(tmp_path / "bad.csv")
-    (tmp_path / "dup.csv").write_text("plant001_rgb.png, 3\nplant001_rgb.png, 4\n")
-    with pytest.raises(CosineTrackDataError, match="twice"):
-        read_leaf_counts(tmp_path / "dup.csv")
+
+def _leaf_count_mismatch(path):
+    return check_leaf_count(_labels(), 4, path)
+
+
+#: (make the argument from ``tmp_path`` and the ``a1`` folder, reader, error ``match``, whether the message
+#: starts with the argument); the argument is made before the reader is called.
+READER_ERRORS = [
+    pytest.param(lambda t, a1: t / "missing", find_cvppp_plants, "not found", True, id="missing-folder"),
+    pytest.param(lambda t, a1: _made(t / "empty"), find_cvppp_plants, "no CVPPP plants", False, id="empty-folder"),
+    pytest.param(
+        lambda t, a1: _made(t / "broken_rgb.png", NOT_A_PNG), read_cvppp_image, "cannot read", True, id="broken-image"
+    ),
+    pytest.param(
+        lambda t, a1: _made(t / "broken_rgb.png", NOT_A_PNG), read_cvppp_label, "cannot read", True, id="broken-label"
+    ),
+    pytest.param(lambda t, a1: t / "nope.png", read_cvppp_image, "file not found", False, id="missing-image"),
+    # a color-coded label and a label file given as image
+    pytest.param(
+        lambda t, a1: _made(t / "rgb_label.png", np.zeros((H, W, 3), np.uint8)),
+        read_cvppp_label,
+        "palette PNG .* expected",
+        False,
+        id="rgb-label",
+    ),
+    pytest.param(lambda t, a1: a1 / "plant002_label.png", read_cvppp_image, "label file", False, id="label-as-image"),
+    # csv: missing, malformed, duplicate
+    pytest.param(lambda t, a1: t / "none.csv", read_leaf_counts, "not found", False, id="missing-csv"),
+    pytest.param(
+        lambda t, a1: _made(t / "bad.csv", "plant001_rgb.png, 3\nplant002_rgb.png, many\n"),
+        read_leaf_counts,
+        "line 2",
+        False,
+        id="malformed-csv",
+    ),
+    pytest.param(
+        lambda t, a1: _made(t / "dup.csv", "plant001_rgb.png, 3\nplant001_rgb.png, 4\n"),
+        read_leaf_counts,
+        "twice",
+        False,
+        id="duplicate-csv",
+    ),
+    # leaf count check: the label has 3 leaves, the csv says 4
+    pytest.param(
+        lambda t, a1: a1 / "plant002_label.png",
+        _leaf_count_mismatch,
+        "3 leaves but .* says 4",
+        True,
+        id="leaf-count-mismatch",
+    ),
+    # image and label sizes differ
+    pytest.param(
+        lambda t, a1: {"image": _made(t / "small_rgb.png", _rgba()[:, :5]), "label": a1 / "plant002_label.png"},
+        read_cvppp_plant,
+        "differs",
+        False,
+        id="sizes-differ",
+    ),
+]
+
+
+@pytest.mark.parametrize("make_arg, reader, problem, names_arg", READER_ERRORS)
+def test_reader_errors(tmp_path, a1, make_arg, reader, problem, names_arg):
+    arg = make_arg(tmp_path, a1)
+    with pytest.raises(CosineTrackDataError, match=problem) as err:
+        reader(arg)
+    if names_arg:
+        assert str(err.value).startswith(str(arg))
+
+
+def test_leaf_counts_tolerate_a_header(tmp_path):
     (tmp_path / "head.csv").write_text("image,count\nplant001_rgb.png,3\n")
     assert read_leaf_counts(tmp_path / "head.csv") == {"plant001": 3}
 
-    # leaf count check: raise or warn
-    with pytest.raises(CosineTrackDataError, match="3 leaves but .* says 4") as err:
-        check_leaf_count(_labels(), 4, a1 / "plant002_label.png")
-    assert str(err.value).startswith(str(a1 / "plant002_label.png"))
+
+def test_leaf_count_mismatch_can_warn():
     with pytest.warns(UserWarning, match="3 leaves"):
         assert check_leaf_count(_labels(), 4, on_mismatch="warn") == 3
-
-    # image and label sizes differ
-    Image.fromarray(_rgba()[:, :5]).save(tmp_path / "small_rgb.png")
-    with pytest.raises(CosineTrackDataError, match="differs"):
-        read_cvppp_plant({"image": tmp_path / "small_rgb.png", "label": a1 / "plant002_label.png"})
 
 
 # ------------------------------------------------------------------------------------------------

@@ -6,16 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from cosinetrack.data import IGNORE_LABEL, CineClipDataset, split_cases
-from cosinetrack.transforms import clip_eval_transforms, clip_train_transforms, fit_to_size, undo_fit
+from cosinetrack.apps.lv_mri.nifti import IGNORE_LABEL
+from cosinetrack.data.clips import ClipDataset
+from cosinetrack.data.splits import split_cases
+from cosinetrack.transforms.augment import clip_eval_transforms, clip_train_transforms
+from cosinetrack.transforms.spatial import fit_to_size, undo_fit
 
 
-def _case(name, z=1, t=6, h=20, w=28, labelled=None):
+def _case(name, z=1, t=6, h=20, w=28, labeled=None):
     rng = np.random.default_rng(abs(hash(name)) % 2**32)
     image = rng.random((z, t, h, w)).astype(np.float32)
     label = rng.integers(0, 3, (z, t, h, w))
-    if labelled is not None:
-        label[:, [k for k in range(t) if k not in labelled]] = IGNORE_LABEL
+    if labeled is not None:
+        label[:, [k for k in range(t) if k not in labeled]] = IGNORE_LABEL
     return {"name": name, "image": image, "label": label}
 
 
@@ -33,12 +36,12 @@ def test_kfold_split_is_disjoint_and_covers_all_cases():
 
 
 def test_clip_dataset_skips_clips_without_labels_and_handles_short_sequences():
-    ds = CineClipDataset([_case("a", t=6, labelled=[5])], clip_length=3)
+    ds = ClipDataset([_case("a", t=6, labeled=[5])], clip_length=3)
     assert [s for _, _, s, _ in ds.index] == [3]  # only the clip holding frame 5
-    ds = CineClipDataset([_case("b", t=2)], clip_length=10)
+    ds = ClipDataset([_case("b", t=2)], clip_length=10)
     assert len(ds) == 1 and ds[0]["image"].shape == (2, 20, 28)
-    ds = CineClipDataset([_case("c", z=2, t=4, labelled=[1, 3])], clip_length=1)
-    assert len(ds) == 4  # non-recurrent: labelled frames only
+    ds = ClipDataset([_case("c", z=2, t=4, labeled=[1, 3])], clip_length=1)
+    assert len(ds) == 4  # non-recurrent: labeled frames only
 
 
 def test_train_transforms_shape_range_and_one_draw_for_all_frames():
@@ -53,7 +56,7 @@ def test_train_transforms_shape_range_and_one_draw_for_all_frames():
     # identical input frames stay identical: one random draw moved every frame of the clip
     torch.testing.assert_close(out["image"][0], out["image"][3])
     torch.testing.assert_close(out["label"][0], out["label"][1])
-    assert (out["label"][2] == IGNORE_LABEL).all()  # an unlabelled frame stays unlabelled
+    assert (out["label"][2] == IGNORE_LABEL).all()  # an unlabeled frame stays unlabeled
     assert set(out["label"].unique().tolist()) <= {-1, 0, 1, 2}
     # fit padding (30x40 into 32x32 leaves rows of padding) carries no loss
     plain = clip_train_transforms((32, 32), augment=False)({"image": image, "label": label})

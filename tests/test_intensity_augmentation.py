@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cosinetrack.transforms import RandImagingNoised, clip_train_transforms
+from cosinetrack.transforms.augment import clip_train_transforms
+from cosinetrack.transforms.intensity import RandImagingNoised
 
 
 def _clip():

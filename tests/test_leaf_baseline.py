@@ -1,5 +1,5 @@
 """The classical leaf baseline (``segment_leaves`` and the fold protocol of ``benchmarks/bench_leaf_baseline.py``)
-on synthetic rosettes from :mod:`cosinetrack.data.synthetic_leaves`."""
+on synthetic rosettes from :mod:`cosinetrack.apps.leaf.synthetic`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cosinetrack.data.synthetic_leaves import generate_rosette, write_synthetic_leaf_dataset
+from cosinetrack.apps.leaf.synthetic import generate_rosette, write_synthetic_leaf_dataset
 from cosinetrack.metrics.instances import instance_scores
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_leaf_baseline.py"
@@ -25,7 +25,7 @@ def _load_benchmark():
 
 bench = _load_benchmark()
 
-#: Seed 5 of the generator at 256 x 256: a young rosette of 5 leaves that touch only at the centre.
+#: Seed 5 of the generator at 256 x 256: a young rosette of 5 leaves that touch only at the center.
 WELL_SEPARATED_SEED = 5
 #: Settings for the 256 x 256 synthetic photos (the defaults are the ones chosen on the 530 x 500 CVPPP photos).
 SYNTHETIC = {"threshold": None, "component_fraction": 0.1, "sigma": 1.0, "min_distance": 12, "brightness_weight": 1.0,

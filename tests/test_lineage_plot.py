@@ -73,9 +73,9 @@ def test_figure_draws_one_line_per_track_and_one_connector_per_link():
         rows = lineage_tree_layout(TREE)
         segs = {tuple(map(tuple, s)) for s in connectors.get_segments()}
         assert ((4.0, rows[1]), (5.0, rows[2])) in segs
-        # families have their own colours
-        colours = tracks.get_colors()
-        assert not np.allclose(colours[0], colours[-1])
+        # families have their own colors
+        colors = tracks.get_colors()
+        assert not np.allclose(colors[0], colors[-1])
         fig.canvas.draw()
     finally:
         plt.close(fig)
@@ -145,7 +145,7 @@ def _random_forest(n: int, seed: int = 0) -> np.ndarray:
     return np.array(rows)
 
 
-def test_thousands_of_tracks_are_fast_and_unlabelled():
+def test_thousands_of_tracks_are_fast_and_unlabeled():
     tracks = _random_forest(2000)
     start = time.perf_counter()
     rows = lineage_tree_layout(tracks)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from cosinetrack.errors import CosineTrackConfigError
-from cosinetrack.tracking import PairTracker, check_ctc_lineage, check_tracking_options, make_lineage_valid, track_pairs
+from cosinetrack.tracking.lineage import check_ctc_lineage, make_lineage_valid
+from cosinetrack.tracking.pair_tracker import PairTracker, check_tracking_options, track_pairs
 
 RULES = {"min_cycle_length": 10, "min_daughter_length": 5}
 
@@ -44,7 +45,7 @@ CASES = [
         {2},
     ),
     (
-        "the same fragment with the rules off: a division (old behaviour)",
+        "the same fragment with the rules off: a division (old behavior)",
         {1: range(20), 2: [8, 9]},
         {2: 1},
         {},
@@ -84,7 +85,7 @@ CASES = [
         set(),
     ),
     (
-        "the same chain with the rules off: two divisions (old behaviour)",
+        "the same chain with the rules off: two divisions (old behavior)",
         {1: range(30), 2: range(10, 30), 3: range(13, 30)},
         {2: 1, 3: 2},
         {},
@@ -134,7 +135,7 @@ TABLES = [
 
 @pytest.mark.parametrize("frames, parents", TABLES)
 @pytest.mark.parametrize("off", [{}, {"min_cycle_length": 0, "min_daughter_length": 0}, {"min_cycle_length": 1}])
-def test_rules_off_is_the_old_behaviour(frames, parents, off):
+def test_rules_off_is_the_old_behavior(frames, parents, off):
     old_maps, old_tracks = make_lineage_valid(frames, parents)
     maps, tracks = _lineage(frames, parents, **off)
     np.testing.assert_array_equal(tracks, old_tracks)

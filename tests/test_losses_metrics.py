@@ -6,11 +6,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cosinetrack.losses import ClipCrossEntropyLoss, StackedLoss
-from cosinetrack.metrics import case_iou, central_slices, class_iou, summarize
+from cosinetrack.losses.cross_entropy import ClipCrossEntropyLoss
+from cosinetrack.losses.stacked import StackedLoss
+from cosinetrack.metrics.iou import case_iou, central_slices, class_iou, summarize
 
 
-def test_clip_cross_entropy_ignores_unlabelled_pixels():
+def test_clip_cross_entropy_ignores_unlabeled_pixels():
     logits = torch.randn(2, 3, 4, 5, 6)  # (B, T, K, H, W)
     target = torch.randint(0, 4, (2, 3, 5, 6))
     target[:, 1] = -1
@@ -20,7 +21,7 @@ def test_clip_cross_entropy_ignores_unlabelled_pixels():
     torch.testing.assert_close(loss, ref)
 
 
-def test_clip_cross_entropy_all_unlabelled_is_zero_with_gradient():
+def test_clip_cross_entropy_all_unlabeled_is_zero_with_gradient():
     logits = torch.randn(1, 2, 3, 4, 4, requires_grad=True)
     loss = ClipCrossEntropyLoss()(logits, torch.full((1, 2, 4, 4), -1))
     loss.backward()
@@ -39,7 +40,7 @@ def test_class_iou_by_hand():
     pred = np.array([[1, 0, 1, 0]])
     assert class_iou(pred, gt, 1) == 1 / 3  # |{0}| / |{0,1,2}|
     assert np.isnan(class_iou(np.zeros_like(gt), np.zeros_like(gt), 2))
-    # unlabelled pixels are not counted even if predicted
+    # unlabeled pixels are not counted even if predicted
     assert class_iou(np.array([[1, 1]]), np.array([[1, -1]]), 1) == 1.0
 
 

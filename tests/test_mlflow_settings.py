@@ -17,7 +17,7 @@ from conftest import REPO_ROOT, run_bundle
 from monai.bundle import ConfigParser
 from monai.utils import path_to_uri
 
-from cosinetrack.handlers import default_artifact_location
+from cosinetrack.handlers.mlflow import default_artifact_location
 
 
 @pytest.fixture

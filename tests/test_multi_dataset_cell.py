@@ -11,18 +11,13 @@ import torch
 from conftest import REPO_ROOT, run_bundle
 from monai.bundle import ConfigParser
 
-from cosinetrack.data import (
-    CTC_PRESETS,
-    ctc_dataset_name,
-    ctc_preset,
-    find_ctc_datasets,
-    preset_value,
-    split_video_frames,
-)
-from cosinetrack.data.synthetic_cells import write_synthetic_cell_dataset
-from cosinetrack.engines.video import clustering_for_part
+from cosinetrack.apps.cell.datasets import ctc_dataset_name, find_ctc_datasets, split_video_frames
+from cosinetrack.apps.cell.pipeline import clustering_for_part
+from cosinetrack.apps.cell.presets import CTC_PRESETS, ctc_preset, preset_value
+from cosinetrack.apps.cell.sequence import VideoPart
+from cosinetrack.apps.cell.synthetic import write_synthetic_cell_dataset
+from cosinetrack.apps.cell.validation import validate_ctc_result
 from cosinetrack.errors import CosineTrackConfigError, CosineTrackDataError
-from cosinetrack.io import validate_ctc_result
 from cosinetrack.transforms.normalize import RobustNormalized, robust_scale
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -60,20 +55,20 @@ def test_one_folder_is_unchanged(datasets, monkeypatch, tmp_path, as_list):
     parser = _parser(monkeypatch, tmp_path, dataset_dir=[sim] if as_list else sim)
     assert parser.get_parsed_content("dataset_name") == "Fluo-N2DH-SIM+"
     assert parser.get_parsed_content("preset") == ctc_preset(None, sim)
-    assert [s["name"] for s in parser.get_parsed_content("sequences")] == ["01"]
-    assert [p["name"] for p in parser.get_parsed_content("val_cases")] == ["01[5:8]"]
+    assert [s.name for s in parser.get_parsed_content("sequences")] == ["01"]
+    assert [p.name for p in parser.get_parsed_content("val_cases")] == ["01[5:8]"]
     cases = parser.get_parsed_content("train_dataset").cases
     assert [(c["name"], c["i_min"], c["i_max"]) for c in cases] == [("01[0:5]", 20.0, 1.0)]
     assert parser.get_parsed_content("key_metric").part_metrics is False
     step = parser.get_parsed_content("val_iteration_update")
-    assert (step.settings["i_min"], step.settings["i_max"]) == (20.0, 1.0)
+    assert (step.tracker.normalization.i_min, step.tracker.normalization.i_max) == (20.0, 1.0)
 
 
 @pytest.mark.parametrize(
     "overrides, expected",
     [  # (i_min, i_max) of the SIM+ and GOWT1 cases and parts
         ({}, {"Fluo-N2DH-SIM+": (20.0, 1.0), "Fluo-N2DH-GOWT1": (20.0, 10.0)}),
-        ({"augmentation#i_max": 5.0}, {"Fluo-N2DH-SIM+": (20.0, 5.0), "Fluo-N2DH-GOWT1": (20.0, 5.0)}),
+        ({"normalization#i_max": 5.0}, {"Fluo-N2DH-SIM+": (20.0, 5.0), "Fluo-N2DH-GOWT1": (20.0, 5.0)}),
         ({"dataset_preset": "Fluo-N2DH-GOWT1"}, {"Fluo-N2DH-SIM+": (20.0, 10.0), "Fluo-N2DH-GOWT1": (20.0, 10.0)}),
     ],
 )
@@ -90,25 +85,27 @@ def test_every_case_and_part_uses_its_own_preset_unless_overridden(
         k: v[1] for k, v in expected.items()
     }
     step = parser.get_parsed_content("val_iteration_update")
-    assert [p["name"] for p in step.parts] == ["Fluo-N2DH-SIM+/01[5:8]", "Fluo-N2DH-GOWT1/01[5:8]"]
-    for part in step.parts:
-        settings = step.settings_for(part)
-        assert (settings["i_min"], settings["i_max"]) == expected[part["sequence"]["dataset"]]
-        preset = CTC_PRESETS[overrides.get("dataset_preset") or part["sequence"]["dataset"]]
-        kwargs = clustering_for_part(part, (48, 48), "scaled", step.preset, None, step.cluster_options)
+    parts = [item["part"] for item in parser.get_parsed_content("val_dataset")]
+    assert [p.name for p in parts] == ["Fluo-N2DH-SIM+/01[5:8]", "Fluo-N2DH-GOWT1/01[5:8]"]
+    for part in parts:
+        settings = step.tracker.normalization_for(part)
+        assert (settings["i_min"], settings["i_max"]) == expected[part.sequence.dataset]
+        preset = CTC_PRESETS[overrides.get("dataset_preset") or part.sequence.dataset]
+        tracker = step.tracker
+        kwargs = clustering_for_part(part, (48, 48), "scaled", tracker.preset, None, tracker.clustering_options)
         assert kwargs["min_samples"] == max(5, round(preset["m_pts"] * 48 * 48 / 256**2))
-    assert parser.get_parsed_content("neighbour_radius") == 50
+    assert parser.get_parsed_content("neighbor_radius") == 50
     assert parser.get_parsed_content("key_metric").part_metrics is True
 
 
-def test_a_clip_is_normalised_with_its_own_data_sets_percentages(datasets, monkeypatch, tmp_path):
+def test_a_clip_is_normalized_with_its_own_data_sets_percentages(datasets, monkeypatch, tmp_path):
     parser = _parser(monkeypatch, tmp_path, dataset_dir=[str(d) for d in datasets])
     transforms = parser.get_parsed_content("train_transforms").transforms
-    (normalise,) = [t for t in transforms if isinstance(t, RobustNormalized)]
-    assert (normalise.i_min, normalise.i_max) == (20.0, None)  # i_max differs: each clip brings its own
+    (normalize,) = [t for t in transforms if isinstance(t, RobustNormalized)]
+    assert (normalize.i_min, normalize.i_max) == (20.0, None)  # i_max differs: each clip brings its own
     for case in parser.get_parsed_content("train_dataset").cases:
         clip = torch.as_tensor(case["image"][0, :4])
-        out = normalise({"image": clip, "i_min": case["i_min"], "i_max": case["i_max"]})["image"]
+        out = normalize({"image": clip, "i_min": case["i_min"], "i_max": case["i_max"]})["image"]
         torch.testing.assert_close(out, robust_scale(clip, case["i_min"] / 2, 100 - case["i_max"] / 2))
         other = 11.0 - case["i_max"]  # the other data set's i_max (1 <-> 10)
         assert not torch.allclose(out, robust_scale(clip, case["i_min"] / 2, 100 - other / 2), atol=1e-3)
@@ -202,56 +199,50 @@ def test_bad_lists_of_folders(datasets, tmp_path, dirs, match):
         (["Fluo-N2DL-HeLa", "Fluo-C2DL-MSC", "Fluo-N2DH-GOWT1"], None),
     ],
 )
-def test_neighbour_radius_is_the_common_r_n_or_a_clear_error(names, r_n):
+def test_neighbor_radius_is_the_common_r_n_or_a_clear_error(names, r_n):
     preset = ctc_preset(None, [f"/data/{n}" for n in names])
     if r_n is not None:
-        assert preset_value(preset, "r_N", "neighbour_radius") == r_n
+        assert preset_value(preset, "r_N", "neighbor_radius") == r_n
         return
-    with pytest.raises(CosineTrackConfigError, match="neighbour_radius") as info:
-        preset_value(preset, "r_N", "neighbour_radius")
+    with pytest.raises(CosineTrackConfigError, match="neighbor_radius") as info:
+        preset_value(preset, "r_N", "neighbor_radius")
     for n in names:
         assert f"{n}: {CTC_PRESETS[n]['r_N']}" in str(info.value)
 
 
-def test_differing_r_n_fails_the_bundle_unless_neighbour_radius_is_given(monkeypatch, tmp_path):
+def test_differing_r_n_fails_the_bundle_unless_neighbor_radius_is_given(monkeypatch, tmp_path):
     dirs = [str(tmp_path / "Fluo-C2DL-MSC"), str(tmp_path / "Fluo-N2DH-SIM+")]
     parser = _parser(monkeypatch, tmp_path, dataset_dir=dirs)
     with pytest.raises(Exception) as info:
         parser.get_parsed_content("loss")
     assert isinstance(_cause(info.value), CosineTrackConfigError)
     assert "differ in r_N (Fluo-C2DL-MSC: 150, Fluo-N2DH-SIM+: 50)" in str(_cause(info.value))
-    parser = _parser(monkeypatch, tmp_path, dataset_dir=dirs, neighbour_radius=80)
-    assert parser.get_parsed_content("loss").loss.neighbour_radius == 80
+    parser = _parser(monkeypatch, tmp_path, dataset_dir=dirs, neighbor_radius=80)
+    assert parser.get_parsed_content("loss").loss.neighbor_radius == 80
     assert ctc_dataset_name(dirs) == "Fluo-C2DL-MSC+Fluo-N2DH-SIM+" and ctc_dataset_name(None) is None
 
 
 def test_val_sequences_take_prefixed_names(datasets):
     sequences = find_ctc_datasets([str(d) for d in datasets])
     train, val = split_video_frames(sequences, None, ["Fluo-N2DH-GOWT1/01"])
-    assert [p["name"] for p in train] == ["Fluo-N2DH-SIM+/01[0:8]"]
-    assert [p["name"] for p in val] == ["Fluo-N2DH-GOWT1/01[0:8]"]
-    assert np.isclose(val[0]["sequence"]["preset"]["i_max"], 10.0)
+    assert [p.name for p in train] == ["Fluo-N2DH-SIM+/01[0:8]"]
+    assert [p.name for p in val] == ["Fluo-N2DH-GOWT1/01[0:8]"]
+    assert np.isclose(val[0].sequence.preset["i_max"], 10.0)
 
 
 @pytest.mark.parametrize("with_seg", [True, False])
 def test_a_part_without_seg_ground_truth_is_scored_without_seg(datasets, tmp_path, with_seg):
     """Fluo-N2DH-GOWT1/01 has SEG files only in frames 2-47: its held-out tail gets TRA and DET, SEG = OP_CTB = nan."""
-    from cosinetrack.engines import VideoTrackingStep
-    from cosinetrack.networks import RecurrentStackedHourglass
+    from cosinetrack.apps.cell.pipeline import VideoTracker, VideoTrackingStep
+    from cosinetrack.networks.stacked import RecurrentStackedHourglass
 
     seq = find_ctc_datasets([str(d) for d in datasets])[1]
-    seq = seq if with_seg else dict(seq, seg={})
-    part = {"name": "Fluo-N2DH-GOWT1/01[5:8]", "sequence": seq, "frames": [5, 6, 7]}
-    step = VideoTrackingStep(
-        [part],
-        str(tmp_path / "work"),
-        (32, 32),
-        None,
-        cluster_options={"max_points": 2000},
-        num_figure_frames=0,
-        i_min=None,
-        i_max=None,
+    seq = seq if with_seg else seq.replace(seg={})
+    part = VideoPart("Fluo-N2DH-GOWT1/01[5:8]", seq, (5, 6, 7))
+    tracker = VideoTracker(
+        (32, 32), clustering_options={"max_points": 2000}, normalization={"i_min": None, "i_max": None}
     )
+    step = VideoTrackingStep(tracker, str(tmp_path / "work"), num_figure_frames=0)
     assert step.metrics_for(part) == (("SEG", "TRA", "DET") if with_seg else ("TRA", "DET"))
 
     class Engine:
@@ -260,6 +251,6 @@ def test_a_part_without_seg_ground_truth_is_scored_without_seg(datasets, tmp_pat
         class state:  # noqa: N801
             device = torch.device("cpu")
 
-    scores = step(Engine, {"index": torch.tensor([0])})["scores"]
+    scores = step(Engine, {"part": [part]})["scores"]
     assert np.isfinite(scores["TRA"]) and np.isfinite(scores["DET"])
     assert np.isfinite(scores["SEG"]) == with_seg and np.isfinite(scores["OP_CTB"]) == with_seg

@@ -17,13 +17,15 @@ import torch
 from conftest import REPO_ROOT, save_nifti
 from PIL import Image
 
-from cosinetrack.data import find_plant_images, resolve_cases
-from cosinetrack.data.synthetic_cells import generate_cell_video, write_ctc_sequence
-from cosinetrack.engines import FrameProgress, shard
-from cosinetrack.engines.instances import segment_plants_to_folder
-from cosinetrack.engines.predict import predict_to_folder
-from cosinetrack.engines.video import track_folder
-from cosinetrack.networks import RecurrentStackedHourglass
+from cosinetrack.apps.cell.pipeline import track_folder
+from cosinetrack.apps.cell.synthetic import generate_cell_video, write_ctc_sequence
+from cosinetrack.apps.leaf.cvppp import find_plant_images
+from cosinetrack.apps.leaf.pipeline import segment_plants_to_folder
+from cosinetrack.apps.lv_mri.nifti import resolve_cases
+from cosinetrack.apps.lv_mri.pipeline import predict_to_folder
+from cosinetrack.distributed import shard
+from cosinetrack.inference.progress import FrameProgress
+from cosinetrack.networks.stacked import RecurrentStackedHourglass
 
 TORCHRUN = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2"]
 TINY = ["--num_levels", "2", "--num_filters", "4", "--image_size", "[32,32]", "--num_threads", "1"]

@@ -1,4 +1,4 @@
-"""napari layer data of a CTC result (cosinetrack.viz.napari_layers), built headlessly without napari."""
+"""napari layer data of a CTC result (cosinetrack.apps.cell.napari), built headlessly without napari."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cosinetrack.data.synthetic_cells import generate_cell_video, write_ctc_sequence
+from cosinetrack.apps.cell.napari import ctc_napari_layers, view_ctc
+from cosinetrack.apps.cell.synthetic import generate_cell_video, write_ctc_sequence
+from cosinetrack.apps.cell.writer import write_ctc_result
 from cosinetrack.errors import CosineTrackDataError
-from cosinetrack.io import write_ctc_result
-from cosinetrack.viz.napari_layers import ctc_napari_layers, view_ctc
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cosinetrack.networks import ConvGRUCell, Hourglass, RecurrentStackedHourglass
-from cosinetrack.networks.convgru import Conv3x3, conv3x3_weight_grad
+from cosinetrack.networks.convgru import Conv3x3, ConvGRUCell, conv3x3_weight_grad
+from cosinetrack.networks.hourglass import Hourglass
+from cosinetrack.networks.stacked import RecurrentStackedHourglass
 
 TINY = {"in_channels": 1, "out_channels": 4, "num_levels": 3, "num_filters": 8}
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 def _net(recurrent: bool = True, seed: int = 0, perturb: float = 0.0, **kwargs) -> RecurrentStackedHourglass:
     torch.manual_seed(seed)
     net = RecurrentStackedHourglass(**{**TINY, "recurrent": recurrent, **kwargs})
-    if perturb:  # make the (zero-initialised) gates and biases non-trivial
+    if perturb:  # make the (zero-initialized) gates and biases non-trivial
         with torch.no_grad():
             for p in net.parameters():
                 p.add_(perturb * torch.randn_like(p))
@@ -118,7 +119,7 @@ def test_parameter_counts_recurrent_vs_not() -> None:
     assert _count(RecurrentStackedHourglass()) == 4_088_352
 
 
-def test_second_stack_sees_image_and_normalised_first_output() -> None:
+def test_second_stack_sees_image_and_normalized_first_output() -> None:
     net = _net(perturb=0.05)
     assert net.hourglasses[0].contract[0].in_channels == 1
     assert net.hourglasses[1].contract[0].in_channels == 1 + 4
@@ -133,7 +134,7 @@ def test_second_stack_sees_image_and_normalised_first_output() -> None:
     torch.testing.assert_close(b2, a2, atol=1e-5, rtol=1e-4)  # second stack is scale-invariant
 
 
-def test_initialisation() -> None:
+def test_initialization() -> None:
     torch.manual_seed(0)
     net = RecurrentStackedHourglass(num_levels=4, num_filters=32)
     f = 32
@@ -161,15 +162,20 @@ def test_bad_input_shape_raises(shape: tuple[int, ...]) -> None:
         net(torch.randn(*shape))
 
 
-def test_step_rejects_bad_frame_and_state() -> None:
+#: (frame shape, pass the state of a first (1, 1, 16, 16) step, ``match``)
+STEP_ERRORS = [
+    pytest.param((1, 1, 1, 16, 16), False, r"step expects a frame \(B, C, H, W\)", id="clip-not-frame"),
+    pytest.param((1, 1, 32, 16), True, "state does not match", id="state-of-another-size"),
+    pytest.param((2, 1, 16, 16), True, "state does not match", id="state-of-another-batch"),
+]
+
+
+@pytest.mark.parametrize("shape, with_state, problem", STEP_ERRORS)
+def test_step_rejects_bad_frame_and_state(shape: tuple[int, ...], with_state: bool, problem: str) -> None:
     net = _net()
-    with pytest.raises(ValueError, match=r"step expects a frame \(B, C, H, W\)"):
-        net.step(torch.randn(1, 1, 1, 16, 16))
-    _, state = net.step(torch.randn(1, 1, 16, 16))
-    with pytest.raises(ValueError, match="state does not match"):
-        net.step(torch.randn(1, 1, 32, 16), state)
-    with pytest.raises(ValueError, match="state does not match"):
-        net.step(torch.randn(2, 1, 16, 16), state)
+    state = (net.step(torch.randn(1, 1, 16, 16))[1],) if with_state else ()
+    with pytest.raises(ValueError, match=problem):
+        net.step(torch.randn(*shape), *state)
 
 
 def test_hourglass_requires_divisible_size() -> None:

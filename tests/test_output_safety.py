@@ -11,11 +11,11 @@ import pytest
 import tifffile
 import torch
 
-from cosinetrack.data.synthetic_cells import generate_cell_video, write_ctc_sequence
-from cosinetrack.engines import track_folder
+from cosinetrack.apps.cell.pipeline import track_folder
+from cosinetrack.apps.cell.synthetic import generate_cell_video, write_ctc_sequence
 from cosinetrack.errors import CosineTrackDataError
-from cosinetrack.io import atomic_directory, atomic_file, refuse_output_over_inputs, remove_stale_temporaries
-from cosinetrack.networks import RecurrentStackedHourglass
+from cosinetrack.io.atomic import atomic_directory, atomic_file, refuse_output_over_inputs, remove_stale_temporaries
+from cosinetrack.networks.stacked import RecurrentStackedHourglass
 
 
 def _tree(folder):

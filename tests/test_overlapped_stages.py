@@ -11,12 +11,14 @@ import pytest
 import tifffile
 import torch
 
-from cosinetrack.data import find_ctc_sequences
-from cosinetrack.data.synthetic_cells import generate_cell_video, write_ctc_sequence
-from cosinetrack.engines import ScaledPairSegmenter, segment_and_track_video, track_sequence_part
-from cosinetrack.engines.video import in_background
-from cosinetrack.io import CTCResultWriter
-from cosinetrack.networks import RecurrentStackedHourglass
+from cosinetrack.apps.cell.pipeline import track_sequence_part
+from cosinetrack.apps.cell.reader import find_ctc_sequences
+from cosinetrack.apps.cell.sequence import VideoPart
+from cosinetrack.apps.cell.synthetic import generate_cell_video, write_ctc_sequence
+from cosinetrack.apps.cell.writer import CTCResultWriter
+from cosinetrack.inference.segmenter import ScaledPairSegmenter
+from cosinetrack.inference.video import in_background, segment_and_track_video
+from cosinetrack.networks.stacked import RecurrentStackedHourglass
 
 
 def _threads_settle(before: int, timeout: float = 5.0) -> bool:
@@ -44,7 +46,7 @@ def _masks(folder) -> list[np.ndarray]:
 def test_overlapped_stages_write_the_same_result_as_the_serial_loop(video, tmp_path, mode):
     torch.manual_seed(0)
     net = RecurrentStackedHourglass(1, 4, num_levels=2, num_filters=4).eval()
-    part = {"name": "01", "sequence": video, "frames": list(video["frames"])}
+    part = VideoPart("01", video, video.frames)
     kwargs = {"min_samples": 5, "mode": mode, "split_components": True}
     results = {}
     for overlap in (False, True):
@@ -55,7 +57,7 @@ def test_overlapped_stages_write_the_same_result_as_the_serial_loop(video, tmp_p
         )  # fmt: skip
         results[overlap] = (out, _masks(res_dir), (res_dir / "res_track.txt").read_text())
     (serial, serial_masks, serial_tracks), (threaded, threaded_masks, threaded_tracks) = results[False], results[True]
-    assert len(serial_masks) == len(threaded_masks) == len(video["frames"])
+    assert len(serial_masks) == len(threaded_masks) == len(video.frames)
     assert any(m.max() > 0 for m in serial_masks), "the test should produce instances"
     for a, b in zip(serial_masks, threaded_masks):
         np.testing.assert_array_equal(a, b)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from test_bundle_lv_mri import TINY, run_bundle
 
-from cosinetrack.data import read_cine_case, resolve_cases
-from cosinetrack.metrics import central_slices
+from cosinetrack.apps.lv_mri.nifti import read_cine_case, resolve_cases
+from cosinetrack.metrics.iou import central_slices
 
 
 def test_acdc_cases_group_ed_es_frames(shared_data):

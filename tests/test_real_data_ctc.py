@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from cosinetrack.data.ctc import (
+from cosinetrack.apps.cell.reader import (
     find_ctc_sequences,
     read_ctc_frame,
     read_ctc_label,
@@ -18,14 +18,15 @@ from cosinetrack.data.ctc import (
     read_ctc_video,
     read_man_track,
 )
-from cosinetrack.io.ctc import CTCResultWriter, validate_ctc_result
+from cosinetrack.apps.cell.validation import validate_ctc_result
+from cosinetrack.apps.cell.writer import CTCResultWriter
 
 pytestmark = pytest.mark.real_data
 
 
 def _sequence(shared_data, name: str) -> dict:
     seqs = find_ctc_sequences(shared_data / "ctc" / name)
-    assert [s["name"] for s in seqs] == ["01"]
+    assert [s.name for s in seqs] == ["01"]
     return seqs[0]
 
 
@@ -42,9 +43,9 @@ def _check_ids_match_tracks(data: dict) -> None:
 
 def test_sim_plus_sequence(shared_data):
     seq = _sequence(shared_data, "Fluo-N2DH-SIM+")
-    assert seq["digits"] == 3 and seq["frames"] == list(range(65))
-    assert sorted(seq["seg"]) == list(range(65)) and sorted(seq["tra"]) == list(range(65))
-    assert read_ctc_frame(seq["images"][0]).dtype == np.uint16
+    assert seq.digits == 3 and list(seq.frames) == list(range(65))
+    assert sorted(seq.seg) == list(range(65)) and sorted(seq.tra) == list(range(65))
+    assert read_ctc_frame(seq.images[0]).dtype == np.uint16
     frames = [0, 1, 30, 64]
     video = read_ctc_video(seq, frames=frames)
     assert video.shape == (4, 690, 628) and video.dtype == np.float32
@@ -56,7 +57,7 @@ def test_sim_plus_sequence(shared_data):
     assert data["tracks"].shape == (95, 4)
     _check_ids_match_tracks(data)
     # each SEG cell carries the id of the TRA marker inside it
-    seg, tra = read_ctc_label(seq["seg"][30]), read_ctc_label(seq["tra"][30])
+    seg, tra = read_ctc_label(seq.seg[30]), read_ctc_label(seq.tra[30])
     label = data["label"][2]
     for cell in np.unique(seg)[1:5]:
         ids, counts = np.unique(tra[(seg == cell) & (tra > 0)], return_counts=True)
@@ -65,19 +66,19 @@ def test_sim_plus_sequence(shared_data):
 
 def test_gowt1_sequence(shared_data):
     seq = _sequence(shared_data, "Fluo-N2DH-GOWT1")
-    assert seq["digits"] == 3 and seq["frames"] == list(range(92))
-    assert len(seq["seg"]) == 30 and len(seq["tra"]) == 92
+    assert seq.digits == 3 and list(seq.frames) == list(range(92))
+    assert len(seq.seg) == 30 and len(seq.tra) == 92
     # A SEG frame is complete only where SEG covers every tracked cell: in GOWT1 most SEG frames annotate
     # one to three cells. Computed here from the raw files of all 30 SEG frames (reads only SEG + TRA).
     covers_all = {}
-    for t, path in seq["seg"].items():
-        seg, tra = read_ctc_label(path), read_ctc_label(seq["tra"][t])
+    for t, path in seq.seg.items():
+        seg, tra = read_ctc_label(path), read_ctc_label(seq.tra[t])
         covers_all[t] = set(np.unique(tra[seg > 0]).tolist()) - {0} == set(np.unique(tra).tolist()) - {0}
     assert sorted(t for t, full in covers_all.items() if full) == [21, 31, 33, 39]
     frames = [0, 2, 20, 21, 31, 91]
     data = read_ctc_training_video(seq, frames=frames)
     assert data["image"].shape == data["label"].shape == (6, 1024, 1024)
-    np.testing.assert_array_equal(data["has_seg"], [t in seq["seg"] for t in frames])
+    np.testing.assert_array_equal(data["has_seg"], [t in seq.seg for t in frames])
     np.testing.assert_array_equal(data["complete"], [covers_all.get(t, False) for t in frames])
     for i, t in enumerate(frames):
         # background is taught only on complete frames
@@ -91,16 +92,16 @@ def test_gt_round_trip_validates(shared_data, tmp_path):
     """GT TRA masks + man_track.txt, written as a result (first 12 frames, tracks clipped), are CTC-valid."""
     seq = _sequence(shared_data, "Fluo-N2DH-SIM+")
     num_frames = 12
-    tracks = read_man_track(seq["man_track"])
+    tracks = read_man_track(seq.man_track)
     tracks = tracks[tracks[:, 1] < num_frames].copy()
     tracks[:, 2] = np.minimum(tracks[:, 2], num_frames - 1)
     with CTCResultWriter.for_sequence(seq, tmp_path) as writer:
         for t in range(num_frames):
-            writer.write_frame(t, read_ctc_frame(seq["tra"][t]))
+            writer.write_frame(t, read_ctc_frame(seq.tra[t]))
         res = writer.close(tracks)
     assert res == os.path.join(tmp_path, "01_RES")
     assert sorted(os.listdir(res))[:2] == ["mask000.tif", "mask001.tif"]
-    np.testing.assert_array_equal(read_ctc_frame(os.path.join(res, "mask011.tif")), read_ctc_frame(seq["tra"][11]))
+    np.testing.assert_array_equal(read_ctc_frame(os.path.join(res, "mask011.tif")), read_ctc_frame(seq.tra[11]))
     result = validate_ctc_result(res)
     assert result, result.explanation
     # and a broken table is caught

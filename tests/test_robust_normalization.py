@@ -1,4 +1,4 @@
-"""Robust normalisation: MONAI ScaleIntensityRangePercentilesd's numbers, per-item percentages."""
+"""Robust normalization: MONAI ScaleIntensityRangePercentilesd's numbers, per-item percentages."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from monai.transforms import ScaleIntensityRangePercentilesd
 
-from cosinetrack.transforms import clip_eval_transforms, robust_normalization
+from cosinetrack.transforms.augment import clip_eval_transforms, robust_normalization
 from cosinetrack.transforms.normalize import RobustNormalized, robust_scale
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -32,7 +32,7 @@ def _monai(image: torch.Tensor, i_min: float, i_max: float, per_channel: bool) -
     [
         ((1, 37, 41), 20.0, 1.0, False, "gamma"),  # SIM+ preset on one frame
         ((1, 37, 41), 20.0, 10.0, False, "normal"),  # GOWT1 preset
-        ((4, 23, 19), 20.0, 10.0, False, "gamma"),  # a clip: frames as channels, one normalisation
+        ((4, 23, 19), 20.0, 10.0, False, "gamma"),  # a clip: frames as channels, one normalization
         ((4, 23, 19), 10.0, 10.0, True, "uniform"),  # channel-wise
         ((2, 3, 16, 16), 5.0, 2.5, True, "gamma"),  # a (Z, T, H, W) case, per slice
         ((3, 8, 8), 0.0, 0.0, False, "integers"),  # min / max; ties
@@ -69,7 +69,7 @@ def test_values_equal_monai_scale_intensity_range_percentiles(shape, i_min, i_ma
         ({"i_max": torch.tensor([5.0])}, (20.0, 1.0), (20.0, 5.0)),  # a collated value
     ],
 )
-def test_each_item_is_normalised_with_its_own_percentages(item_values, defaults, used):
+def test_each_item_is_normalized_with_its_own_percentages(item_values, defaults, used):
     image = torch.as_tensor(np.random.default_rng(3).gamma(2.0, 40.0, size=(3, 20, 24)).astype(np.float32))
     out = robust_normalization(*defaults)({"image": image, **item_values})
     expected = _monai(image, used[0], used[1], per_channel=False)
@@ -85,7 +85,7 @@ def test_missing_percentages_and_bad_values_are_clear_errors():
         RobustNormalized("image", 20.0, 150.0)
 
 
-def test_inference_frame_normalisation_matches_monai():
+def test_inference_frame_normalization_matches_monai():
     """``clip_eval_transforms`` (inference's ``normalize_frame``) now uses the same fast path."""
     frame = torch.as_tensor(np.random.default_rng(5).gamma(2.0, 40.0, size=(1, 69, 63)).astype(np.float32))
     out = clip_eval_transforms(20.0, 1.0, per_channel=False)({"image": frame.clone()})["image"]

@@ -10,9 +10,10 @@ import pytest
 from conftest import REPO_ROOT, run_bundle
 from PIL import Image
 
-from cosinetrack.data import find_ctc_sequences
-from cosinetrack.engines import stored_network_settings
-from cosinetrack.io import validate_ctc_result, write_ctc_subsequence
+from cosinetrack.apps.cell.reader import find_ctc_sequences
+from cosinetrack.apps.cell.validation import validate_ctc_result
+from cosinetrack.apps.cell.writer import write_ctc_subsequence
+from cosinetrack.workflows.checkpoint import stored_network_settings
 
 SHIPPED = sorted(p.relative_to(REPO_ROOT).as_posix() for p in REPO_ROOT.glob("bundles/*/models/*.pt"))
 
@@ -37,11 +38,11 @@ def test_shipped_model_is_small_records_its_network_and_is_described_in_metadata
 @pytest.mark.real_data
 def test_cell_inference_with_the_shipped_model_on_real_frames(shared_data, tmp_path):
     """``python -m monai.bundle run inference --config_file ... --input_dir my_video --output_dir my_result``."""
-    (seq,) = [s for s in find_ctc_sequences(shared_data / "ctc" / "Fluo-N2DH-SIM+") if s["name"] == "01"]
+    (seq,) = [s for s in find_ctc_sequences(shared_data / "ctc" / "Fluo-N2DH-SIM+") if s.name == "01"]
     video = write_ctc_subsequence(seq, [60, 61, 62], tmp_path / "Fluo-N2DH-SIM+", name="01")
     before = {p: p.read_bytes() for p in (tmp_path / "Fluo-N2DH-SIM+").rglob("*") if p.is_file()}
     run_bundle(
-        "inference", ["bundles/cell/train.json", "bundles/cell/inference.json"], "--input_dir", video["image_dir"],
+        "inference", ["bundles/cell/train.json", "bundles/cell/inference.json"], "--input_dir", video.image_dir,
         "--output_dir", str(tmp_path / "result"), "--num_threads", "2", tmp=tmp_path,
     )  # fmt: skip
     res = tmp_path / "result" / "01_RES"
@@ -95,7 +96,7 @@ def test_metadata_flattens_to_valid_mlflow_param_names(bundle):
     """Bundle runs log their metadata as MLflow params; a name MLflow refuses would fail every run."""
     from mlflow.utils.validation import _validate_param_name
 
-    from cosinetrack.handlers import flatten_params
+    from cosinetrack.handlers.mlflow import flatten_params
 
     meta = json.loads((REPO_ROOT / "bundles" / bundle / "metadata.json").read_text())
     for name in flatten_params({"_meta_": meta}):

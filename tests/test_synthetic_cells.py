@@ -12,14 +12,14 @@ import pytest
 import tifffile
 from scipy import ndimage as ndi
 
-from cosinetrack.data.generated import case_seed
-from cosinetrack.data.synthetic_cells import (
+from cosinetrack.apps.cell.synthetic import (
     GENERATOR_VERSION,
     ensure_synthetic_cell_dataset,
     generate_cell_video,
     main,
     write_synthetic_cell_dataset,
 )
+from cosinetrack.data.generated import case_seed
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def video() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return generate_cell_video(0)  # the defaults: 30 frames of 256 x 256
 
 
-def _check_tracks(labels: np.ndarray, tracks: np.ndarray) -> None:
+def check_tracks(labels: np.ndarray, tracks: np.ndarray) -> None:
     """CTC consistency of a label video with its (L, B, E, P) table."""
     n = len(tracks)
     assert tracks.shape == (n, 4) and n > 0
@@ -56,11 +56,11 @@ def test_shapes_dtypes_and_determinism(video) -> None:
 
 
 def test_track_table_matches_labels(video) -> None:
-    _check_tracks(video[1], video[2])
+    check_tracks(video[1], video[2])
     # other settings, including a small image, a fixed count and many divisions
     for seed, kwargs in ((3, {}), (4, {"num_cells": 20, "division_prob": 0.2}), (5, {"image_size": (64, 96)})):
         _, labels, tracks = generate_cell_video(seed, 15, **kwargs)
-        _check_tracks(labels, tracks)
+        check_tracks(labels, tracks)
 
 
 def test_divisions(video) -> None:
@@ -75,16 +75,16 @@ def test_divisions(video) -> None:
         assert (daughters[:, 1] == e + 1).all()  # daughters start right after the mother ends
         m_mask = labels[e] == mother
         d_masks = [labels[e + 1] == d for d in daughters[:, 0]]
-        m_centre = np.argwhere(m_mask).mean(axis=0)
-        d_centres = [np.argwhere(m).mean(axis=0) for m in d_masks]
+        m_center = np.argwhere(m_mask).mean(axis=0)
+        d_centers = [np.argwhere(m).mean(axis=0) for m in d_masks]
         if not (m_mask.sum() > 100 and all(m.sum() > 0.3 * m_mask.sum() for m in d_masks)):
             continue  # cut by the border: skip the geometric checks
         n_pairs += 1
         # the daughters are smaller than the mother and lie on either side of her
         assert all(m.sum() < m_mask.sum() for m in d_masks)
-        assert np.linalg.norm(d_centres[0] - d_centres[1]) > 4
-        mid = (d_centres[0] + d_centres[1]) / 2
-        assert np.linalg.norm(mid - m_centre) < 0.6 * np.sqrt(m_mask.sum())
+        assert np.linalg.norm(d_centers[0] - d_centers[1]) > 4
+        mid = (d_centers[0] + d_centers[1]) / 2
+        assert np.linalg.norm(mid - m_center) < 0.6 * np.sqrt(m_mask.sum())
     assert n_pairs >= 1
 
 
@@ -148,7 +148,7 @@ def test_writer_layout_validity_and_cache(tmp_path) -> None:
     assert sorted(os.listdir(out)) == ["01", "01_GT", "02", "02_GT", "dataset.json"]
     data = json.loads((out / "dataset.json").read_text())
     gen = data["generator"]
-    assert gen["module"] == "cosinetrack.data.synthetic_cells" and gen["version"] == GENERATOR_VERSION
+    assert gen["module"] == "cosinetrack.apps.cell.synthetic" and gen["version"] == GENERATOR_VERSION
     assert gen["image_size"] == [96, 128] and gen["num_cells"] == [8, 15] and gen["division_prob"] == 0.15
     for i, seq in enumerate(seqs):
         name = seq["name"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from cosinetrack.data.synthetic_cine import (
+from cosinetrack.apps.lv_mri.synthetic import (
     GENERATOR_VERSION,
     LABELS,
     case_seed,
@@ -42,7 +42,7 @@ def test_shapes_dtypes_and_determinism(cases: dict) -> None:
 
 
 def test_labels_anatomy(cases: dict) -> None:
-    ring = np.ones((3, 3, 1), dtype=bool)  # 8-neighbourhood within each frame
+    ring = np.ones((3, 3, 1), dtype=bool)  # 8-neighborhood within each frame
     for seed, (_, label) in cases.items():
         assert set(np.unique(label).tolist()) == {0, 1, 2, 3}, seed
         cavity = label == 3
@@ -102,8 +102,8 @@ def test_intensities(cases: dict) -> None:
 def test_noise_free_and_variation_between_seeds(cases: dict) -> None:
     image, _ = generate_cine_case(3, (64, 64), 4, noise_scale=0.0)
     assert np.all(image[:2, :2] == 0.0)  # no noise: air is exactly 0
-    centres = [np.argwhere(lab[..., 0] == 3).mean(axis=0) for _, lab in cases.values()]
-    assert np.ptp(np.array(centres), axis=0).max() > 3  # positions vary
+    centers = [np.argwhere(lab[..., 0] == 3).mean(axis=0) for _, lab in cases.values()]
+    assert np.ptp(np.array(centers), axis=0).max() > 3  # positions vary
     areas = [(lab == 3).sum() for _, lab in cases.values()]
     assert max(areas) / min(areas) > 1.2  # sizes vary
 
@@ -157,7 +157,7 @@ def test_writer_round_trip_and_cache(tmp_path) -> None:
         "image": "./imagesTr/synth001.nii.gz", "label": "./labelsTr/synth001.nii.gz",
     }
     gen = data["generator"]
-    assert gen["module"] == "cosinetrack.data.synthetic_cine" and gen["version"] == GENERATOR_VERSION
+    assert gen["module"] == "cosinetrack.apps.lv_mri.synthetic" and gen["version"] == GENERATOR_VERSION
     assert (gen["seed"], gen["num_cases"], gen["image_size"], gen["num_frames"]) == (3, 2, [96, 112], 6)
     assert sorted(os.listdir(tmp_path)) == ["synth"]  # no temporary folder left behind
 

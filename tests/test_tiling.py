@@ -9,10 +9,10 @@ import pytest
 import torch
 from skimage.draw import disk
 
-from cosinetrack.clustering import mean_best_iou, synthetic_embeddings
-from cosinetrack.engines.tiling import TiledPairSegmenter, TileStitcher, stitch_tile_labels, tile_grid, tile_positions
-from cosinetrack.engines.video import ScaledPairSegmenter
-from cosinetrack.networks import RecurrentStackedHourglass
+from cosinetrack.clustering.embedding_clustering import mean_best_iou, synthetic_embeddings
+from cosinetrack.inference.segmenter import ScaledPairSegmenter
+from cosinetrack.inference.tiling import TiledPairSegmenter, TileStitcher, stitch_tile_labels, tile_grid, tile_positions
+from cosinetrack.networks.stacked import RecurrentStackedHourglass
 
 FAST = dict(min_samples=5, n_jobs=1)
 
@@ -51,7 +51,7 @@ def test_tile_positions_cover_with_overlap(length, tile, overlap):
     assert covered.min() >= 1
 
 
-def test_tile_grid_cores_partition_and_are_nearest_centre():
+def test_tile_grid_cores_partition_and_are_nearest_center():
     grid = tile_grid((70, 90), (32, 40), overlap=(8, 20))
     assert grid.padded_size == (70, 90) and grid.pad == (0, 0, 0, 0)
     assert grid.num_tiles == len(grid.rows) * len(grid.cols) == len(grid.windows) == len(grid.cores)
@@ -65,13 +65,13 @@ def test_tile_grid_cores_partition_and_are_nearest_centre():
         assert win[0].start <= core[0].start and core[0].stop <= win[0].stop
         assert win[1].start <= core[1].start and core[1].stop <= win[1].stop
     assert window_count.min() >= 1 and (owner >= 0).all()  # cores partition the image
-    # each pixel is owned by a tile whose centre is (one of) the nearest
-    centres = np.array([(y + 16, x + 20) for y, x in grid.origins], float)
+    # each pixel is owned by a tile whose center is (one of) the nearest
+    centers = np.array([(y + 16, x + 20) for y, x in grid.origins], float)
     yy, xx = np.mgrid[:70, :90] + 0.5
-    d2 = (yy[..., None] - centres[:, 0]) ** 2 + (xx[..., None] - centres[:, 1]) ** 2
+    d2 = (yy[..., None] - centers[:, 0]) ** 2 + (xx[..., None] - centers[:, 1]) ** 2
     own_d2 = np.take_along_axis(d2, owner[..., None], axis=-1)[..., 0]
     assert np.all(own_d2 <= d2.min(axis=-1) + 1e-9)
-    # requested overlap between neighbours, in both axes
+    # requested overlap between neighbors, in both axes
     assert np.diff(grid.rows).tolist()[:-1] == [24] * (len(grid.rows) - 2)
     assert np.diff(grid.cols).tolist()[:-1] == [20] * (len(grid.cols) - 2)
 
@@ -142,14 +142,14 @@ def test_stitch_pair_consistency_and_grid_of_tiles():
     grid = tile_grid((50, 60), (24, 24), overlap=12)
     assert grid.num_tiles > 6
     full = np.zeros((2, 50, 60), int)
-    centres = [(10, 10), (12, 32), (25, 25), (38, 48), (40, 12), (24, 50)]
-    for i, (cy, cx) in enumerate(centres, start=1):
+    centers = [(10, 10), (12, 32), (25, 25), (38, 48), (40, 12), (24, 50)]
+    for i, (cy, cx) in enumerate(centers, start=1):
         for t in range(2):
             rr, cc = disk((cy + 2 * t, cx + t), 6, shape=(50, 60))
             full[t, rr, cc] = i
     out = stitch_tile_labels(tiles_of(full, grid, seed=3), grid)
     assert same_partition(out, full)
-    for i in range(1, len(centres) + 1):
+    for i in range(1, len(centers) + 1):
         ids0, ids1 = np.unique(out[0][full[0] == i]), np.unique(out[1][full[1] == i])
         assert ids0.size == 1 and np.array_equal(ids0, ids1)
 
@@ -253,9 +253,9 @@ def test_end_to_end_network_full_resolution():
 
 def moving_discs(frames: int, size=(40, 56)) -> np.ndarray:
     lab = np.zeros((frames, *size), int)
-    centres = [(8, 9), (9, 30), (20, 20), (28, 44), (31, 8), (14, 48), (32, 28)]
+    centers = [(8, 9), (9, 30), (20, 20), (28, 44), (31, 8), (14, 48), (32, 28)]
     for t in range(frames):
-        for i, (cy, cx) in enumerate(centres, start=1):
+        for i, (cy, cx) in enumerate(centers, start=1):
             rr, cc = disk((cy + t, cx + t), 5, shape=size)
             lab[t, rr, cc] = i
     return lab

@@ -9,18 +9,15 @@ import numpy as np
 import pytest
 import tifffile
 
-from cosinetrack.tracking import (
-    PairTracker,
-    best_overlapping_instance,
+from cosinetrack.tracking.lineage import (
     check_ctc_lineage,
-    greedy_iou_matching,
-    iou_pairs,
     make_lineage_valid,
     remap_labels,
     track_frames_from_labels,
-    track_pairs,
     tracks_table_from_labels,
 )
+from cosinetrack.tracking.matching import best_overlapping_instance, greedy_iou_matching, iou_pairs
+from cosinetrack.tracking.pair_tracker import PairTracker, track_pairs
 
 H = W = 32
 
@@ -222,23 +219,30 @@ def test_min_size_removes_small_instances():
     assert (labels[:, 28:30, 28:30] == 0).all() and len(tracks) == 3
 
 
-def test_tracker_input_errors():
+def _started_tracker() -> PairTracker:
+    """A tracker that has taken one (empty) ``(2, H, W)`` pair and is not finished."""
     tracker = PairTracker()
-    with pytest.raises(ValueError, match="pair_labels"):
-        tracker.update(np.zeros((3, H, W), int))
-    with pytest.raises(ValueError, match="dtype"):
-        tracker.update(np.zeros((2, H, W), float))
     tracker.update(np.zeros((2, H, W), int))
-    with pytest.raises(ValueError, match="shape"):
-        tracker.update(np.zeros((2, H + 1, W), int))
-    with pytest.raises(ValueError, match="one frame"):
-        tracker.update(np.zeros((1, H, W), int))
-    with pytest.raises(RuntimeError, match="finish"):
-        tracker.lineage()
-    with pytest.raises(ValueError, match="min_iou"):
-        PairTracker(min_iou=1.5)
-    with pytest.raises(ValueError, match="no frame pair"):
-        track_pairs([])
+    return tracker
+
+
+#: (start the tracker with one pair first, call on the tracker, exception, ``match``)
+TRACKER_INPUT_ERRORS = [
+    pytest.param(False, lambda tr: tr.update(np.zeros((3, H, W), int)), ValueError, "pair_labels", id="three-frames"),
+    pytest.param(False, lambda tr: tr.update(np.zeros((2, H, W), float)), ValueError, "dtype", id="float-labels"),
+    pytest.param(True, lambda tr: tr.update(np.zeros((2, H + 1, W), int)), ValueError, "shape", id="shape-changes"),
+    pytest.param(True, lambda tr: tr.update(np.zeros((1, H, W), int)), ValueError, "one frame", id="one-frame-later"),
+    pytest.param(True, lambda tr: tr.lineage(), RuntimeError, "finish", id="lineage-before-finish"),
+    pytest.param(False, lambda tr: PairTracker(min_iou=1.5), ValueError, "min_iou", id="min-iou-above-one"),
+    pytest.param(False, lambda tr: track_pairs([]), ValueError, "no frame pair", id="no-pairs"),
+]
+
+
+@pytest.mark.parametrize("started, call, error, problem", TRACKER_INPUT_ERRORS)
+def test_tracker_input_errors(started, call, error, problem):
+    tracker = _started_tracker() if started else PairTracker()
+    with pytest.raises(error, match=problem):
+        call(tracker)
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """bfloat16 autocast (the bundles' ``amp``) in the video, still-image and cine inference paths.
 
-The network runs under :func:`~cosinetrack.engines.autocast_context` when ``amp`` is on; what reaches the
+The network runs under :func:`~cosinetrack.inference.autocast_context` when ``amp`` is on; what reaches the
 clustering is float32 and close to the float32 run (tolerances of ``tests/test_bf16.py``: 3 % relative
 Frobenius error, mean per-pixel cosine >= 0.9995), and on a synthetic video with one right answer
 (bright disks on a dark background, a network that thresholds them) both precisions write the same
@@ -15,9 +15,11 @@ import tifffile
 import torch
 import torch.nn.functional as F
 
-from cosinetrack.data.synthetic_cells import write_ctc_sequence
-from cosinetrack.engines import make_pair_segmenter, predict_case, segment_image_instances, track_folder
-from cosinetrack.networks import RecurrentStackedHourglass
+from cosinetrack.apps.cell.pipeline import make_pair_segmenter, track_folder
+from cosinetrack.apps.cell.synthetic import write_ctc_sequence
+from cosinetrack.apps.leaf.pipeline import segment_image_instances
+from cosinetrack.apps.lv_mri.pipeline import predict_case
+from cosinetrack.networks.stacked import RecurrentStackedHourglass
 
 REL_TOL, MEAN_PIXEL_COS = 3e-2, 0.9995
 

@@ -6,20 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from cosinetrack.data import find_ctc_sequences
-from cosinetrack.data.synthetic_cells import generate_cell_video, write_ctc_sequence
-from cosinetrack.engines import (
-    ScaledPairSegmenter,
-    VideoTrackingStep,
-    segment_and_track_video,
-    track_folder,
-    track_sequence_part,
-)
-from cosinetrack.engines.video import FrameKeeper
-from cosinetrack.io import CTCResultWriter, validate_ctc_result
-from cosinetrack.metrics import ctc_scores
-from cosinetrack.networks import RecurrentStackedHourglass
-from cosinetrack.transforms import fit_to_size
+from cosinetrack.apps.cell.pipeline import VideoTracker, VideoTrackingStep, track_folder, track_sequence_part
+from cosinetrack.apps.cell.reader import find_ctc_sequences
+from cosinetrack.apps.cell.scoring import ctc_scores
+from cosinetrack.apps.cell.sequence import VideoPart
+from cosinetrack.apps.cell.synthetic import generate_cell_video, write_ctc_sequence
+from cosinetrack.apps.cell.validation import validate_ctc_result
+from cosinetrack.apps.cell.writer import CTCResultWriter
+from cosinetrack.inference.segmenter import ScaledPairSegmenter
+from cosinetrack.inference.video import FrameKeeper, segment_and_track_video
+from cosinetrack.networks.stacked import RecurrentStackedHourglass
+from cosinetrack.transforms.spatial import fit_to_size
 
 
 class OracleSegmenter:
@@ -128,10 +125,11 @@ def test_track_folder_writes_valid_ctc_results_and_refuses_existing_output(cell_
 def test_video_tracking_step_scores_a_held_out_part(cell_video, tmp_path):
     root, *_ = cell_video
     (seq,) = find_ctc_sequences(root)
-    part = {"name": "01[6:10]", "sequence": seq, "frames": [6, 7, 8, 9]}
+    part = VideoPart("01[6:10]", seq, (6, 7, 8, 9))
     net = RecurrentStackedHourglass(1, 4, num_levels=2, num_filters=4)
-    step = VideoTrackingStep([part], str(tmp_path / "work"), (32, 32), {"m_pts": 100, "c": 0.001},
-                             cluster_options={"max_points": 2000}, num_figure_frames=2)
+    tracker = VideoTracker((32, 32), {"m_pts": 100, "c": 0.001}, clustering_options={"max_points": 2000},
+                           normalization={"i_min": 20.0, "i_max": 10.0})
+    step = VideoTrackingStep(tracker, str(tmp_path / "work"), num_figure_frames=2)
 
     class Engine:
         network = net
@@ -139,10 +137,10 @@ def test_video_tracking_step_scores_a_held_out_part(cell_video, tmp_path):
         class state:  # noqa: N801
             device = torch.device("cpu")
 
-    out = step(Engine, {"index": torch.tensor([0]), "name": ["01[6:10]"]})
+    out = step(Engine, {"part": [part], "name": ["01[6:10]"]})
     assert set(out["scores"]) >= {"SEG", "TRA", "DET", "OP_CTB"} and out["num_frames"] == 4
     assert validate_ctc_result(out["res_dir"]) and len(out["sample"]["image"]) == 2
-    again = step(Engine, {"index": torch.tensor([0]), "name": ["01[6:10]"]})  # validations repeat: replaced
+    again = step(Engine, {"part": [part], "name": ["01[6:10]"]})  # validations repeat: replaced
     assert again["res_dir"] == out["res_dir"]
 
 
@@ -150,7 +148,7 @@ def test_track_sequence_part_streams_a_subset_renumbered_from_zero(cell_video, t
     root, *_ = cell_video
     (seq,) = find_ctc_sequences(root)
     net = RecurrentStackedHourglass(1, 4, num_levels=2, num_filters=4)
-    part = {"name": "tail", "sequence": seq, "frames": [7, 8, 9]}
+    part = VideoPart("tail", seq, (7, 8, 9))
     res = track_sequence_part(net, part, str(tmp_path / "tail_RES"), (32, 32), {"min_samples": 5})
     names = sorted(p.name for p in (tmp_path / "tail_RES").iterdir())
     assert names[:3] == ["mask000.tif", "mask001.tif", "mask002.tif"]

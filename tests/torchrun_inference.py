@@ -15,12 +15,16 @@ import sys
 
 import torch
 
-from cosinetrack.data import find_plant_images, resolve_cases
-from cosinetrack.engines import destroy_distributed, get_rank, instances, predict, video
-from cosinetrack.engines.instances import segment_plants_to_folder
-from cosinetrack.engines.predict import predict_to_folder
-from cosinetrack.engines.video import track_folder
-from cosinetrack.networks import RecurrentStackedHourglass
+from cosinetrack.apps.cell import pipeline as video
+from cosinetrack.apps.cell.pipeline import track_folder
+from cosinetrack.apps.leaf import pipeline as instances
+from cosinetrack.apps.leaf.cvppp import find_plant_images
+from cosinetrack.apps.leaf.pipeline import segment_plants_to_folder
+from cosinetrack.apps.lv_mri import pipeline as predict
+from cosinetrack.apps.lv_mri.nifti import resolve_cases
+from cosinetrack.apps.lv_mri.pipeline import predict_to_folder
+from cosinetrack.distributed import destroy_distributed, get_rank
+from cosinetrack.networks.stacked import RecurrentStackedHourglass
 
 
 def _net(in_channels: int, out_channels: int) -> RecurrentStackedHourglass:
@@ -42,7 +46,7 @@ def main(data: str, out: str) -> None:
         setattr(module, name, wrapper)
         return original
 
-    track_part = record(video, "track_sequence_part", "cell", lambda a: a[1]["name"])
+    track_part = record(video, "track_sequence_part", "cell", lambda a: a[1].name)
     record(instances, "segment_image_instances", "leaf", lambda a: float(a[1].sum()))
     record(predict, "predict_case", "lv", lambda a: float(a[1].sum()))
 

@@ -49,7 +49,7 @@ def launched_by_torchrun() -> bool:
 
 
 def is_distributed() -> bool:
-    """Whether a process group of more than one process is initialised."""
+    """Whether a process group of more than one process is initialized."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
@@ -96,7 +96,7 @@ def rank_device(device: str | torch.device) -> torch.device:
 
 
 def init_distributed(backend: str | None = None, timeout_minutes: float = 120.0) -> bool:
-    """Initialise the process group of a ``torchrun`` job; return whether one is initialised.
+    """Initialize the process group of a ``torchrun`` job; return whether one is initialized.
 
     Does nothing in a plain process or when a group exists already. ``backend``: ``None`` picks ``nccl``
     when CUDA is available (and sets this rank's GPU), else ``gloo``. ``timeout_minutes`` bounds how long
@@ -121,7 +121,7 @@ def init_distributed(backend: str | None = None, timeout_minutes: float = 120.0)
 
 
 def destroy_distributed() -> None:
-    """Destroy the process group, if one is initialised (the end of a ``torchrun`` run)."""
+    """Destroy the process group, if one is initialized (the end of a ``torchrun`` run)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 

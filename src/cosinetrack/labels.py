@@ -2,6 +2,6 @@
 
 __all__ = ["IGNORE_LABEL"]
 
-#: "No label here": unlabelled frames, padding added by fitting or augmentation. Losses and metrics skip
+#: "No label here": unlabeled frames, padding added by fitting or augmentation. Losses and metrics skip
 #: it; it is never background.
 IGNORE_LABEL = -1

@@ -13,12 +13,15 @@ only Python literals such as ``False``), which is truthy: read every yes/no opti
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cosinetrack.errors import CosineTrackConfigError
 
-__all__ = ["as_flag", "check_option_names"]
+__all__ = ["as_flag", "check_option_names", "renamed"]
+
+logger = logging.getLogger("cosinetrack")
 
 _TRUE = ("true", "1", "yes", "on", "y")
 _FALSE = ("false", "0", "no", "off", "n", "none", "null", "")
@@ -67,3 +70,15 @@ def check_option_names(section: str, options: Mapping[str, Any] | None, allowed:
                 f"{section}#{key}", f"unknown option {key!r}{hint}; allowed: {', '.join(names)}"
             )
     return dict(options)
+
+
+def renamed(old_value: Any, new_value: Any, old: str, new: str) -> Any:
+    """A config key renamed from ``old`` to ``new``, the old one kept as a deprecated alias.
+
+    Returns ``old_value`` (with a warning naming both keys) when the old key was set (not ``None``),
+    else ``new_value``: ``--neighbour_radius 40`` keeps working and says to use ``--neighbor_radius``.
+    """
+    if old_value is None:
+        return new_value
+    logger.warning("%s is deprecated (American spelling, as MONAI): use %s; taking %r from it", old, new, old_value)
+    return old_value

@@ -6,7 +6,9 @@ int32 ``(H, W)`` / ``(T, H, W)`` labels); ``ClusterEmbeddings(d)`` wrap it as MO
 """
 
 from cosinetrack.clustering.embedding_clustering import (
+    ASSIGN_RULES,
     BACKGROUND_RULES,
+    CLUSTERING_MODES,
     cluster_embeddings,
     embedding_data_points,
     estimate_background_embedding,
@@ -16,41 +18,27 @@ from cosinetrack.clustering.embedding_clustering import (
     relabel_consecutive,
     synthetic_embeddings,
 )
-from cosinetrack.clustering.handlers import (
-    EmbeddingClusteringHandler,
-    InstancePNGWriter,
-    cluster_folder,
-    instance_palette,
-    read_instance_png,
-    restore_label_size,
-    write_instance_png,
-)
-from cosinetrack.clustering.transforms import (
-    ClusterEmbeddings,
-    ClusterEmbeddingsd,
-    check_cluster_kwargs,
-    clustering_for_canvas,
-)
+from cosinetrack.clustering.handlers import EmbeddingClusteringHandler
+from cosinetrack.clustering.options import NOISE_RULES, ClusteringOptions, check_cluster_kwargs
+from cosinetrack.clustering.transforms import ClusterEmbeddings, ClusterEmbeddingsd, clustering_for_canvas
 
 __all__ = [
+    "ASSIGN_RULES",
     "BACKGROUND_RULES",
+    "CLUSTERING_MODES",
+    "cluster_embeddings",
+    "normalize_embeddings",
+    "estimate_background_embedding",
+    "embedding_data_points",
+    "filter_small_instances",
+    "relabel_consecutive",
+    "synthetic_embeddings",
+    "mean_best_iou",
+    "NOISE_RULES",
+    "ClusteringOptions",
+    "check_cluster_kwargs",
+    "clustering_for_canvas",
     "ClusterEmbeddings",
     "ClusterEmbeddingsd",
     "EmbeddingClusteringHandler",
-    "InstancePNGWriter",
-    "check_cluster_kwargs",
-    "clustering_for_canvas",
-    "cluster_embeddings",
-    "cluster_folder",
-    "embedding_data_points",
-    "estimate_background_embedding",
-    "filter_small_instances",
-    "instance_palette",
-    "mean_best_iou",
-    "normalize_embeddings",
-    "read_instance_png",
-    "restore_label_size",
-    "relabel_consecutive",
-    "synthetic_embeddings",
-    "write_instance_png",
 ]

@@ -1,7 +1,7 @@
 """Clustering of pixel embeddings into instance label images (Payer et al., MICCAI 2018, §2.3).
 
 Every foreground pixel ``p`` of the ``T`` frames of the input becomes one data point
-``[e_p / ||e_p||, c * y_p, c * x_p]`` (the L2-normalised embedding followed by the pixel's row and
+``[e_p / ||e_p||, c * y_p, c * x_p]`` (the L2-normalized embedding followed by the pixel's row and
 column scaled by the ``coordinate_scale`` ``c``; frames of a pair share coordinates, no time axis is
 added). The points are grouped with HDBSCAN (``min_samples = min_cluster_size = m_pts``), clusters
 smaller than ``t_size = m_pts / 2`` pixels are dropped, and the clusters become instances ``1..K``.
@@ -24,8 +24,8 @@ and :func:`mean_best_iou`.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
-from collections.abc import Sequence
 from typing import Any
 
 import hdbscan
@@ -34,6 +34,16 @@ import torch
 from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.measure import label as connected_components
+
+from cosinetrack.clustering.options import (
+    ASSIGN_RULES,
+    BACKGROUND_RULES,
+    CLUSTERING_MODES,
+    OPTION_NAMES,
+    ClusteringOptions,
+)
+from cosinetrack.errors import CosineTrackConfigError
+from cosinetrack.options import check_option_names
 
 __all__ = [
     "ASSIGN_RULES",
@@ -48,15 +58,6 @@ __all__ = [
     "synthetic_embeddings",
     "mean_best_iou",
 ]
-
-#: names accepted by ``background=`` (besides ``None`` and an explicit embedding vector).
-BACKGROUND_RULES = ("auto", "dominant", "median", "largest", "none")
-NOISE_RULES = ("background", "nearest")
-#: names accepted by ``mode=``: ``"exact"`` (HDBSCAN on every foreground pixel, or on ``max_points`` random
-#: ones) and ``"fast"`` (HDBSCAN on a spatial grid sample, every pixel labelled from the sample).
-CLUSTERING_MODES = ("exact", "fast")
-#: names accepted by ``assign=`` (how ``mode="fast"`` labels the pixels that were not sampled).
-ASSIGN_RULES = ("nearest_sample", "mean_direction")
 
 
 def _to_numpy(x: Any, name: str) -> np.ndarray:
@@ -97,7 +98,7 @@ def _as_frames(embeddings: Any) -> tuple[np.ndarray, bool]:
 
 
 def normalize_embeddings(embeddings: np.ndarray, axis: int = -3, eps: float = 1e-8) -> np.ndarray:
-    """L2-normalise embeddings along ``axis`` (the embedding axis ``D``): ``e / max(||e||, eps)``.
+    """L2-normalize embeddings along ``axis`` (the embedding axis ``D``): ``e / max(||e||, eps)``.
 
     Args:
         embeddings: e.g. ``(D, H, W)``, ``(T, D, H, W)`` (``axis=-3``) or ``(N, D)`` (``axis=-1``).
@@ -123,9 +124,9 @@ def estimate_background_embedding(
     """The unit embedding of the background, estimated from the embeddings of an image or video.
 
     Args:
-        embeddings: ``(D, H, W)`` or ``(T, D, H, W)``, need not be normalised.
-        rule: ``"median"``: the element-wise median of the normalised embeddings of all pixels,
-            normalised (the rule of the authors' reference code, which computes it on the first frame
+        embeddings: ``(D, H, W)`` or ``(T, D, H, W)``, need not be normalized.
+        rule: ``"median"``: the element-wise median of the normalized embeddings of all pixels,
+            normalized (the rule of the authors' reference code, which computes it on the first frame
             pair of a video). It is only the background's embedding when the background covers
             clearly more than half of the pixels. ``"dominant"``: the most populated direction: among
             the median and ``num_candidates`` randomly drawn pixel embeddings, the one with the most
@@ -164,7 +165,7 @@ def embedding_data_points(unit_embeddings: np.ndarray, mask: np.ndarray, coordin
     """Data points ``[e_p, c * y_p, c * x_p]`` of the pixels in ``mask``, in raster order ``(t, y, x)``.
 
     Args:
-        unit_embeddings: ``(T, D, H, W)`` normalised embeddings.
+        unit_embeddings: ``(T, D, H, W)`` normalized embeddings.
         mask: ``(T, H, W)`` bool, the pixels to cluster.
         coordinate_scale: ``c``, multiplies the pixel row ``y`` and column ``x``.
 
@@ -217,7 +218,7 @@ def filter_small_instances(
             in the previous frame, else the instance's own id if not used yet, else a new id. So a
             cluster holding two far-apart objects becomes two instances with ids consistent over the
             frames, and a piece that splits off (e.g. a dividing cell) gets a new id.
-        connectivity: ``1`` (4-neighbourhood) or ``2`` (8-neighbourhood) for the pieces.
+        connectivity: ``1`` (4-neighborhood) or ``2`` (8-neighborhood) for the pieces.
 
     Returns:
         int64 labels of the same shape (not yet consecutive; see :func:`relabel_consecutive`).
@@ -332,7 +333,7 @@ def _nearest_labels(query: np.ndarray, ref: np.ndarray, ref_labels: np.ndarray, 
 
 #: ``mode="fast"``: the scaled ``min_samples`` and ``min_cluster_size`` are at least this (or the unscaled
 #: value when that is smaller), so that a sparse sample does not make HDBSCAN cut instances into pieces.
-MIN_SAMPLED_NEIGHBOURS = 5
+MIN_SAMPLED_NEIGHBORS = 5
 
 
 def _grid_stride(fg: np.ndarray, sample_points: int) -> int:
@@ -354,11 +355,11 @@ def _cluster_sums(labels: np.ndarray, values: np.ndarray, num: int) -> np.ndarra
 
 
 def _mean_direction_labels(
-    feats: np.ndarray, coords: np.ndarray, centres_dir: np.ndarray, centres_pos: np.ndarray
+    feats: np.ndarray, coords: np.ndarray, centers_dir: np.ndarray, centers_pos: np.ndarray
 ) -> np.ndarray:
-    """Index of the nearest centre ``[direction, c * position]`` for every row of ``[feats, coords]``
+    """Index of the nearest center ``[direction, c * position]`` for every row of ``[feats, coords]``
     (squared distance ``-2 f.g + |g|^2 + const``; one matrix product)."""
-    g = np.concatenate([centres_dir, centres_pos], axis=1)
+    g = np.concatenate([centers_dir, centers_pos], axis=1)
     f = np.concatenate([feats, coords], axis=1)
     score = f @ g.T - 0.5 * np.einsum("kf,kf->k", g, g)[None]
     return np.argmax(score, axis=1).astype(np.int64)
@@ -400,8 +401,8 @@ def _fast_point_labels(
     ms, mcs = min_samples, min_cluster_size
     if m < n:
         frac = m / n
-        ms = max(min(min_samples, MIN_SAMPLED_NEIGHBOURS), round(min_samples * frac))
-        mcs = max(min(min_cluster_size, MIN_SAMPLED_NEIGHBOURS), 2, round(min_cluster_size * frac))
+        ms = max(min(min_samples, MIN_SAMPLED_NEIGHBORS), round(min_samples * frac))
+        mcs = max(min(min_cluster_size, MIN_SAMPLED_NEIGHBORS), 2, round(min_cluster_size * frac))
     sample_points_ = np.concatenate([sample_feats, sample_coords], axis=1)
     sample_labels = _run_hdbscan(sample_points_, ms, mcs, *hdbscan_args, hdbscan_kwargs)
     if noise == "nearest":
@@ -421,12 +422,12 @@ def _fast_point_labels(
         feats = unit.transpose(0, 2, 3, 1)[fg].astype(np.float64)
         coords = np.stack([yy, xx], axis=1).astype(np.float64) * c
         point_labels = np.full(n, -1, dtype=np.int64)
-        centres_dir = centres_pos = None
+        centers_dir = centers_pos = None
         if num > 0:
             sums = _cluster_sums(sample_labels, sample_feats, num)
-            centres_dir = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+            centers_dir = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
             counts = np.bincount(sample_labels[sample_labels >= 0], minlength=num)
-            centres_pos = _cluster_sums(sample_labels, sample_coords, num) / np.maximum(counts, 1)[:, None]
+            centers_pos = _cluster_sums(sample_labels, sample_coords, num) / np.maximum(counts, 1)[:, None]
         if assign == "nearest_sample":
             # the (up to) four grid pixels around each pixel, in the same frame
             label_grid = np.full(grid_fg.shape, -2, dtype=np.int64)  # -2: not a foreground grid pixel
@@ -445,11 +446,11 @@ def _fast_point_labels(
                 point_labels = np.where(better, lab, point_labels)
             orphan = ~np.isfinite(best)
             if orphan.any() and num > 0:
-                point_labels[orphan] = _mean_direction_labels(feats[orphan], coords[orphan], centres_dir, centres_pos)
+                point_labels[orphan] = _mean_direction_labels(feats[orphan], coords[orphan], centers_dir, centers_pos)
         elif num > 0:
-            point_labels = _mean_direction_labels(feats, coords, centres_dir, centres_pos)
+            point_labels = _mean_direction_labels(feats, coords, centers_dir, centers_pos)
             if min_similarity is not None:
-                cos = np.einsum("nd,nd->n", feats, centres_dir[point_labels])
+                cos = np.einsum("nd,nd->n", feats, centers_dir[point_labels])
                 point_labels = np.where(cos >= min_similarity, point_labels, -1)
     if max_background_similarity is not None and bg_vector is not None and num > 0:
         sums = _cluster_sums(point_labels, feats, num)
@@ -475,36 +476,29 @@ def _resolve_mask(mask: Any, shape: tuple[int, int, int]) -> np.ndarray:
     )
 
 
+def _resolve_options(options: ClusteringOptions | None, kwargs: dict[str, Any]) -> ClusteringOptions:
+    """``options`` (``None``: the defaults) with the fields named in ``kwargs`` replaced, checked."""
+    check_option_names("cluster_embeddings", kwargs, OPTION_NAMES)
+    if options is None:
+        return ClusteringOptions(**kwargs)
+    if not isinstance(options, ClusteringOptions):
+        raise CosineTrackConfigError(
+            "cluster_embeddings#options",
+            f"expected a ClusteringOptions or None, got {type(options).__name__} "
+            "(a dict of options: ClusteringOptions.from_mapping(d) or **d)",
+        )
+    return dataclasses.replace(options, **kwargs) if kwargs else options
+
+
 def cluster_embeddings(
     embeddings: Any,
-    coordinate_scale: float = 0.001,
-    min_samples: int = 50,
-    min_cluster_size: int | None = None,
-    min_size: float | None = None,
-    background: str | Sequence[float] | np.ndarray | None = "auto",
-    background_threshold: float = 0.95,
     foreground_mask: Any = None,
-    max_background_similarity: float | None = 0.5,
-    noise: str = "background",
-    split_components: bool = False,
-    connectivity: int = 1,
-    max_points: int | None = None,
-    cluster_selection_epsilon: float = 0.0,
-    allow_single_cluster: bool | str = "auto",
-    approx_min_span_tree: bool = True,
-    algorithm: str = "best",
-    n_jobs: int = 1,
-    eps: float = 1e-8,
-    seed: int = 0,
-    hdbscan_kwargs: dict[str, Any] | None = None,
-    mode: str = "exact",
-    sample_points: int = 1000,
-    assign: str = "mean_direction",
-    min_similarity: float | None = 0.97,
+    options: ClusteringOptions | None = None,
+    **kwargs: Any,
 ) -> np.ndarray:
     """Cluster pixel embeddings of one image or of ``T`` frames jointly into an instance label image.
 
-    Steps: (1) L2-normalise the embeddings over ``D``; (2) mark background pixels (``background``,
+    Steps: (1) L2-normalize the embeddings over ``D``; (2) mark background pixels (``background``,
     ``foreground_mask``) and leave them out; (3) run HDBSCAN on the data points
     ``[e_p, c * y_p, c * x_p]`` of the remaining pixels of all frames together; (4) turn HDBSCAN noise
     into background (or into the nearest cluster, ``noise="nearest"``), and clusters that point at the
@@ -515,107 +509,14 @@ def cluster_embeddings(
     Args:
         embeddings: ``(D, H, W)`` (one image) or ``(T, D, H, W)`` (``T >= 1`` frames clustered jointly,
             e.g. a pair of consecutive frames), numpy array or torch tensor, raw network output (it
-            is normalised here).
-        coordinate_scale: ``c``, the factor of the pixel coordinates (in pixels of the embedding image)
-            appended to the unit embeddings. The paper: 0.001 (CVPPP, Fluo-GOWT1, Fluo-SIM+) to 0.1
-            (Fluo-MSC). ``0`` clusters by embedding alone; larger values split far-apart instances that
-            share an embedding direction.
-        min_samples: ``m_pts``, HDBSCAN ``min_samples`` (the neighbourhood size of its core distance).
-        min_cluster_size: HDBSCAN ``min_cluster_size``; ``None`` = ``min_samples`` (the paper).
-        min_size: ``t_size`` in pixels; ``None`` = ``min_samples / 2`` (the paper). Counted per frame:
-            an instance keeps its pixels in a frame only if it has at least ``min_size`` of them there,
-            so a pair of frames never gets a sliver of a few pixels as an instance in one frame.
-        background: how background pixels are found:
-
-            - ``"auto"`` (default): the ``foreground_mask`` alone when one is given, else ``"dominant"``.
-            - ``"dominant"``: the most populated embedding direction (see
-              :func:`estimate_background_embedding`) is the background embedding; pixels with cosine
-              similarity ``>= background_threshold`` to it are background and are left out *before*
-              clustering. Like ``"median"`` when the background covers most of the image, and robust
-              when it covers less than half of it (e.g. close-up plants); fails only when no background
-              is visible at all (then it removes the largest instance direction - pass ``None``).
-            - ``"median"``: the reference-code rule: the element-wise median embedding is the
-              background embedding, same threshold.
-            - an embedding vector ``(D,)`` (e.g. the median of the first frame pair of a video, from
-              :func:`estimate_background_embedding`, or ``e_1`` for a network trained with a fixed
-              background embedding): same threshold.
-            - ``"largest"``: no removal before clustering; all pixels are clustered and the cluster
-              with the most pixels (over all frames) becomes background. Much slower (HDBSCAN then
-              sees every pixel) and only meant for comparison with the paper's wording.
-            - ``None`` or ``"none"``: no background rule (all pixels outside ``foreground_mask``, if
-              given, are background; HDBSCAN noise is background in any case).
-
-            Removing the background first is what makes HDBSCAN fast: most pixels are background.
-        background_threshold: cosine similarity to the background embedding at and above which a pixel
-            is background (reference code: 0.95).
-        foreground_mask: optional bool ``(H, W)`` or ``(1, H, W)`` (all frames) or ``(T, H, W)``; pixels outside it are
-            background. Combined (logical and) with a background rule other than ``"auto"``.
-        max_background_similarity: a cluster whose mean unit embedding has a cosine similarity of at
-            least this to the background embedding becomes background (default ``0.5``). These are the
-            rings of mixed background/instance embeddings that a smooth network output has around
-            instances and that would otherwise become instances of their own; real instances are
-            trained to be orthogonal to the background (cosine ~0). Only used when there is a
-            background embedding (``"auto"`` without mask, ``"dominant"``, ``"median"``, a vector).
-            ``None``: off, as in the paper and the reference code.
-        noise: ``"background"`` (default, the paper and reference code): HDBSCAN noise points (label
-            ``-1``, typically pixels on instance borders) become background. ``"nearest"``: each noise
-            point joins the cluster of its nearest clustered point in data-point space.
-        split_components: split every instance into connected components per frame, as the reference
-            code does (see :func:`filter_small_instances`). Useful with small ``coordinate_scale``, when
-            far-apart instances sharing an embedding direction end up in one cluster.
-        connectivity: ``1`` (4-neighbourhood) or ``2`` (8-neighbourhood) for ``split_components``.
-        max_points: if more than this many pixels are left for HDBSCAN, it clusters a random subset of
-            ``max_points`` of them (with ``min_samples`` and ``min_cluster_size`` scaled by the
-            sampling fraction, since the density drops by it) and every other pixel takes the label of
-            its nearest sampled point. ``None`` (default): no subsampling.
-        cluster_selection_epsilon: HDBSCAN's ``cluster_selection_epsilon``: clusters that split at a
-            data-point distance below this are kept together. ``0`` (default, the paper). About ``0.3``
-            (cosine ~0.955 between unit embeddings) stops HDBSCAN from cutting one instance into a core
-            and a rim when the network's embeddings drift towards the background near the border; it
-            also keeps same-direction instances together unless ``coordinate_scale`` times their
-            distance in pixels exceeds it (use ``split_components`` then).
-        allow_single_cluster: ``"auto"`` (default): HDBSCAN without ``allow_single_cluster``; if it finds
-            no cluster at all, all points left after background removal form one instance (one cell, one
-            ventricle), subject to ``min_size``. ``True`` / ``False``: HDBSCAN's own option (``True`` is
-            not a good choice: HDBSCAN then measures the root's stability from distance infinity and
-            often prefers one all-foreground cluster over the real instances, and when it selects the
-            root it keeps only its densest points).
-        approx_min_span_tree: HDBSCAN option (faster, default ``True``).
-        algorithm: HDBSCAN ``algorithm`` (``"best"``, ``"boruvka_kdtree"``, ``"boruvka_balltree"``,
-            ``"prims_kdtree"``, ...).
-        n_jobs: HDBSCAN ``core_dist_n_jobs`` and the workers of the nearest-neighbour queries.
-        eps: lower bound of the embedding norm in the normalisation.
-        seed: seed of the random draws (``"dominant"`` background, ``max_points``).
-        hdbscan_kwargs: further keyword arguments for :class:`hdbscan.HDBSCAN`.
-        mode: ``"exact"`` (default): HDBSCAN on the data points of all foreground pixels (or of
-            ``max_points`` random ones), as described above. ``"fast"``: HDBSCAN on a spatially
-            stratified sample of the foreground, the pixels on a regular grid of stride ``s`` (the same
-            grid in every frame; ``s`` is the smallest stride that leaves at most ``sample_points``
-            foreground pixels, ``1`` = all of them), with ``min_samples`` and ``min_cluster_size``
-            scaled by the sampling fraction like ``max_points`` does, but not below 5 (a sparse sample
-            must not make HDBSCAN cut instances into pieces); every other
-            foreground pixel is then labelled from the sample (``assign``). Background removal, the
-            cluster-level background rule, ``min_size`` and ``split_components`` are those of the exact
-            path. ``max_points`` is not used. Tens of times faster on a 256 x 256 cell frame pair, but
-            not the same result: on the CPU-budget cell model's embeddings (every cell its own
-            direction) the sparse sample merges or drops cells that the exact path separates (SEG
-            about 0.05 lower on Fluo-N2DH-SIM+, ``docs/benchmarks_cell_inference.md``), so the bundles
-            keep ``"exact"``.
-        sample_points: ``mode="fast"``: about how many foreground pixels HDBSCAN clusters.
-        assign: ``mode="fast"``: how the foreground pixels are labelled from the sample.
-            ``"mean_direction"`` (default): the cluster whose mean direction (and mean position,
-            weighted by ``c``) is nearest in data-point space (one matrix product; every foreground
-            pixel joins a cluster, HDBSCAN noise included). ``"nearest_sample"``: the label (cluster or
-            noise) of the nearest, in data-point space, of the (up to four) foreground grid pixels of
-            the same frame that surround the pixel, which is what ``max_points`` does with all sampled
-            pixels; a pixel without a foreground grid pixel around it falls back to
-            ``"mean_direction"``. On the CPU-budget cell model ``"mean_direction"`` was closer to the
-            exact path (``docs/benchmarks_cell_inference.md``).
-        min_similarity: ``mode="fast"``, ``assign="mean_direction"``: a pixel whose cosine similarity to
-            its cluster's mean direction is below this becomes background, like the mixed border pixels
-            that HDBSCAN leaves as noise in the exact path (default ``0.97``, chosen on held-out
-            Fluo-N2DH-SIM+ frames: 0.9 / 0.93 / 0.95 / 0.97 gave SEG 0.732 / 0.743 / 0.746 / 0.756
-            against 0.757 exact; ``docs/benchmarks_cell_inference.md``). ``None``: off.
+            is normalized here).
+        foreground_mask: optional bool ``(H, W)`` or ``(1, H, W)`` (all frames) or ``(T, H, W)``; pixels
+            outside it are background. Combined (logical and) with a background rule other than
+            ``"auto"``.
+        options: the clustering options (:class:`~cosinetrack.clustering.options.ClusteringOptions`, where
+            each is documented); ``None``: the defaults.
+        kwargs: options by name (``coordinate_scale=0.01, min_samples=10, ...``, the fields of
+            ``ClusteringOptions``); they replace those of ``options``.
 
     Returns:
         int32 labels ``(H, W)`` for ``(D, H, W)`` input or ``(T, H, W)`` for ``(T, D, H, W)`` input;
@@ -623,73 +524,55 @@ def cluster_embeddings(
 
     Raises:
         ValueError: bad shapes, non-finite embeddings or invalid options.
+        CosineTrackConfigError: (a ``TypeError``) an unknown option name in ``kwargs``, or ``options`` of
+            the wrong type.
     """
+    o = _resolve_options(options, kwargs)
     emb, single = _as_frames(embeddings)
     t, d, h, w = emb.shape
-    min_samples = int(min_samples)
-    if min_samples < 1:
-        raise ValueError(f"min_samples: must be >= 1, got {min_samples}")
-    min_cluster_size = min_samples if min_cluster_size is None else int(min_cluster_size)
-    if min_cluster_size < 2:
-        raise ValueError(f"min_cluster_size: must be >= 2 (HDBSCAN), got {min_cluster_size}")
-    min_size = min_samples / 2 if min_size is None else float(min_size)
-    if coordinate_scale < 0 or not np.isfinite(coordinate_scale):
-        raise ValueError(f"coordinate_scale: must be finite and >= 0, got {coordinate_scale}")
-    if noise not in NOISE_RULES:
-        raise ValueError(f"noise: expected one of {NOISE_RULES}, got {noise!r}")
-    if connectivity not in (1, 2):
-        raise ValueError(f"connectivity: expected 1 or 2, got {connectivity}")
-    if allow_single_cluster not in (True, False, "auto"):
-        raise ValueError(f"allow_single_cluster: expected True, False or 'auto', got {allow_single_cluster!r}")
-    if max_points is not None and int(max_points) < 2:
-        raise ValueError(f"max_points: must be >= 2 or None, got {max_points}")
-    if mode not in CLUSTERING_MODES:
-        raise ValueError(f"mode: expected one of {CLUSTERING_MODES}, got {mode!r}")
-    if min_similarity is not None and not -1.0 <= float(min_similarity) <= 1.0:
-        raise ValueError(f"min_similarity: must be in [-1, 1] or None, got {min_similarity}")
-    if assign not in ASSIGN_RULES:
-        raise ValueError(f"assign: expected one of {ASSIGN_RULES}, got {assign!r}")
-    if isinstance(sample_points, bool) or not isinstance(sample_points, (int, np.integer)) or sample_points < 2:
-        raise ValueError(f"sample_points: must be an integer >= 2, got {sample_points!r}")
+    min_samples = int(o.min_samples)
+    min_cluster_size = min_samples if o.min_cluster_size is None else int(o.min_cluster_size)
+    min_size = min_samples / 2 if o.min_size is None else float(o.min_size)
+    coordinate_scale = o.coordinate_scale
 
-    unit = normalize_embeddings(emb, axis=1, eps=eps)
+    unit = normalize_embeddings(emb, axis=1, eps=o.eps)
     fg = np.ones((t, h, w), dtype=bool)
     if foreground_mask is not None:
         fg = fg & _resolve_mask(foreground_mask, (t, h, w))
 
     rule: str | None
     bg_vector: np.ndarray | None = None
-    if background is None or isinstance(background, str):
-        rule = "none" if background is None else background
-        if rule not in BACKGROUND_RULES:
-            raise ValueError(f"background: expected one of {BACKGROUND_RULES}, None or a ({d},) vector, got {rule!r}")
+    if o.background is None or isinstance(o.background, str):
+        rule = "none" if o.background is None else o.background
         if rule == "auto":
             rule = "none" if foreground_mask is not None else "dominant"
         if rule in ("dominant", "median"):
             # fast: the estimate from every fourth row and column (1/16 of the pixels)
-            source = unit if mode == "exact" else unit[:, :, ::4, ::4]
-            bg_vector = estimate_background_embedding(source, rule, background_threshold, seed=seed)
+            source = unit if o.mode == "exact" else unit[:, :, ::4, ::4]
+            bg_vector = estimate_background_embedding(source, rule, o.background_threshold, seed=o.seed)
     else:
         rule = "vector"
-        vec = _to_numpy(background, "background").astype(np.float32).ravel()
+        vec = _to_numpy(o.background, "background").astype(np.float32).ravel()
         if vec.shape != (d,) or not np.isfinite(vec).all() or not np.any(vec):
             raise ValueError(f"background: a vector must be finite, non-zero and of shape ({d},), got {vec.shape}")
         bg_vector = normalize_embeddings(vec, axis=-1)
     if bg_vector is not None:
-        if mode == "exact":
-            fg &= np.einsum("tdhw,d->thw", unit, bg_vector) < background_threshold
+        if o.mode == "exact":
+            fg &= np.einsum("tdhw,d->thw", unit, bg_vector) < o.background_threshold
         else:
-            fg &= np.tensordot(bg_vector, unit, axes=([0], [1])) < background_threshold
+            fg &= np.tensordot(bg_vector, unit, axes=([0], [1])) < o.background_threshold
 
-    hdbscan_args = (cluster_selection_epsilon, allow_single_cluster, approx_min_span_tree, algorithm, n_jobs)
-    if mode == "fast":
+    hdbscan_args = (
+        o.cluster_selection_epsilon, o.allow_single_cluster, o.approx_min_span_tree, o.algorithm, o.n_jobs
+    )  # fmt: skip
+    if o.mode == "fast":
         point_labels = _fast_point_labels(
-            unit, fg, coordinate_scale, min_samples, min_cluster_size, sample_points, assign, noise,
-            hdbscan_args, hdbscan_kwargs, bg_vector, max_background_similarity, rule == "largest", min_similarity,
+            unit, fg, coordinate_scale, min_samples, min_cluster_size, o.sample_points, o.assign, o.noise, hdbscan_args,
+            o.hdbscan_kwargs, bg_vector, o.max_background_similarity, rule == "largest", o.min_similarity,
         )  # fmt: skip
         labels = np.zeros((t, h, w), dtype=np.int64)
         labels[fg] = point_labels + 1
-        labels = filter_small_instances(labels, min_size, split_components, connectivity)
+        labels = filter_small_instances(labels, min_size, o.split_components, o.connectivity)
         labels = relabel_consecutive(labels)
         return labels[0] if single else labels
 
@@ -697,9 +580,9 @@ def cluster_embeddings(
     n = points.shape[0]
     ms, mcs = min_samples, min_cluster_size
     sample_idx: np.ndarray | None = None
-    if max_points is not None and n > int(max_points):
-        frac = int(max_points) / n
-        sample_idx = np.sort(np.random.default_rng(seed).choice(n, int(max_points), replace=False))
+    if o.max_points is not None and n > int(o.max_points):
+        frac = int(o.max_points) / n
+        sample_idx = np.sort(np.random.default_rng(o.seed).choice(n, int(o.max_points), replace=False))
         ms = max(1, round(min_samples * frac))
         mcs = max(2, round(min_cluster_size * frac))
     fit_points = points if sample_idx is None else points[sample_idx]
@@ -707,19 +590,19 @@ def cluster_embeddings(
         fit_points,
         ms,
         mcs,
-        cluster_selection_epsilon,
-        allow_single_cluster,
-        approx_min_span_tree,
-        algorithm,
-        n_jobs,
-        hdbscan_kwargs,
+        o.cluster_selection_epsilon,
+        o.allow_single_cluster,
+        o.approx_min_span_tree,
+        o.algorithm,
+        o.n_jobs,
+        o.hdbscan_kwargs,
     )
-    if noise == "nearest":
+    if o.noise == "nearest":
         is_noise = fit_labels < 0
         if is_noise.any() and not is_noise.all():
             fit_labels = fit_labels.copy()
             fit_labels[is_noise] = _nearest_labels(
-                fit_points[is_noise], fit_points[~is_noise], fit_labels[~is_noise], n_jobs
+                fit_points[is_noise], fit_points[~is_noise], fit_labels[~is_noise], o.n_jobs
             )
     if sample_idx is None:
         point_labels = fit_labels
@@ -728,20 +611,21 @@ def cluster_embeddings(
         point_labels[sample_idx] = fit_labels
         rest = np.ones(n, dtype=bool)
         rest[sample_idx] = False
-        point_labels[rest] = _nearest_labels(points[rest], fit_points, fit_labels, n_jobs)
-    if max_background_similarity is not None and bg_vector is not None and (point_labels >= 0).any():
+        point_labels[rest] = _nearest_labels(points[rest], fit_points, fit_labels, o.n_jobs)
+    if o.max_background_similarity is not None and bg_vector is not None and (point_labels >= 0).any():
         ids = point_labels >= 0
         sums = np.zeros((int(point_labels.max()) + 1, d))
         np.add.at(sums, point_labels[ids], points[ids, :d])
         sim = (sums @ bg_vector) / np.maximum(np.linalg.norm(sums, axis=1), 1e-12)
-        point_labels = np.where(ids & (sim[np.maximum(point_labels, 0)] >= max_background_similarity), -1, point_labels)
+        drop = ids & (sim[np.maximum(point_labels, 0)] >= o.max_background_similarity)
+        point_labels = np.where(drop, -1, point_labels)
     if rule == "largest" and (point_labels >= 0).any():
         largest = np.argmax(np.bincount(point_labels[point_labels >= 0]))
         point_labels = np.where(point_labels == largest, -1, point_labels)
 
     labels = np.zeros((t, h, w), dtype=np.int64)
     labels[fg] = point_labels + 1
-    labels = filter_small_instances(labels, min_size, split_components, connectivity)
+    labels = filter_small_instances(labels, min_size, o.split_components, o.connectivity)
     labels = relabel_consecutive(labels)
     return labels[0] if single else labels
 
@@ -754,7 +638,7 @@ def synthetic_embeddings(
     labels: np.ndarray,
     dim: int = 16,
     num_directions: int = 6,
-    neighbour_radius: float = 2.0,
+    neighbor_radius: float = 2.0,
     noise: float = 0.02,
     smooth: float = 1.0,
     scale_range: tuple[float, float] = (0.5, 2.0),
@@ -765,18 +649,18 @@ def synthetic_embeddings(
 
     Background (label 0) gets direction ``e_1``; the instances get unit directions orthogonal to it,
     drawn from a palette of ``num_directions`` random directions (mutually orthogonal as far as ``dim``
-    allows) by greedy graph colouring, so that instances closer than ``neighbour_radius`` pixels differ
-    (the paper's neighbour set ``N_i``, the four-colour idea); instances further apart may share one.
+    allows) by greedy graph coloring, so that instances closer than ``neighbor_radius`` pixels differ
+    (the paper's neighbor set ``N_i``, the four-color idea); instances further apart may share one.
     The direction field is smoothed with a Gaussian of ``smooth`` pixels (mixed embeddings on borders,
     as a CNN produces), Gaussian noise of standard deviation ``noise`` per component is added and every
-    pixel is scaled by a random factor in ``scale_range`` (the network output is not normalised).
+    pixel is scaled by a random factor in ``scale_range`` (the network output is not normalized).
     An instance keeps its direction in every frame.
 
     Args:
         labels: ``(H, W)`` or ``(T, H, W)`` non-negative integer labels.
         dim: embedding size ``D`` (``>= 2``).
         num_directions: palette size for instances.
-        neighbour_radius: instances whose pixels come this close (pixels, any frame) get different
+        neighbor_radius: instances whose pixels come this close (pixels, any frame) get different
             directions when the palette allows (the paper: ``r_N = 50`` for cells, all leaves for CVPPP).
         noise: per-component noise standard deviation.
         smooth: Gaussian sigma in pixels of the direction field (``0``: none).
@@ -800,20 +684,20 @@ def synthetic_embeddings(
         q, _ = np.linalg.qr(palette[:k, 1:].T)
         palette[:k, 1:] = q.T
         palette /= np.linalg.norm(palette, axis=1, keepdims=True)
-        # neighbours: instances closer than neighbour_radius pixels (in any frame)
+        # neighbors: instances closer than neighbor_radius pixels (in any frame)
         adjacency = [set() for _ in range(n_lab)]
         for frame in lab3:
             for i in np.unique(frame[frame > 0]):
-                near = ndimage.distance_transform_edt(frame != i) <= neighbour_radius
+                near = ndimage.distance_transform_edt(frame != i) <= neighbor_radius
                 adjacency[i].update(int(v) for v in np.unique(frame[near]) if v > 0 and v != i)
-        colour = np.zeros(n_lab, dtype=np.int64)
+        color = np.zeros(n_lab, dtype=np.int64)
         for i in rng.permutation(np.arange(1, n_lab)):
-            used = {colour[j] for j in adjacency[i] if colour[j] > 0}
+            used = {color[j] for j in adjacency[i] if color[j] > 0}
             free = [c for c in range(1, num_directions + 1) if c not in used]
-            colour[i] = rng.choice(free) if free else rng.integers(1, num_directions + 1)
+            color[i] = rng.choice(free) if free else rng.integers(1, num_directions + 1)
         directions = np.zeros((n_lab, dim))
         directions[0, 0] = 1.0
-        directions[1:] = palette[colour[1:] - 1]
+        directions[1:] = palette[color[1:] - 1]
     directions = np.asarray(directions, dtype=np.float64)
     field = directions[lab3].transpose(0, 3, 1, 2)  # (T, D, H, W)
     if smooth > 0:

@@ -10,7 +10,6 @@ can write e.g.::
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
@@ -23,24 +22,9 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
 from cosinetrack.clustering.embedding_clustering import cluster_embeddings
-from cosinetrack.options import check_option_names
+from cosinetrack.clustering.options import check_cluster_kwargs
 
-__all__ = ["ClusterEmbeddings", "ClusterEmbeddingsd", "check_cluster_kwargs", "clustering_for_canvas"]
-
-_CLUSTER_ARGS = frozenset(list(inspect.signature(cluster_embeddings).parameters)[1:])
-
-
-def check_cluster_kwargs(kwargs: Mapping[str, Any] | None, section: str = "clustering_options") -> dict[str, Any]:
-    """Return ``kwargs`` as a dict after checking they are options of :func:`cluster_embeddings`.
-
-    Args:
-        kwargs: clustering options; ``None`` is none.
-        section: the config key they come from, named in the error.
-
-    Raises:
-        CosineTrackConfigError: (a ``TypeError``) naming the unknown option and listing the valid ones.
-    """
-    return check_option_names(section, kwargs, _CLUSTER_ARGS)
+__all__ = ["clustering_for_canvas", "ClusterEmbeddings", "ClusterEmbeddingsd"]
 
 
 def clustering_for_canvas(

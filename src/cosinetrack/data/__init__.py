@@ -1,90 +1,46 @@
-"""Reading data: readers for each source format and deterministic synthetic generators, plus datasets.
+"""Task-agnostic data pieces: training clips of read videos, splits, and what the synthetic generators share.
 
-* :mod:`cosinetrack.data.cine`: NIfTI cine MRI cases (2D+t, 3D, 3D+t) -> ``(Z, T, H, W)`` arrays.
-* :mod:`cosinetrack.data.synthetic_cine`: the embedded synthetic cine-MRI data set.
-* :mod:`cosinetrack.data.datasets`: training clips and whole validation cases; k-fold splits.
-* :mod:`cosinetrack.data.cvppp`: the CVPPP leaf layout (RGBA images, palette label PNGs, counts csv).
-* :mod:`cosinetrack.data.synthetic_leaves`: the embedded synthetic rosette data set (CVPPP layout).
-* :mod:`cosinetrack.data.ctc`: the Cell Tracking Challenge layout (TIFF frames, SEG/TRA ground truth merged
-  into one label video with consistent ids, ``man_track.txt``).
-* :mod:`cosinetrack.data.synthetic_cells`: the embedded synthetic cell videos (CTC layout, divisions).
-* :mod:`cosinetrack.data.generated`: bookkeeping shared by the synthetic generators (cache, CLI).
+* :mod:`cosinetrack.data.clips`: :class:`ClipDataset`, clips of consecutive frames, frames as channels.
+* :mod:`cosinetrack.data.splits`: k-fold splits of cases, frame slices, consecutive runs, case names.
+* :mod:`cosinetrack.data.generated`: the cache, temporary folder and CLI of the synthetic data sets.
+* :mod:`cosinetrack.data.shapes`: signed distances and partial-volume coverage for drawing them.
+
+Readers, writers, synthetic generators and datasets of one task live in its wing (``cosinetrack.apps``).
 """
 
-from cosinetrack.data.cine import (
-    IGNORE_LABEL,
-    find_msd_cases,
-    load_datalist,
-    read_cine_case,
-    resolve_cases,
+from cosinetrack.data.clips import ClipDataset
+from cosinetrack.data.generated import (
+    case_seed,
+    check_image_size,
+    default_cache_dir,
+    ensure_generated_dataset,
+    generator_main,
+    generator_params,
+    is_generated_by,
+    move_generated_into_place,
+    read_dataset_json,
+    same_generator_params,
+    write_generated_dataset,
 )
-from cosinetrack.data.ctc import (
-    check_ctc_frames,
-    find_ctc_sequences,
-    iter_ctc_frames,
-    iter_ctc_training_frames,
-    merge_seg_tra,
-    read_ctc_frame,
-    read_ctc_label,
-    read_ctc_training_video,
-    read_ctc_video,
-    read_man_track,
-)
-from cosinetrack.data.ctc_presets import (
-    CTC_PRESETS,
-    clustering_parameters,
-    common_preset,
-    ctc_preset,
-    preset_value,
-)
-from cosinetrack.data.cvppp import find_cvppp_plants, find_plant_images, read_cvppp_plant
-from cosinetrack.data.datasets import (
-    CineCaseDataset,
-    CineClipDataset,
-    CVPPPDataset,
-    VideoPartDataset,
-    ctc_dataset_name,
-    find_ctc_datasets,
-    read_cases,
-    read_ctc_cases,
-    split_cases,
-    split_video_frames,
-    whole_sequences,
-)
+from cosinetrack.data.shapes import ellipse_signed_distance, soft_coverage
+from cosinetrack.data.splits import case_names, consecutive_runs, split_cases
 
 __all__ = [
-    "CTC_PRESETS",
-    "clustering_parameters",
-    "common_preset",
-    "ctc_dataset_name",
-    "ctc_preset",
-    "find_ctc_datasets",
-    "preset_value",
-    "read_ctc_cases",
-    "split_video_frames",
-    "whole_sequences",
-    "VideoPartDataset",
-    "check_ctc_frames",
-    "find_ctc_sequences",
-    "iter_ctc_frames",
-    "iter_ctc_training_frames",
-    "merge_seg_tra",
-    "read_ctc_frame",
-    "read_ctc_label",
-    "read_ctc_training_video",
-    "read_ctc_video",
-    "read_man_track",
-    "IGNORE_LABEL",
-    "CineCaseDataset",
-    "CineClipDataset",
-    "CVPPPDataset",
-    "find_cvppp_plants",
-    "find_plant_images",
-    "read_cvppp_plant",
-    "find_msd_cases",
-    "load_datalist",
-    "read_cases",
-    "read_cine_case",
-    "resolve_cases",
+    "case_names",
     "split_cases",
+    "consecutive_runs",
+    "ClipDataset",
+    "read_dataset_json",
+    "is_generated_by",
+    "same_generator_params",
+    "generator_params",
+    "check_image_size",
+    "move_generated_into_place",
+    "write_generated_dataset",
+    "ensure_generated_dataset",
+    "generator_main",
+    "case_seed",
+    "default_cache_dir",
+    "ellipse_signed_distance",
+    "soft_coverage",
 ]

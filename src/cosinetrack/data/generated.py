@@ -1,4 +1,4 @@
-"""Bookkeeping shared by the synthetic data generators: writing, recognising and replacing a folder they made.
+"""Bookkeeping shared by the synthetic data generators: writing, recognizing and replacing a folder they made.
 
 A generated folder holds a ``dataset.json`` whose ``generator`` entry names the generating module, its
 version and its parameters; only such folders (or empty ones) are ever replaced, so a user's folder is
@@ -87,7 +87,7 @@ def generator_params(module_id: str, version: int, **params: Any) -> dict:
     """The ``generator`` entry of a ``dataset.json``: module id, version and ``params`` as JSON values.
 
     Tuples and arrays become lists and NumPy scalars Python numbers, so the dict compares equal to its JSON
-    round trip (which is how :func:`write_generated_dataset` recognises a cache hit).
+    round trip (which is how :func:`write_generated_dataset` recognizes a cache hit).
     """
     return {"module": module_id, "version": int(version), **{k: _json_value(v) for k, v in params.items()}}
 

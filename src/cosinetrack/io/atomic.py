@@ -24,12 +24,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from cosinetrack.distributed import (
-    all_gather_objects,
-    broadcast_object,
-    get_rank,
-    is_distributed,
-)
+from cosinetrack.distributed import all_gather_objects, broadcast_object, get_rank, is_distributed
 from cosinetrack.errors import CosineTrackDataError
 from cosinetrack.options import as_flag
 

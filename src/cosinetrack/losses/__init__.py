@@ -3,7 +3,13 @@
 Every loss takes one stack output; :class:`StackedLoss` applies it to every hourglass stack.
 """
 
-from cosinetrack.losses.cosine_embedding import CosineEmbeddingLoss
-from cosinetrack.losses.cross_entropy import ClipCrossEntropyLoss, StackedLoss
+from cosinetrack.losses.cosine_embedding import NEIGHBOR_RULES, CosineEmbeddingLoss
+from cosinetrack.losses.cross_entropy import ClipCrossEntropyLoss
+from cosinetrack.losses.stacked import StackedLoss
 
-__all__ = ["ClipCrossEntropyLoss", "CosineEmbeddingLoss", "StackedLoss"]
+__all__ = [
+    "CosineEmbeddingLoss",
+    "NEIGHBOR_RULES",
+    "ClipCrossEntropyLoss",
+    "StackedLoss",
+]

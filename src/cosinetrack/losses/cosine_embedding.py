@@ -11,7 +11,7 @@ clip is what makes an instance's embedding consistent through time.
 Implementation. With ``m_i = e_bar_i / |e_bar_i|`` and ``l_p`` the label of pixel ``p``, the whole batch
 loss is ``1 + sum_{p, i} A[l_p, i] cos(m_i, e_p) + B[l_p, i] cos(m_i, e_p) ** 2`` with two small
 label-only tables: ``A[l, i] = -w_i / |S_i|`` when ``l = i`` (else 0) and ``B[l, i] = w_i / |N_i|`` when
-label ``l`` is a neighbour of ``i`` (else 0), ``w_i`` the weight of instance ``i`` in the batch mean. A
+label ``l`` is a neighbor of ``i`` (else 0), ``w_i`` the weight of instance ``i`` in the batch mean. A
 custom autograd function evaluates that sum in pieces of at most ``_CHUNK_PIXELS`` pixels of one frame
 (one ``(pixels x D) @ (D x I)`` matmul and one row gather of the tables per piece) and recomputes the
 cosines in its backward: time ``O(pixels * I * D)``, extra memory ``O(_CHUNK_PIXELS * I)``; never an
@@ -28,10 +28,12 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from cosinetrack.labels import IGNORE_LABEL
+from cosinetrack.options import renamed
 
-__all__ = ["CosineEmbeddingLoss", "NEIGHBOUR_RULES"]
+__all__ = ["CosineEmbeddingLoss", "NEIGHBOR_RULES"]
 
-NEIGHBOUR_RULES = ("disc", "dilation")
+NEIGHBOR_RULES = ("disc", "dilation")
+NEIGHBOUR_RULES = NEIGHBOR_RULES  # deprecated spelling of earlier versions
 _CHUNK_PIXELS = 1 << 16  # pixels per step of the fused cosine sum (memory ~ 3 * 4 B * pixels * instances)
 
 
@@ -39,35 +41,35 @@ class CosineEmbeddingLoss(nn.Module):
     """Cosine embedding loss of Payer et al. (2018), eq. 2, for clips and still images.
 
     Args:
-        neighbour_radius: ``r_N`` in pixels of the network input. ``None``: every other instance of the
-            sample (and the background) is a neighbour (the leaf setting). A number: neighbours are
-            chosen by ``neighbour_rule``. The paper uses 50 px for cells (150 Fluo-MSC, 25 Fluo-HeLa).
-        neighbour_rule: how a finite ``neighbour_radius`` is used (label-only, no gradient):
+        neighbor_radius: ``r_N`` in pixels of the network input. ``None``: every other instance of the
+            sample (and the background) is a neighbor (the leaf setting). A number: neighbors are
+            chosen by ``neighbor_rule``. The paper uses 50 px for cells (150 Fluo-MSC, 25 Fluo-HeLa).
+        neighbor_rule: how a finite ``neighbor_radius`` is used (label-only, no gradient):
 
-            * ``"disc"`` (default; the authors' reference behaviour): the centre ``c_i`` of instance ``i``
-              is the mean over the frames in which ``i`` has labelled pixels of its per-frame centre of
-              mass. Label ``j != i`` is a neighbour of ``i`` when at least one labelled pixel of ``j``, in
+            * ``"disc"`` (default; the authors' reference behavior): the center ``c_i`` of instance ``i``
+              is the mean over the frames in which ``i`` has labeled pixels of its per-frame center of
+              mass. Label ``j != i`` is a neighbor of ``i`` when at least one labeled pixel of ``j``, in
               any frame of the clip, lies in the closed disc ``|x - c_i| <= r_N``. The background is a
-              neighbour when background pixels fall in the disc.
+              neighbor when background pixels fall in the disc.
             * ``"dilation"``: the footprint of ``i`` (the union over the clip's frames of its pixel
               positions) is dilated by a Euclidean disc of radius ``r_N``; label ``j != i`` is a
-              neighbour when its footprint (union over frames) meets the dilated footprint, i.e. when some
+              neighbor when its footprint (union over frames) meets the dilated footprint, i.e. when some
               pixel of ``i`` and some pixel of ``j`` (possibly in different frames) are at most ``r_N``
               apart.
 
             For either rule the **background as instance i** has all other labels of the sample as
-            neighbours (it must differ from every cell; its centre of mass is meaningless).
-            ``N_i`` is the union over those labels of all their labelled pixels in all frames.
+            neighbors (it must differ from every cell; its center of mass is meaningless).
+            ``N_i`` is the union over those labels of all their labeled pixels in all frames.
         max_instances: at most this many foreground instances per sample get a loss term (the paper's
             "at most 32 instances per mini-batch, to reduce memory"); when more are present, a random
             subset is drawn (uniformly, without replacement). The background is always kept and not
-            counted. Pixels of instances that were not drawn still belong to the neighbour sets ``N_i``
+            counted. Pixels of instances that were not drawn still belong to the neighbor sets ``N_i``
             of the drawn ones (each drawn term is exactly the term of the full loss, so the capped loss
             is an unbiased estimate of it; memory does not grow with them here). ``None``: no cap.
         background_label: label value of the background.
         ignore_label: label value of pixels without a label: they get no loss and are nobody's
-            neighbour (mirror padding, unlabelled frames; on partially segmented frames every pixel that
-            is not a labelled cell, so the background term is masked there).
+            neighbor (mirror padding, unlabeled frames; on partially segmented frames every pixel that
+            is not a labeled cell, so the background term is masked there).
         eps: lower bound of the vector norms in the cosine (``e / max(|e|, eps)``); a zero embedding
             has cosine 0 to everything and a finite gradient.
         seed: seed of a private ``torch.Generator`` for the instance draw; ``None`` uses the global
@@ -79,36 +81,41 @@ class CosineEmbeddingLoss(nn.Module):
         labels: integer ``(B, T, H, W)`` / ``(B, H, W)``, or with a singleton channel ``(B, T, 1, H, W)`` /
             ``(B, 1, H, W)``. Instance ids are arbitrary integers, consistent over the frames of a clip.
         ignore_mask: optional bool tensor of the labels' shape, ``True`` = ignore (as ``ignore_label``).
-        output: a scalar: mean over the samples having at least one labelled pixel of the mean over
+        output: a scalar: mean over the samples having at least one labeled pixel of the mean over
             their instances of ``L_i``; ``0`` with a gradient path (``embeddings.sum() * 0``) when no pixel
-            is labelled.
+            is labeled.
 
     After each call ``self.last_instances`` holds, per sample, the label values that got a loss term.
     """
 
     def __init__(
         self,
-        neighbour_radius: float | None = None,
-        neighbour_rule: str = "disc",
+        neighbor_radius: float | None = None,
+        neighbor_rule: str = "disc",
         max_instances: int | None = 32,
         background_label: int = 0,
         ignore_label: int = IGNORE_LABEL,
         eps: float = 1e-8,
         seed: int | None = None,
+        neighbour_radius: float | None = None,
+        neighbour_rule: str | None = None,
     ) -> None:
         super().__init__()
-        if neighbour_rule not in NEIGHBOUR_RULES:
-            raise ValueError(f"neighbour_rule must be one of {NEIGHBOUR_RULES}, got {neighbour_rule!r}")
-        if neighbour_radius is not None and not neighbour_radius >= 0:
-            raise ValueError(f"neighbour_radius must be >= 0 or None, got {neighbour_radius}")
+        # the British spellings of earlier versions, kept as deprecated aliases (a warning names the new one)
+        neighbor_radius = renamed(neighbour_radius, neighbor_radius, "neighbour_radius", "neighbor_radius")
+        neighbor_rule = renamed(neighbour_rule, neighbor_rule, "neighbour_rule", "neighbor_rule")
+        if neighbor_rule not in NEIGHBOR_RULES:
+            raise ValueError(f"neighbor_rule must be one of {NEIGHBOR_RULES}, got {neighbor_rule!r}")
+        if neighbor_radius is not None and not neighbor_radius >= 0:
+            raise ValueError(f"neighbor_radius must be >= 0 or None, got {neighbor_radius}")
         if max_instances is not None and max_instances < 1:
             raise ValueError(f"max_instances must be >= 1 or None, got {max_instances}")
         if background_label == ignore_label:
             raise ValueError("background_label and ignore_label must differ")
         if not eps > 0:
             raise ValueError(f"eps must be > 0, got {eps}")
-        self.neighbour_radius = None if neighbour_radius is None else float(neighbour_radius)
-        self.neighbour_rule = neighbour_rule
+        self.neighbor_radius = None if neighbor_radius is None else float(neighbor_radius)
+        self.neighbor_rule = neighbor_rule
         self.max_instances = max_instances
         self.background_label = int(background_label)
         self.ignore_label = int(ignore_label)
@@ -156,19 +163,19 @@ class CosineEmbeddingLoss(nn.Module):
             per[s].extend(ids)
         return per
 
-    # ------------------------------------------------------------------ neighbours (label only)
-    def _disc_regions(self, centre: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        """Bool ``(S, H*W)``: the pixels in the closed disc of radius ``r_N`` around each centre ``(S, 2)``."""
-        r = float(self.neighbour_radius)  # type: ignore[arg-type]
-        ys = torch.arange(h, device=centre.device, dtype=centre.dtype)
-        xs = torch.arange(w, device=centre.device, dtype=centre.dtype)
-        dy2 = (ys[None, :] - centre[:, :1]) ** 2  # (S, H)
-        dx2 = (xs[None, :] - centre[:, 1:]) ** 2  # (S, W)
+    # ------------------------------------------------------------------ neighbors (label only)
+    def _disc_regions(self, center: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """Bool ``(S, H*W)``: the pixels in the closed disc of radius ``r_N`` around each center ``(S, 2)``."""
+        r = float(self.neighbor_radius)  # type: ignore[arg-type]
+        ys = torch.arange(h, device=center.device, dtype=center.dtype)
+        xs = torch.arange(w, device=center.device, dtype=center.dtype)
+        dy2 = (ys[None, :] - center[:, :1]) ** 2  # (S, H)
+        dx2 = (xs[None, :] - center[:, 1:]) ** 2  # (S, W)
         return ((dy2[:, :, None] + dx2[:, None, :]) <= r * r).reshape(-1, h * w)
 
     def _dilated_regions(self, footprint: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """Bool ``(S, H*W)``: each footprint ``(S, H*W)`` dilated by a Euclidean disc of radius ``r_N``."""
-        r = float(self.neighbour_radius)  # type: ignore[arg-type]
+        r = float(self.neighbor_radius)  # type: ignore[arg-type]
         dev = footprint.device
         if r >= math.hypot(h - 1, w - 1):  # the whole image, whatever the footprint
             return torch.ones(footprint.shape[0], h * w, dtype=torch.bool, device=dev)
@@ -185,7 +192,7 @@ class CosineEmbeddingLoss(nn.Module):
         conv = torch.fft.irfft2(torch.fft.rfft2(img) * torch.fft.rfft2(kern), s=(hf, wf))
         return (conv[:, :h, :w] > 0.5).reshape(-1, h * w)
 
-    def _neighbours(
+    def _neighbors(
         self,
         targets: list[list[int]],
         lab_sample: torch.Tensor,
@@ -193,9 +200,9 @@ class CosineEmbeddingLoss(nn.Module):
         shape: tuple[int, int, int, int],
         is_bg: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Target ids, samples and slots ``(I,)`` each, and the neighbour indicator ``(K, I)``.
+        """Target ids, samples and slots ``(I,)`` each, and the neighbor indicator ``(K, I)``.
 
-        ``cid`` is ``(B*T, H*W)``: the compact label id of every pixel, ``K`` for unlabelled pixels.
+        ``cid`` is ``(B*T, H*W)``: the compact label id of every pixel, ``K`` for unlabeled pixels.
         ``nbr[j, i]`` is True when the pixels of label ``j`` belong to ``N_i``.
         """
         b, t, h, w = shape
@@ -212,7 +219,7 @@ class CosineEmbeddingLoss(nn.Module):
         tgt_slot = torch.arange(n_slot, device=dev)[None, :].expand(b, n_slot)[used]
         labels_k = torch.arange(k, device=dev)
         nbr = (lab_sample[:, None] == tgt_sample[None, :]) & (labels_k[:, None] != tgt[None, :])
-        if self.neighbour_radius is None:
+        if self.neighbor_radius is None:
             return tgt, tgt_sample, tgt_slot, nbr
 
         hw = h * w
@@ -222,8 +229,8 @@ class CosineEmbeddingLoss(nn.Module):
         presence[(cid * hw + yx).view(-1)] = True
         presence = presence[: k * hw]
         slot_ids = slots.clamp_min(0).view(-1)
-        if self.neighbour_rule == "disc":
-            # per-frame centres of mass, averaged over the frames where the label exists
+        if self.neighbor_rule == "disc":
+            # per-frame centers of mass, averaged over the frames where the label exists
             key = (cid * t + torch.arange(b * t, device=dev)[:, None] % t).view(-1)
             ys = (yx // w).to(torch.float64).expand(b * t, hw).reshape(-1)
             xs = (yx % w).to(torch.float64).expand(b * t, hw).reshape(-1)
@@ -232,8 +239,8 @@ class CosineEmbeddingLoss(nn.Module):
             cy = torch.bincount(key, weights=ys, minlength=size)[: k * t].view(k, t) / cnt.clamp_min(1)
             cx = torch.bincount(key, weights=xs, minlength=size)[: k * t].view(k, t) / cnt.clamp_min(1)
             frames = (cnt > 0).sum(1).clamp_min(1)
-            centre = torch.stack([cy.sum(1) / frames, cx.sum(1) / frames], 1)  # (K, 2) in pixels (y, x)
-            region = self._disc_regions(centre[slot_ids], h, w)
+            center = torch.stack([cy.sum(1) / frames, cx.sum(1) / frames], 1)  # (K, 2) in pixels (y, x)
+            region = self._disc_regions(center[slot_ids], h, w)
         else:
             region = self._dilated_regions(presence.view(k, hw)[slot_ids], h, w)
         region = region.view(b, n_slot, hw).transpose(1, 2)  # (B, HW, S)
@@ -241,7 +248,7 @@ class CosineEmbeddingLoss(nn.Module):
         fj = fp // hw
         hit_m = region[lab_sample[fj], fp % hw]  # (M, S): footprint pixel of label j inside slot's region
         hit = torch.zeros(k, n_slot, dtype=torch.int32, device=dev).index_add_(0, fj, hit_m.to(torch.int32)) > 0
-        near = hit[:, tgt_slot] | is_bg[tgt][None, :]  # the background target has everybody as neighbour
+        near = hit[:, tgt_slot] | is_bg[tgt][None, :]  # the background target has everybody as neighbor
         return tgt, tgt_sample, tgt_slot, nbr & near
 
     def _compact_labels(
@@ -299,7 +306,7 @@ class CosineEmbeddingLoss(nn.Module):
 
             targets = self._select(lab_sample.cpu(), lab_value.cpu(), b, generator)
             self.last_instances = [lab_value[ids].detach().cpu() for ids in targets]
-            tgt, tgt_sample, tgt_slot, nbr = self._neighbours(targets, lab_sample, cid, (b, t, h, w), is_bg)
+            tgt, tgt_sample, tgt_slot, nbr = self._neighbors(targets, lab_sample, cid, (b, t, h, w), is_bg)
             n_slot = int(tgt_slot.max()) + 1
 
             # mean embedding of every target over all frames of its clip
@@ -310,7 +317,7 @@ class CosineEmbeddingLoss(nn.Module):
             m = mean / torch.linalg.vector_norm(mean, dim=1, keepdim=True).clamp_min(self.eps)  # (I, D)
             m_slots = torch.zeros(b, n_slot, d, dtype=dtype, device=dev).index_put((tgt_sample, tgt_slot), m)
 
-            # per-(label, slot) weights of cos (own instance) and cos^2 (neighbours), batch mean folded in
+            # per-(label, slot) weights of cos (own instance) and cos^2 (neighbors), batch mean folded in
             n_tgt = torch.bincount(tgt_sample, minlength=b).to(dtype)
             weight = 1.0 / (n_tgt[tgt_sample] * float((n_tgt > 0).sum()))  # (I,)
             nbr_w = nbr.to(dtype)
@@ -367,7 +374,7 @@ class _WeightedCosineSum(torch.autograd.Function):
     """``sum_{f, p, s} A[c, s] cos(m[b_f, s], e[f, :, p]) + B[c, s] cos(...) ** 2`` with ``c = cid[f, p]``.
 
     ``ev (F, D, P)`` embeddings of ``F`` frames; ``m (B, S, D)`` unit slot directions of each sample;
-    ``table (K+1, 2S)`` holds ``A`` then ``B`` (row ``K``: unlabelled pixels, zero); ``cid (F, P)``;
+    ``table (K+1, 2S)`` holds ``A`` then ``B`` (row ``K``: unlabeled pixels, zero); ``cid (F, P)``;
     ``chunks`` pieces of frames (see :func:`_pixel_chunks`). Evaluated piece by piece (cache-sized); the
     backward recomputes the cosines, so only one piece's ``(pixels, S)`` matrices exist at a time.
     Differentiable once, in ``ev`` and ``m``.

@@ -23,7 +23,7 @@ def central_slices(label: np.ndarray, classes: Sequence[int], num_slices: int = 
 
     Args:
         label: ``(Z, T, H, W)`` ground truth.
-        classes: the classes a slice must contain (in any labelled frame) to count.
+        classes: the classes a slice must contain (in any labeled frame) to count.
         num_slices: how many central slices to keep; ``0`` or ``None`` keeps all slices.
 
     Returns:
@@ -42,7 +42,7 @@ def central_slices(label: np.ndarray, classes: Sequence[int], num_slices: int = 
 
 
 def class_iou(pred: np.ndarray, label: np.ndarray, cls: int, ignore_index: int = IGNORE_LABEL) -> float:
-    """IoU of class ``cls`` between ``pred`` and ``label`` over labelled pixels; NaN when both lack it."""
+    """IoU of class ``cls`` between ``pred`` and ``label`` over labeled pixels; NaN when both lack it."""
     valid = label != ignore_index
     p = (pred == cls) & valid
     g = label == cls

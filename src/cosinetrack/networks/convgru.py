@@ -17,7 +17,7 @@ only the hidden part runs frame by frame (:meth:`ConvGRUCell.recur`, driven by
 :meth:`ConvGRUCell.forward_sequence`). With the zero initial state
 the hidden part contributes exactly zero, so the first frame skips it.
 
-Initialisation (as in the authors' reference code): gate kernels ``W_u, W_r, U_u, U_r`` start at
+Initialization (as in the authors' reference code): gate kernels ``W_u, W_r, U_u, U_r`` start at
 zero (so ``u = r = 0.5`` at the start of training), candidate kernels ``W_c, U_c`` He-normal with
 the fan-in of the unsplit candidate convolution ``(in_channels + hidden_channels) * 3 * 3``,
 biases zero.
@@ -35,7 +35,7 @@ every convolution in float32. :class:`Conv3x3` therefore reads the CPU autocast 
 parameter) and runs the fused bfloat16 kernel; the bias gradient is accumulated in float32. The
 element-wise ConvGRU and hourglass ops then run in bfloat16 too (their inputs are bfloat16), so
 outputs and recurrent states are bfloat16; cast outputs to float32 before losses and clustering
-(:func:`cosinetrack.engines.inferer.autocast_context` and the inferers do).
+(:func:`cosinetrack.inference.autocast_context` and the inferers do).
 """
 
 from __future__ import annotations
@@ -76,11 +76,11 @@ GEMM_WEIGHT_GRAD = _default_gemm_weight_grad()
 
 @functools.lru_cache(maxsize=256)
 def _invalid_rows(n: int, h: int, w: int, dy: int, dx: int, device: str) -> tuple[int, int, Tensor, Tensor, int]:
-    """Flat pixel indices where the flattened shift by ``(dy, dx)`` reads a wrong neighbour.
+    """Flat pixel indices where the flattened shift by ``(dy, dx)`` reads a wrong neighbor.
 
     For the flattened ``(n * h * w)`` pixel axis, pixel ``p`` paired with pixel ``p + off``
-    (``off = dy * w + dx``) is the true neighbour ``(y + dy, x + dx)`` unless that neighbour lies
-    outside the image, in which case the flat index wraps into the neighbouring row (or image).
+    (``off = dy * w + dx``) is the true neighbor ``(y + dy, x + dx)`` unless that neighbor lies
+    outside the image, in which case the flat index wraps into the neighboring row (or image).
 
     Returns:
         ``(p0, p1, idx, idx + off, off)``: the flat range ``[p0, p1)`` where ``p + off`` is in

@@ -19,7 +19,7 @@ MONAI's ``ckpt_export`` / ``verify_net_in_out`` and for deployment:
 The numbers are those of the training network (same formulas; only float rounding differs, since the
 fused kernels add in another order). The training network keeps its fused ops: this module is used only
 for export. ``load_state_dict`` also takes the project's model files (``{"model": weights, "network":
-settings}``, see :mod:`cosinetrack.engines.checkpoint`) and checks the stored settings, so MONAI's
+settings}``, see :mod:`cosinetrack.workflows.checkpoint`) and checks the stored settings, so MONAI's
 ``ckpt_export`` works on them with or without ``--key_in_ckpt model``.
 """
 
@@ -38,7 +38,7 @@ from cosinetrack.options import as_flag
 
 __all__ = ["StackedHourglassExport"]
 
-# constructor arguments that decide the weights' shapes (as engines.checkpoint.network_settings)
+# constructor arguments that decide the weights' shapes (as workflows.checkpoint.network_settings)
 _SETTINGS = ("in_channels", "out_channels", "num_levels", "num_filters", "num_stacks", "recurrent")
 
 
@@ -165,7 +165,7 @@ class StackedHourglassExport(nn.Module):
         num_stacks: number of hourglasses.
         recurrent: ConvGRU skips (``False``: 3x3 conv + ReLU skips, frames independent); the words
             ``"true"``/``"false"`` of the command line are read as flags.
-        normalize_eps: lower bound of the L2 norm when normalising a stack's output for the next stack.
+        normalize_eps: lower bound of the L2 norm when normalizing a stack's output for the next stack.
     """
 
     __constants__ = [

@@ -1,7 +1,7 @@
 """Recurrent stacked hourglass network (Payer et al., MICCAI 2018, Sect. 2.1 and Fig. 2).
 
 ``num_stacks`` :class:`~cosinetrack.networks.hourglass.Hourglass` networks run in a row. Stack 1 sees
-the image; every later stack sees the image concatenated (channel dim) with the L2-normalised (over
+the image; every later stack sees the image concatenated (channel dim) with the L2-normalized (over
 channels) output of the stack before it, so stack ``k >= 2`` has ``in_channels + out_channels``
 inputs. All stack outputs are returned (the loss applies to each; the last one is used for
 clustering). ``out_channels`` is the embedding size (16 / 32) or the number of classes (3 for LV MRI).
@@ -43,11 +43,11 @@ class RecurrentStackedHourglass(nn.Module):
         num_stacks: number of hourglasses (paper: 2).
         recurrent: ``False`` replaces every ConvGRU by a 3x3 conv + ReLU (non-recurrent ablation;
             frames are then independent).
-        normalize_eps: lower bound of the L2 norm when normalising a stack's output for the next
+        normalize_eps: lower bound of the L2 norm when normalizing a stack's output for the next
             stack (``torch.nn.functional.normalize``).
 
     Weights are He-normal (ReLU gain) with zero biases, except the ConvGRU gate kernels, which start
-    at zero; there are no normalisation or dropout layers.
+    at zero; there are no normalization or dropout layers.
     """
 
     def __init__(

@@ -39,7 +39,7 @@ become background). Its rules, applied in this order:
 5. **Short cell cycles** (``min_cycle_length``, off by default). A track born in a division (its
    parent has two or more children) that divides again fewer than ``min_cycle_length`` frames after
    its birth (``E - B + 1 < min_cycle_length``; a real cell cycle lasts tens of frames) is an
-   over-segmentation or a lost neighbour, not a mitosis: the later division is undone by cutting the
+   over-segmentation or a lost neighbor, not a mitosis: the later division is undone by cutting the
    parent link of all its children but one, which rule 3 then merges into the track. The cut children
    keep their pixels and their own children (tracks of their own: when the object is a real cell,
    a missing parent link costs less than a missing cell). The child kept is the longest; on a tie
@@ -58,19 +58,31 @@ Small instances (fewer than ``min_size`` pixels) are removed before tracking by 
 this module sees no pixels.
 
 Helpers: :func:`track_frames_from_labels` and :func:`tracks_table_from_labels` read raw tracks / a
-track table off a label video ``(T, H, W)``, :func:`remap_labels` applies one frame's mapping.
+track table off a label video ``(T, H, W)`` (or off the ids present in each frame,
+:data:`LabelsPerFrame`), :func:`remap_labels` applies one frame's mapping.
+
+One implementation of each CTC rule on arrays, here in core: :func:`check_tracks_against_labels` is
+*the* check "do the tracks agree with the masks?" (a track's label in every frame ``B..E`` and in no
+other), and :func:`tracks_table_from_labels` *the* way a track table is read off labels. Core packages
+never import ``cosinetrack.apps``, so the cell wing builds on these rather than the other way round:
+:mod:`cosinetrack.apps.cell.validation` (``check_tracks``, ``validate_ctc_result``) runs the check on a
+result writer's frames or a result folder's masks, :mod:`cosinetrack.apps.cell.writer`
+(``tracks_from_masks``) derives the table of masks being written; :func:`check_ctc_lineage` adds the
+table-only checks (unique labels, parents) to the same check.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 __all__ = [
     "MAX_CTC_LABEL",
+    "LabelsPerFrame",
     "check_ctc_lineage",
+    "check_tracks_against_labels",
     "make_lineage_valid",
     "remap_labels",
     "track_frames_from_labels",
@@ -79,6 +91,11 @@ __all__ = [
 
 #: labels are stored as 16-bit unsigned integers in CTC masks.
 MAX_CTC_LABEL = 65535
+
+#: The masks of a video as the functions below take them: a label video ``(T, H, W)`` (``<= 0`` =
+#: background); or one entry per frame ``0..T-1`` (any iterable, e.g. streamed), each an array of labels
+#: (an ``(H, W)`` frame) or the ids present in the frame; or ``{frame number: array or ids}``.
+LabelsPerFrame = np.ndarray | Iterable[np.ndarray | Iterable[int]] | Mapping[int, np.ndarray | Iterable[int]]
 
 
 @dataclass(eq=False)
@@ -347,53 +364,134 @@ def remap_labels(labels: np.ndarray, mapping: Mapping[int, int]) -> np.ndarray:
     return new[inverse].reshape(labels.shape)
 
 
-def track_frames_from_labels(labels: np.ndarray) -> dict[int, list[int]]:
+def _frame_ids(frame: np.ndarray | Iterable[int]) -> set[int]:
+    """The ids ``> 0`` of one frame: an array of labels (any shape) or an iterable of ids."""
+    if isinstance(frame, np.ndarray):
+        return {int(i) for i in np.unique(frame[frame > 0])}
+    return {int(i) for i in frame if int(i) > 0}
+
+
+def _ids_per_frame(labels_per_frame: LabelsPerFrame) -> dict[int, set[int]]:
+    """``{frame number: ids > 0 present}`` of the forms :data:`LabelsPerFrame` allows, sorted by frame."""
+    if isinstance(labels_per_frame, Mapping):
+        return {int(t): _frame_ids(labels_per_frame[t]) for t in sorted(labels_per_frame, key=int)}
+    if isinstance(labels_per_frame, np.ndarray) and labels_per_frame.ndim < 2:
+        raise ValueError(
+            f"labels: expected a label video (T, H, W) or the ids of each frame, got shape {labels_per_frame.shape}"
+        )
+    return {t: _frame_ids(frame) for t, frame in enumerate(labels_per_frame)}
+
+
+def track_frames_from_labels(labels: LabelsPerFrame) -> dict[int, list[int]]:
     """``{id: sorted frames it occurs in}`` of a label video.
 
     Args:
-        labels: ``(T, H, W)`` integer labels, ``<= 0`` = background.
+        labels: ``(T, H, W)`` integer labels, ``<= 0`` = background; or any form of
+            :data:`LabelsPerFrame` (per frame the ids present, frames streamed or by number).
 
     Returns:
         dict from each id ``> 0`` to the sorted list of frame indices where it has pixels.
     """
-    labels = np.asarray(labels)
-    if labels.ndim < 2:
-        raise ValueError(f"labels: expected (T, H, W), got shape {labels.shape}")
     out: dict[int, list[int]] = {}
-    for t, frame in enumerate(labels):
-        for i in np.unique(frame[frame > 0]):
-            out.setdefault(int(i), []).append(t)
+    for t, ids in _ids_per_frame(labels).items():
+        for i in sorted(ids):
+            out.setdefault(i, []).append(t)
     return out
 
 
-def tracks_table_from_labels(labels: np.ndarray, parents: Mapping[int, int] | None = None) -> np.ndarray:
+def tracks_table_from_labels(
+    labels: LabelsPerFrame, parents: Mapping[int, int] | None = None, *, contiguous: bool = False
+) -> np.ndarray:
     """The ``L B E P`` table of a label video: first and last frame of every id, and its parent.
 
-    The table is a valid CTC track table only if every id is contiguous in time (check with
-    :func:`check_ctc_lineage`); use :func:`make_lineage_valid` otherwise.
+    The table is a valid CTC track table only if every id is contiguous in time: ask for that with
+    ``contiguous`` (or check with :func:`check_ctc_lineage`); use :func:`make_lineage_valid` to make it so.
+    :func:`cosinetrack.apps.cell.writer.tracks_from_masks` (the table of a result's masks) is this function
+    with ``contiguous=True``.
 
     Args:
-        labels: ``(T, H, W)`` integer labels, ``<= 0`` = background.
+        labels: ``(T, H, W)`` integer labels, ``<= 0`` = background; or any form of
+            :data:`LabelsPerFrame` (e.g. per frame the ids present, frames streamed or ``{t: ids}``).
         parents: ``{id: parent id}``; absent: ``0``.
+        contiguous: raise ``ValueError`` when an id is absent from a frame between its first and last.
 
     Returns:
         int64 ``(N, 4)`` table sorted by label.
+
+    Raises:
+        ValueError: with ``contiguous``, ids with gaps (up to five named with the frames they miss).
     """
     parents = parents or {}
     frames = track_frames_from_labels(labels)
+    if contiguous:
+        gaps = sorted(i for i, f in frames.items() if len(f) != f[-1] - f[0] + 1)
+        if gaps:
+            details = []
+            for label in gaps[:5]:
+                f = frames[label]
+                absent = sorted(set(range(f[0], f[-1] + 1)) - set(f))
+                details.append(f"label {label} (frames {f[0]}..{f[-1]}, absent from {absent[:10]})")
+            raise ValueError(
+                "a CTC track must appear in every frame from its first to its last; give the part after a gap a "
+                f"new label: {'; '.join(details)}" + (f" and {len(gaps) - 5} more" if len(gaps) > 5 else "")
+            )
     rows = [(i, f[0], f[-1], int(parents.get(i, 0))) for i, f in sorted(frames.items())]
     return np.array(rows, dtype=np.int64).reshape(-1, 4)
 
 
-def _labels_per_frame(labels_per_frame: np.ndarray | Sequence[Iterable[int]]) -> list[set[int]]:
-    if isinstance(labels_per_frame, np.ndarray) and labels_per_frame.ndim >= 3:
-        return [{int(i) for i in np.unique(f[f > 0])} for f in labels_per_frame]
-    return [{int(i) for i in frame if int(i) > 0} for frame in labels_per_frame]
+def check_tracks_against_labels(
+    tracks: np.ndarray, labels_per_frame: LabelsPerFrame, max_problems: int | None = 50
+) -> list[str]:
+    """Do the tracks agree with the masks? The one check of the CTC rule "a track's label is in the mask of
+    every frame ``B..E`` and in no other frame" (see the module docstring for who builds on it).
+
+    Args:
+        tracks: ``(N, 4)`` integer table ``L B E P`` (``P`` is not looked at; of two rows with one label,
+            the later counts, :func:`check_ctc_lineage` reports the duplicate).
+        labels_per_frame: the masks, any form of :data:`LabelsPerFrame`. With a mapping, frame numbers
+            without an entry have no mask.
+        max_problems: stop listing after this many problems (``None``: list all).
+
+    Returns:
+        Problems, one sentence each, ``[]`` when tracks and masks agree: a track that begins before the
+        first or ends after the last mask, or spans a frame without a mask; per frame, a track whose
+        label is not in the mask and a mask label that is no track or lies outside its track's frames.
+    """
+    tracks = np.asarray(tracks).reshape(-1, 4)
+    present = _ids_per_frame(labels_per_frame)
+    frames = list(present)
+    first, last = (frames[0], frames[-1]) if frames else (0, -1)
+    rows = {int(lab): (int(b), int(e)) for lab, b, e, _ in tracks.tolist()}
+    expected: dict[int, set[int]] = {t: set() for t in frames}
+    problems: list[str] = []
+    for lab, (b, e) in rows.items():
+        if b < first:
+            problems.append(f"track {lab}: begins in frame {b}, before the first mask ({first})")
+        if e > last:
+            problems.append(f"track {lab}: ends in frame {e}, after the last mask ({last})")
+        hole = None
+        for t in range(max(b, first), min(e, last) + 1):
+            if t in expected:
+                expected[t].add(lab)
+            elif hole is None:
+                hole = t
+        if hole is not None:
+            problems.append(f"track {lab}: spans frame {hole}, which has no mask")
+    for t in frames:
+        have, want = present[t], expected[t]
+        for lab in sorted(want - have):
+            problems.append(f"frame {t}: track {lab} (frames {rows[lab][0]}..{rows[lab][1]}) is not in the mask")
+        for lab in sorted(have - want):
+            where = "is not a track" if lab not in rows else f"is outside its frames {rows[lab][0]}..{rows[lab][1]}"
+            problems.append(f"frame {t}: mask label {lab} {where}")
+        if max_problems is not None and len(problems) >= max_problems:
+            break
+    return problems if max_problems is None else problems[: max(max_problems, 0)]
 
 
 def check_ctc_lineage(
     tracks: np.ndarray,
-    labels_per_frame: np.ndarray | Sequence[Iterable[int]] | None = None,
+    labels_per_frame: LabelsPerFrame | None = None,
     max_problems: int = 50,
 ) -> list[str]:
     """The reasons why a CTC result is invalid (the checks of py-ctcmetrics' ``valid``); ``[]`` = valid.
@@ -401,7 +499,8 @@ def check_ctc_lineage(
     Args:
         tracks: ``(N, 4)`` integer table ``L B E P``.
         labels_per_frame: optional, the masks: a label video ``(T, H, W)`` or, per frame, the ids
-            present in it. Then every track's label must be present in exactly the frames ``B..E``.
+            present in it (:data:`LabelsPerFrame`). Then every track's label must be present in exactly
+            the frames ``B..E`` (:func:`check_tracks_against_labels`).
         max_problems: stop listing after this many problems.
 
     Returns:
@@ -439,19 +538,5 @@ def check_ctc_lineage(
                     f"track {lab}: parent {p} ends in frame {rows[p][2]}, not before the child begins ({b})"
                 )
     if labels_per_frame is not None:
-        present = _labels_per_frame(labels_per_frame)
-        expected: list[set[int]] = [set() for _ in present]
-        for lab, b, e, _ in rows.values():
-            if e >= len(present):
-                problems.append(f"track {lab}: ends in frame {e}, after the last mask ({len(present) - 1})")
-            for t in range(max(b, 0), min(e + 1, len(present))):
-                expected[t].add(lab)
-        for t, (have, want) in enumerate(zip(present, expected)):
-            for lab in sorted(want - have):
-                problems.append(f"frame {t}: track {lab} (frames {rows[lab][1]}..{rows[lab][2]}) is not in the mask")
-            for lab in sorted(have - want):
-                where = "is not a track" if lab not in rows else f"is outside its frames {rows[lab][1]}..{rows[lab][2]}"
-                problems.append(f"frame {t}: mask label {lab} {where}")
-            if len(problems) >= max_problems:
-                break
+        problems += check_tracks_against_labels(tracks, labels_per_frame, max(max_problems - len(problems), 0))
     return problems[:max_problems]

@@ -28,7 +28,7 @@ turns the pairs, fed one by one, into frames with track ids:
   ``max_daughter_ratio`` times the parent's pixels (in the frame the parent was found in); else it gets
   no parent. A real daughter is about half its mother; a same-sized or larger "daughter" beside a
   mother that goes on is another cell whose track was lost (e.g. after it was merged with a
-  neighbour, or its id jumped away). Parents of new instances whose parent id has ended (a cell
+  neighbor, or its id jumped away). Parents of new instances whose parent id has ended (a cell
   found again after missed frames, or both daughters new) are not checked.
 * **Jumps within a pair** (``min_pair_iou``, off by default). The joint clustering of a pair may give
   one label to two distant objects, one in each frame (seen with trained models: a cell in frame
@@ -49,17 +49,15 @@ turns the pairs, fed one by one, into frames with track ids:
 
 from __future__ import annotations
 
-import inspect
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
-from cosinetrack.errors import CosineTrackConfigError
-from cosinetrack.options import check_option_names
 from cosinetrack.tracking.lineage import make_lineage_valid, remap_labels
-from cosinetrack.tracking.matching import PARENT_MEASURES, best_overlapping_instance, greedy_iou_matching
+from cosinetrack.tracking.matching import best_overlapping_instance, greedy_iou_matching
+from cosinetrack.tracking.settings import LineageSettings, TrackingSettings, option_names
 
 __all__ = ["LINEAGE_OPTIONS", "TRACKING_OPTIONS", "PairTracker", "check_tracking_options", "track_pairs"]
 
@@ -109,7 +107,7 @@ def _border_ids(frame: np.ndarray, width: int) -> np.ndarray:
 
 def _split_jumps(pair: np.ndarray, min_pair_iou: float) -> np.ndarray:
     """``pair`` ``(2, H, W)`` (non-negative int64 labels) where each label whose parts in the two frames
-    have an IoU below ``min_pair_iou`` has its second-frame part relabelled to a new, unused label."""
+    have an IoU below ``min_pair_iou`` has its second-frame part relabeled to a new, unused label."""
     if int(pair.max(initial=0)) > 4 * pair.size + 1024:  # large label values: compact them first
         inverse = np.unique(np.r_[0, pair.ravel()], return_inverse=True)[1]  # 0 (background) stays 0
         pair = inverse[1:].reshape(pair.shape).astype(np.int64)
@@ -134,6 +132,9 @@ def _remove_small(frame: np.ndarray, min_size: int) -> np.ndarray:
     ids, inverse, counts = np.unique(frame, return_inverse=True, return_counts=True)
     keep = (counts >= min_size) & (ids > 0)
     return np.where(keep, ids, 0)[inverse].reshape(frame.shape)
+
+
+_DEFAULTS = TrackingSettings()  # the one home of the tracking defaults
 
 
 class PairTracker:
@@ -173,45 +174,37 @@ class PairTracker:
 
     def __init__(
         self,
-        min_iou: float = 0.25,
-        max_parent_gap: int = 8,
-        parent_measure: str = "iou",
-        min_parent_score: float = 0.1,
-        parent_dilation: int = 0,
-        min_size: int = 0,
-        border_width: int = 1,
-        min_pair_iou: float = 0.0,
-        max_daughter_ratio: float = 0.0,
+        min_iou: float = _DEFAULTS.min_iou,
+        max_parent_gap: int = _DEFAULTS.max_parent_gap,
+        parent_measure: str = _DEFAULTS.parent_measure,
+        min_parent_score: float = _DEFAULTS.min_parent_score,
+        parent_dilation: int = _DEFAULTS.parent_dilation,
+        min_size: int = _DEFAULTS.min_size,
+        border_width: int = _DEFAULTS.border_width,
+        min_pair_iou: float = _DEFAULTS.min_pair_iou,
+        max_daughter_ratio: float = _DEFAULTS.max_daughter_ratio,
     ) -> None:
-        if isinstance(max_daughter_ratio, bool) or not isinstance(
-            max_daughter_ratio, (int, float, np.integer, np.floating)
-        ):
-            raise ValueError(f"max_daughter_ratio: expected a number >= 0, got {max_daughter_ratio!r}")
-        if not 0.0 <= float(max_daughter_ratio) < float("inf"):
-            raise ValueError(f"max_daughter_ratio: must be a finite number >= 0, got {max_daughter_ratio}")
-        if isinstance(min_pair_iou, bool) or not isinstance(min_pair_iou, (int, float, np.integer, np.floating)):
-            raise ValueError(f"min_pair_iou: expected a number in [0, 1], got {min_pair_iou!r}")
-        if not 0.0 <= float(min_pair_iou) <= 1.0:
-            raise ValueError(f"min_pair_iou: must be in [0, 1], got {min_pair_iou}")
-        if not 0.0 < float(min_iou) <= 1.0:
-            raise ValueError(f"min_iou: must be in (0, 1], got {min_iou}")
-        if int(max_parent_gap) < 0:
-            raise ValueError(f"max_parent_gap: must be >= 0, got {max_parent_gap}")
-        if parent_measure not in PARENT_MEASURES:
-            raise ValueError(f"parent_measure: expected one of {PARENT_MEASURES}, got {parent_measure!r}")
-        if not 0.0 < float(min_parent_score) <= 1.0:
-            raise ValueError(f"min_parent_score: must be in (0, 1], got {min_parent_score}")
-        if int(parent_dilation) < 0 or int(min_size) < 0 or int(border_width) < 0:
-            raise ValueError("parent_dilation, min_size and border_width must be >= 0")
-        self.min_iou = float(min_iou)
-        self.max_parent_gap = int(max_parent_gap)
-        self.parent_measure = parent_measure
-        self.min_parent_score = float(min_parent_score)
-        self.parent_dilation = int(parent_dilation)
-        self.min_size = int(min_size)
-        self.border_width = int(border_width)
-        self.min_pair_iou = float(min_pair_iou)
-        self.max_daughter_ratio = float(max_daughter_ratio)
+        settings = TrackingSettings(  # checks every value (ValueError naming the option)
+            min_iou=min_iou,
+            max_parent_gap=max_parent_gap,
+            parent_measure=parent_measure,
+            min_parent_score=min_parent_score,
+            parent_dilation=parent_dilation,
+            min_size=min_size,
+            border_width=border_width,
+            min_pair_iou=min_pair_iou,
+            max_daughter_ratio=max_daughter_ratio,
+        )
+        self.settings = settings
+        self.min_iou = settings.min_iou
+        self.max_parent_gap = settings.max_parent_gap
+        self.parent_measure = settings.parent_measure
+        self.min_parent_score = settings.min_parent_score
+        self.parent_dilation = settings.parent_dilation
+        self.min_size = settings.min_size
+        self.border_width = settings.border_width
+        self.min_pair_iou = settings.min_pair_iou
+        self.max_daughter_ratio = settings.max_daughter_ratio
         self._pending: np.ndarray | None = None  # second frame of the last pair, in track ids
         self._history: deque[np.ndarray] = deque(maxlen=self.max_parent_gap)  # finalised, nearest first
         self._history_sizes: deque[np.ndarray] = deque(maxlen=self.max_parent_gap)  # their instance sizes
@@ -333,7 +326,7 @@ class PairTracker:
         """Record frame ``t`` in the tables, find parents of the tracks born in it.
 
         Provisional ids in ``frame`` become the next raw track ids, in ``pending`` (the frame after,
-        int64) as well. Returns the int32 frame and the relabelled ``pending``.
+        int64) as well. Returns the int32 frame and the relabeled ``pending``.
         """
         t = self._num_frames
         provisional = np.unique(frame[frame >= _PROVISIONAL])
@@ -396,14 +389,10 @@ class PairTracker:
 
 
 #: the names a ``tracking`` config section may hold (the :class:`PairTracker` arguments)
-TRACKING_OPTIONS = frozenset(list(inspect.signature(PairTracker.__init__).parameters)[1:])
+TRACKING_OPTIONS = option_names(TrackingSettings)
 #: the names a ``lineage`` config section may hold (:func:`make_lineage_valid` options the tracker
 #: does not fill in itself)
-LINEAGE_OPTIONS = frozenset(
-    name
-    for name, p in inspect.signature(make_lineage_valid).parameters.items()
-    if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("num_frames", "border_tracks")
-)
+LINEAGE_OPTIONS = option_names(LineageSettings)
 
 
 def check_tracking_options(
@@ -422,31 +411,23 @@ def check_tracking_options(
         CosineTrackConfigError: an unknown (misspelt) name, with the allowed ones, or a value the
             tracker or the lineage step refuses, naming the section and the option.
     """
-    tracking = check_option_names("tracking", tracking, TRACKING_OPTIONS)
-    lineage = check_option_names("lineage", lineage, LINEAGE_OPTIONS)
-    try:
-        PairTracker(**tracking)
-    except (TypeError, ValueError) as e:
-        raise CosineTrackConfigError("tracking", str(e)) from e
-    try:  # the option checks of the lineage step, on an empty video
-        make_lineage_valid({}, num_frames=1, **lineage)
-    except (TypeError, ValueError) as e:
-        raise CosineTrackConfigError("lineage", str(e)) from e
+    tracking = TrackingSettings.from_mapping(tracking).as_dict() if tracking else {}
+    lineage = LineageSettings.from_mapping(lineage).as_dict() if lineage else {}
     return tracking, lineage
 
 
 def track_pairs(
     pair_labels: Iterable[Any],
     *,
-    min_iou: float = 0.25,
-    max_parent_gap: int = 8,
-    parent_measure: str = "iou",
-    min_parent_score: float = 0.1,
-    parent_dilation: int = 0,
-    min_size: int = 0,
-    border_width: int = 1,
-    min_pair_iou: float = 0.0,
-    max_daughter_ratio: float = 0.0,
+    min_iou: float = _DEFAULTS.min_iou,
+    max_parent_gap: int = _DEFAULTS.max_parent_gap,
+    parent_measure: str = _DEFAULTS.parent_measure,
+    min_parent_score: float = _DEFAULTS.min_parent_score,
+    parent_dilation: int = _DEFAULTS.parent_dilation,
+    min_size: int = _DEFAULTS.min_size,
+    border_width: int = _DEFAULTS.border_width,
+    min_pair_iou: float = _DEFAULTS.min_pair_iou,
+    max_daughter_ratio: float = _DEFAULTS.max_daughter_ratio,
     **lineage_kwargs: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Track a whole (small) video in memory: :class:`PairTracker` followed by the lineage step.

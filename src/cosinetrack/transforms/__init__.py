@@ -1,16 +1,37 @@
 """Transforms MONAI lacks, and the paper's augmentation pipelines built from MONAI transforms."""
 
-from cosinetrack.transforms.augment import clip_eval_transforms, clip_train_transforms, robust_normalization
+from cosinetrack.transforms.augment import (
+    check_augmentation,
+    clip_eval_transforms,
+    clip_train_transforms,
+    robust_normalization,
+)
 from cosinetrack.transforms.intensity import RandImagingNoised
-from cosinetrack.transforms.spatial import FitToSized, fit_geometry, fit_to_size, undo_fit
+from cosinetrack.transforms.normalize import Normalization, RobustNormalized, robust_scale
+from cosinetrack.transforms.spatial import (
+    PAD_MODES,
+    FitGeometry,
+    FitToSized,
+    fit_geometry,
+    fit_to_size,
+    restore_label_size,
+    undo_fit,
+)
 
 __all__ = [
-    "FitToSized",
     "RandImagingNoised",
-    "clip_eval_transforms",
-    "clip_train_transforms",
+    "Normalization",
+    "RobustNormalized",
+    "robust_scale",
+    "PAD_MODES",
+    "FitGeometry",
     "fit_geometry",
     "fit_to_size",
-    "robust_normalization",
     "undo_fit",
+    "FitToSized",
+    "restore_label_size",
+    "robust_normalization",
+    "clip_train_transforms",
+    "clip_eval_transforms",
+    "check_augmentation",
 ]

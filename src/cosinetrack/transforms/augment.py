@@ -20,8 +20,10 @@ one random draw of each transform moves every frame of a clip the same way.
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from monai.transforms import (
     Compose,
@@ -37,11 +39,13 @@ from monai.transforms import (
     SpatialPadd,
 )
 
+from cosinetrack.errors import CosineTrackConfigError
+from cosinetrack.options import check_option_names
 from cosinetrack.transforms.intensity import RandImagingNoised
 from cosinetrack.transforms.normalize import RobustNormalized
 from cosinetrack.transforms.spatial import PAD_MODES, FitToSized
 
-__all__ = ["robust_normalization", "clip_train_transforms", "clip_eval_transforms"]
+__all__ = ["robust_normalization", "clip_train_transforms", "clip_eval_transforms", "check_augmentation"]
 
 _TORCH_PAD = PAD_MODES
 _NUMPY_PAD = {"zeros": "constant", "reflection": "reflect", "border": "edge"}
@@ -52,9 +56,9 @@ def robust_normalization(
 ) -> RobustNormalized:
     """Map intensities to ``[-1, 1]`` using the medians of the lowest ``i_min`` % / highest ``i_max`` %.
 
-    ``per_channel=True`` normalises each leading index separately (one slice of a ``(Z, T, H, W)`` case).
+    ``per_channel=True`` normalizes each leading index separately (one slice of a ``(Z, T, H, W)`` case).
     An item carrying its own ``i_min`` / ``i_max`` (a case of a data set with its own preset, see
-    :func:`~cosinetrack.data.read_ctc_cases`) is normalised with those; ``None`` here means every item must
+    :func:`~cosinetrack.apps.cell.read_ctc_cases`) is normalized with those; ``None`` here means every item must
     carry them. The numbers are MONAI ``ScaleIntensityRangePercentilesd``'s (lower ``i_min / 2``, upper
     ``100 - i_max / 2``, to -1 / 1, no clipping), computed with one partial sort
     (:class:`~cosinetrack.transforms.normalize.RobustNormalized`).
@@ -84,20 +88,20 @@ def clip_train_transforms(
 ) -> Compose:
     """The training pipeline for one clip dict ``{"image": (L, H, W), "label": (L, H, W)}``.
 
-    Defaults are the paper's LV-MRI settings; ``augment=False`` keeps only normalisation and fitting.
+    Defaults are the paper's LV-MRI settings; ``augment=False`` keeps only normalization and fitting.
     ``i_min`` / ``i_max`` are the fallback of items that carry no ``i_min`` / ``i_max`` of their own
     (:func:`robust_normalization`; ``None``: every item must carry them).
     ``smooth_sigma`` > 0 smooths every frame with a Gaussian of that many pixels first (the paper's cell
     setting: 2 px), as :func:`clip_eval_transforms` does at inference. ``fit="scale"`` (the paper) scales
     the clip to fit ``image_size``; ``fit="crop"`` keeps the native resolution and takes a random
     ``image_size`` crop (mirror-padded when the frames are smaller), for networks that run in tiles at
-    full resolution (:class:`~cosinetrack.engines.tiling.TiledPairSegmenter`).
+    full resolution (:class:`~cosinetrack.inference.TiledPairSegmenter`).
 
     Beyond the paper (all off by default): ``gamma`` > 0 applies a random gamma ``exp(U(-gamma, gamma))``
     to the raw clip (dim nuclei brighter or darker relative to bright ones), and ``noise_std`` > 0 adds
     noise of up to that fraction of the clip's contrast with probability ``noise_prob``
     (:class:`~cosinetrack.transforms.intensity.RandImagingNoised`), both before the smoothing and the
-    normalisation, as real differences between videos arrive.
+    normalization, as real differences between videos arrive.
     """
     if fit not in ("scale", "crop"):
         raise ValueError(f"fit must be 'scale' or 'crop', got {fit!r}")
@@ -165,10 +169,10 @@ def _smoothing(sigma: float) -> list:
 def clip_eval_transforms(
     i_min: float = 10.0, i_max: float = 10.0, per_channel: bool = True, smooth_sigma: float = 0.0
 ) -> Compose:
-    """Evaluation pipeline for a whole case ``{"image": (Z, T, H, W), ...}``: per-slice normalisation only.
+    """Evaluation pipeline for a whole case ``{"image": (Z, T, H, W), ...}``: per-slice normalization only.
 
-    ``per_channel=False`` normalises the whole item at once, as training does for a clip or for the
-    three colour channels of a still image ``(3, H, W)``. ``smooth_sigma`` as in training. Fitting to
+    ``per_channel=False`` normalizes the whole item at once, as training does for a clip or for the
+    three color channels of a still image ``(3, H, W)``. ``smooth_sigma`` as in training. Fitting to
     the network size happens in the inferer, which also scales predictions back.
     """
     return Compose(
@@ -179,3 +183,29 @@ def clip_eval_transforms(
             EnsureTyped(keys="image", dtype="float32", track_meta=False),
         ]
     )
+
+
+def check_augmentation(options: Mapping[str, Any] | None, section: str = "augmentation") -> dict[str, Any]:
+    """Check a bundle's ``augmentation`` section when the config is parsed; return it as a dict.
+
+    It holds options of :func:`clip_train_transforms` other than the image size and the intensity
+    normalization, which has a section of its own (``normalization``, shared by training, validation and
+    inference): ``--augmentation#i_min 5`` stops with ``augmentation#i_min: moved to normalization#i_min``
+    instead of reaching training only.
+
+    Raises:
+        CosineTrackConfigError: a moved, unknown or misspelt name (with the allowed ones).
+    """
+    for key in options or {}:
+        if key in _NORMALIZATION_KEYS:
+            raise CosineTrackConfigError(
+                f"{section}#{key}", f"moved to normalization#{key}; set --normalization#{key} instead"
+            )
+    return check_option_names(section, options, _AUGMENTATION_KEYS)
+
+
+_NORMALIZATION_KEYS = ("i_min", "i_max", "smooth_sigma")
+#: the names an ``augmentation`` section may hold: clip_train_transforms' options but the size and normalization
+_AUGMENTATION_KEYS = tuple(
+    n for n in inspect.signature(clip_train_transforms).parameters if n not in ("image_size", *_NORMALIZATION_KEYS)
+)

@@ -3,7 +3,7 @@
 Microscopy videos of the same kind differ most in noise and in how bright the nuclei are relative to the
 background: a model trained on one clean video found only bright fragments of the cells of a noisier
 video. :class:`RandImagingNoised` adds camera-like noise to the *raw* frames, before the Gaussian
-smoothing and the robust normalisation that inference applies too, so the network learns from noise as
+smoothing and the robust normalization that inference applies too, so the network learns from noise as
 the pipeline will show it. Its strength is relative to the clip's contrast (the 99.5th percentile minus
 the median), so one setting serves 8-bit and 16-bit data alike.
 """
@@ -30,7 +30,7 @@ class RandImagingNoised(RandomizableTransform, MapTransform):
     nuclei get noisier than the background, as photon counting makes them.
 
     Args:
-        keys: image keys (raw intensities, before smoothing and normalisation).
+        keys: image keys (raw intensities, before smoothing and normalization).
         prob: probability that a clip gets noise at all.
         max_std: largest noise level, as a fraction of the clip's contrast ``s``.
         poisson_prob: probability that the noise is signal dependent (given that there is noise).

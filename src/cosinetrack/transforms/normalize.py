@@ -1,4 +1,4 @@
-"""Robust intensity normalisation with per-item percentages (several data sets in one training).
+"""Robust intensity normalization with per-item percentages (several data sets in one training).
 
 :class:`RobustNormalized` maps an image to ``[-1, 1]`` with the medians of its lowest ``i_min`` % and of
 its highest ``i_max`` % of values (the ``i_min / 2`` and ``100 - i_max / 2`` percentiles): MONAI's
@@ -6,15 +6,20 @@ its highest ``i_max`` % of values (the ``i_min / 2`` and ``100 - i_max / 2`` per
 relative=False)``, with the same numbers (see :func:`robust_scale`), two differences:
 
 * the percentages may come from the item itself (keys ``i_min`` / ``i_max``), so that clips of
-  several data sets, each with its own preset, are normalised with their own values in one pipeline;
+  several data sets, each with its own preset, are normalized with their own values in one pipeline;
   the constructor's values are the fallback;
 * both percentiles come from one ``np.percentile`` call (one partial sort), not from ``torch.quantile``
-  (a full sort): several times faster on a 690 x 628 frame, which inference normalises for every frame.
+  (a full sort): several times faster on a 690 x 628 frame, which inference normalizes for every frame.
+
+:class:`Normalization` is a bundle's ``normalization`` section as one checked value: the percentages and
+the smoothing that training, validation and inference share.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -22,7 +27,67 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-__all__ = ["RobustNormalized", "robust_scale"]
+from cosinetrack.errors import CosineTrackConfigError
+from cosinetrack.options import check_option_names
+
+__all__ = ["Normalization", "RobustNormalized", "robust_scale"]
+
+
+def _percentage(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name}: expected a percentage in [0, 100) or null, got {value!r}")
+    if not 0.0 <= float(value) < 100.0:
+        raise ValueError(f"{name}: expected a percentage in [0, 100), got {value}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How a frame's intensities are normalized, the same in training, validation and inference.
+
+    Attributes:
+        i_min: percentage of the lowest values whose median maps to -1 (paper: 10 for LV-MRI; the CTC
+            presets' own values for cells); ``None``: each item's own (a case of a data set with its own
+            preset carries it, see :func:`~cosinetrack.apps.cell.read_ctc_cases`).
+        i_max: percentage of the highest values whose median maps to 1; ``None`` as for ``i_min``.
+        smooth_sigma: Gaussian smoothing (pixels) before the scaling; 0 for none.
+    """
+
+    i_min: float | None = 10.0
+    i_max: float | None = 10.0
+    smooth_sigma: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "i_min", _percentage("i_min", self.i_min))
+        object.__setattr__(self, "i_max", _percentage("i_max", self.i_max))
+        sigma = self.smooth_sigma
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.integer, np.floating)):
+            raise ValueError(f"smooth_sigma: expected a number >= 0, got {sigma!r}")
+        if not (math.isfinite(float(sigma)) and float(sigma) >= 0.0):
+            raise ValueError(f"smooth_sigma: expected a finite number >= 0, got {sigma}")
+        object.__setattr__(self, "smooth_sigma", float(sigma))
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any] | None, section: str = "normalization") -> Normalization:
+        """The section ``options`` (``{"i_min", "i_max", "smooth_sigma"}``, any subset) as a checked value.
+
+        Raises:
+            CosineTrackConfigError: an unknown (misspelt) name or a bad value, naming the section and key.
+        """
+        if isinstance(options, Normalization):
+            return options
+        values = check_option_names(section, options, cls.__dataclass_fields__)
+        try:
+            return cls(**values)
+        except ValueError as e:
+            raise CosineTrackConfigError(section, str(e)) from e
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"i_min", "i_max", "smooth_sigma"}``, e.g. as keywords of the transforms."""
+        return asdict(self)
+
 
 
 def _scale(x: torch.Tensor, lower: float, upper: float, b_min: float, b_max: float) -> torch.Tensor:
@@ -67,10 +132,10 @@ class RobustNormalized(MapTransform):
     become float32 tensors.
 
     Args:
-        keys: image keys to normalise.
+        keys: image keys to normalize.
         i_min: percentage of the lowest values whose median maps to -1 (``None``: every item must carry it).
         i_max: percentage of the highest values whose median maps to 1 (``None``: every item must carry it).
-        per_channel: normalise each leading index (``image[i]``) separately, e.g. each slice of a case.
+        per_channel: normalize each leading index (``image[i]``) separately, e.g. each slice of a case.
         i_min_key, i_max_key: the item keys holding per-item percentages.
         allow_missing_keys: skip ``keys`` an item lacks.
     """

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-__all__ = ["FitGeometry", "fit_geometry", "fit_to_size", "undo_fit", "FitToSized", "PAD_MODES"]
+__all__ = ["PAD_MODES", "FitGeometry", "fit_geometry", "fit_to_size", "undo_fit", "FitToSized", "restore_label_size"]
+
 
 PAD_MODES = {"zeros": "constant", "reflection": "reflect", "border": "replicate"}
 """The augmentation's (``grid_sample``) padding names and the :func:`torch.nn.functional.pad` mode of each."""
@@ -118,3 +119,18 @@ class FitToSized(MapTransform):
             out, _ = fit_to_size(tensor[None].float(), self.spatial_size, mode=mode, padding_mode=self.padding_mode)
             d[key] = out[0].to(dtype) if not dtype.is_floating_point else out[0]
         return d
+
+
+def restore_label_size(labels: torch.Tensor | np.ndarray, size: Sequence[int]) -> torch.Tensor:
+    """Labels ``(..., h, w)`` on a network canvas back to the original image size ``(H, W)``.
+
+    The canvas is the one :func:`~cosinetrack.transforms.fit_to_size` makes of an ``(H, W)`` image
+    (scaled keeping the aspect ratio, padded symmetrically); the padding is cropped and the labels are
+    resampled with nearest-neighbor interpolation. Returns int32 ``(..., H, W)``.
+    """
+    lab = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
+    lead = lab.shape[:-2]
+    flat = lab.reshape(-1, 1, *lab.shape[-2:]).float()
+    geo = fit_geometry(size, lab.shape[-2:])
+    out = undo_fit(flat, geo, mode="nearest")
+    return out.round().to(torch.int32).reshape(*lead, *out.shape[-2:])

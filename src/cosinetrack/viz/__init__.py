@@ -1,13 +1,13 @@
 """Figures of frames for MLflow: segmentation and embedding panels, and the functions that pick the frames;
-napari layers of a cell tracking result (napari itself is optional and imported only by ``view_ctc``)."""
+napari layers of a cell tracking result (napari itself is optional and imported only by ``view_ctc``).
+"""
 
 from cosinetrack.viz.lineage import lineage_tree_figure, lineage_tree_layout
-from cosinetrack.viz.napari_layers import ctc_napari_layers, view_ctc
 from cosinetrack.viz.panels import (
     embedding_panel,
     embedding_rgb,
     embedding_sample,
-    instance_colours,
+    instance_colors,
     segmentation_panel,
     segmentation_sample,
     tracking_figures,
@@ -15,8 +15,6 @@ from cosinetrack.viz.panels import (
 )
 
 __all__ = [
-    "ctc_napari_layers",
-    "view_ctc",
     "lineage_tree_figure",
     "lineage_tree_layout",
     "segmentation_panel",
@@ -24,7 +22,7 @@ __all__ = [
     "embedding_panel",
     "embedding_sample",
     "embedding_rgb",
-    "instance_colours",
-    "tracking_figures",
+    "instance_colors",
     "tracking_sample",
+    "tracking_figures",
 ]

@@ -6,7 +6,7 @@ on the x axis and one horizontal line per track from ``B`` to ``E``; a connector
 end ``(E, row)`` to each daughter's start ``(B, row)``. Rows come from :func:`lineage_tree_layout`, a
 depth-first layout of the forest: the leaves of a family get consecutive rows, an internal track sits
 at the mean row of its daughters (so daughters bracket their mother) and families are separated by a
-small gap. Colours are per root family.
+small gap. Colors are per root family.
 
 Tables need not be valid: a parent that is missing from the table, the track itself, or part of a
 parent cycle is ignored (the track becomes a root; in a cycle the track with the earliest start, then
@@ -27,7 +27,7 @@ from matplotlib.collections import LineCollection  # noqa: E402
 
 __all__ = ["lineage_tree_figure", "lineage_tree_layout"]
 
-#: tracks are labelled (text at each line start) only up to this many tracks
+#: tracks are labeled (text at each line start) only up to this many tracks
 MAX_LABELLED_TRACKS = 80
 
 
@@ -144,7 +144,7 @@ def lineage_tree_figure(
 
     Each track is a line from ``(B, row)`` to ``(E, row)`` (a single-frame track a short stub around
     ``B``) with rows from :func:`lineage_tree_layout`; a thin connector joins a mother's end to each
-    daughter's start. Lines are coloured by root family. Up to :data:`MAX_LABELLED_TRACKS` drawn tracks
+    daughter's start. Lines are colored by root family. Up to :data:`MAX_LABELLED_TRACKS` drawn tracks
     get their label written small above the line start; line widths shrink with the number of tracks.
     Track lines and connectors are two :class:`~matplotlib.collections.LineCollection` s with ``gid``
     ``"tracks"`` and ``"connectors"`` (one segment per track / per drawn parent link).
@@ -189,12 +189,12 @@ def lineage_tree_figure(
     start = np.where(stub, np.minimum(begin, end) - 0.3, begin)
     stop = np.where(stub, np.maximum(begin, end) + 0.3, end)
     palette = np.asarray(matplotlib.colormaps["tab10"].colors)
-    colour = palette[np.array([family for _, family in order]) % len(palette)]
+    color = palette[np.array([family for _, family in order]) % len(palette)]
 
     links = [(mother, kid) for mother, kids in children.items() for kid in kids]
     link_segments = [((by_label[m][2], rows[m]), (by_label[k][1], rows[k])) for m, k in links]
     index = {label: i for i, (label, _) in enumerate(order)}
-    link_colour = [colour[index[k]] for _, k in links]
+    link_color = [color[index[k]] for _, k in links]
 
     height = float(np.clip(1.5 + 0.16 * (max(y.max(), 0.0) + 1.0), 3.0, 20.0))
     fig, ax = plt.subplots(figsize=(10, height))
@@ -202,7 +202,7 @@ def lineage_tree_figure(
     ax.add_collection(
         LineCollection(
             np.stack([np.stack([start, y], 1), np.stack([stop, y], 1)], 1),
-            colors=colour,
+            colors=color,
             linewidths=width,
             capstyle="butt",
             gid="tracks",
@@ -211,7 +211,7 @@ def lineage_tree_figure(
     ax.add_collection(
         LineCollection(
             link_segments if link_segments else np.zeros((0, 2, 2)),
-            colors=link_colour if link_colour else None,
+            colors=link_color if link_color else None,
             linewidths=max(width * 0.5, 0.3),
             alpha=0.8,
             gid="connectors",

@@ -29,7 +29,7 @@ __all__ = [
     "embedding_panel",
     "embedding_sample",
     "embedding_rgb",
-    "instance_colours",
+    "instance_colors",
     "tracking_sample",
     "tracking_figures",
 ]
@@ -52,7 +52,7 @@ def _spread(frames: Sequence[int], num_frames: int) -> list[int]:
 
 
 def segmentation_sample(output: Mapping[str, Any], num_frames: int = 4, title: str = "") -> dict[str, Any]:
-    """Pick a slice and up to ``num_frames`` labelled frames of one evaluated case for :func:`segmentation_panel`.
+    """Pick a slice and up to ``num_frames`` labeled frames of one evaluated case for :func:`segmentation_panel`.
 
     ``output`` holds ``image`` ``(Z, T, C, H, W)``, ``label`` ``(Z, T, H, W)`` or ``None`` and ``pred``
     ``(Z, T, K, H, W)`` class scores (or ``(Z, T, H, W)`` labels), as a case evaluator gives them. The
@@ -64,8 +64,8 @@ def segmentation_sample(output: Mapping[str, Any], num_frames: int = 4, title: s
     if label is not None:
         fg = (label > 0).flatten(1).sum(1)
         z = int(torch.argmax(fg)) if fg.numel() else z
-    labelled = (label[z] >= 0).flatten(1).all(1).nonzero().flatten().tolist() if label is not None else []
-    ts = _spread(labelled or list(range(image.shape[1])), num_frames)
+    labeled = (label[z] >= 0).flatten(1).all(1).nonzero().flatten().tolist() if label is not None else []
+    ts = _spread(labeled or list(range(image.shape[1])), num_frames)
     return {
         "image": _numpy(image[z, ts, 0]),
         "label": None if label is None else _numpy(label[z, ts]),
@@ -75,12 +75,12 @@ def segmentation_sample(output: Mapping[str, Any], num_frames: int = 4, title: s
 
 
 def segmentation_panel(samples: Sequence[Mapping[str, Any]], max_label: int | None = None):
-    """A grid with one row per frame: input (grey), ground truth and prediction (label colours).
+    """A grid with one row per frame: input (grey), ground truth and prediction (label colors).
 
     Args:
         samples: dicts with ``image`` ``(F, H, W)``, ``label`` ``(F, H, W)`` or ``None`` (``-1`` = no label),
             ``pred`` ``(F, H, W)`` integer arrays and an optional ``title``.
-        max_label: the largest label value (fixes the colour scale); default: the largest value seen.
+        max_label: the largest label value (fixes the color scale); default: the largest value seen.
 
     Returns:
         a matplotlib Figure (the caller saves and closes it).
@@ -112,9 +112,9 @@ def segmentation_panel(samples: Sequence[Mapping[str, Any]], max_label: int | No
 
 
 def embedding_rgb(embeddings: np.ndarray, dims: Sequence[int] = (0, 1, 2)) -> np.ndarray:
-    """Three dimensions of unit-normalised embeddings ``(D, H, W)`` as an RGB image ``(H, W, 3)`` in [0, 1].
+    """Three dimensions of unit-normalized embeddings ``(D, H, W)`` as an RGB image ``(H, W, 3)`` in [0, 1].
 
-    Each pixel's embedding is L2-normalised over ``D``; the chosen dimensions (cosines in [-1, 1]) map
+    Each pixel's embedding is L2-normalized over ``D``; the chosen dimensions (cosines in [-1, 1]) map
     linearly to [0, 1]. Dimensions beyond ``D`` are drawn as 0.5 (grey).
     """
     e = np.asarray(embeddings, dtype=np.float32)
@@ -128,8 +128,8 @@ def embedding_rgb(embeddings: np.ndarray, dims: Sequence[int] = (0, 1, 2)) -> np
     return np.clip(rgb.transpose(1, 2, 0), 0.0, 1.0)
 
 
-def instance_colours(labels: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Instance labels ``(H, W)`` as an RGB image ``(H, W, 3)``: 0 black, -1 dark grey, ids random colours."""
+def instance_colors(labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Instance labels ``(H, W)`` as an RGB image ``(H, W, 3)``: 0 black, -1 dark grey, ids random colors."""
     lab = np.asarray(labels).astype(np.int64)
     top = max(int(lab.max(initial=0)), 0)
     lut = np.random.default_rng(seed).uniform(0.25, 1.0, size=(top + 2, 3)).astype(np.float32)
@@ -192,8 +192,8 @@ def embedding_panel(samples: Sequence[Mapping[str, Any]]):
         panels = [
             ("input", img, cmap),
             ("embedding dims 0-2", embedding_rgb(s["embedding"][f]), None),
-            ("instances", None if s.get("instances") is None else instance_colours(s["instances"][f]), None),
-            ("ground truth", None if s.get("label") is None else instance_colours(s["label"][f]), None),
+            ("instances", None if s.get("instances") is None else instance_colors(s["instances"][f]), None),
+            ("ground truth", None if s.get("label") is None else instance_colors(s["label"][f]), None),
         ]
         for c, (name, data, cm) in enumerate(panels):
             ax = axes[r, c]
@@ -209,7 +209,7 @@ def embedding_panel(samples: Sequence[Mapping[str, Any]]):
 
 def tracking_sample(output: Mapping[str, Any], num_frames: int = 4, title: str = "") -> dict[str, Any]:
     """The frames a video-tracking step kept (``output["sample"]``, see
-    :class:`~cosinetrack.engines.VideoTrackingStep`), in the format of :func:`embedding_sample`, plus the
+    :class:`~cosinetrack.apps.cell.VideoTrackingStep`), in the format of :func:`embedding_sample`, plus the
     track table."""
     sample = dict(output.get("sample") or {})
     if not sample:
@@ -236,3 +236,6 @@ def tracking_figures(samples: Sequence[Mapping[str, Any]]) -> list[tuple[str, An
         if s.get("tracks") is not None:
             figures.append((f"lineage_{i}", lineage_tree_figure(s["tracks"], s.get("num_frames"), s.get("title", ""))))
     return figures
+
+
+instance_colours = instance_colors  # deprecated spelling of earlier versions

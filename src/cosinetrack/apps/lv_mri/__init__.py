@@ -1,0 +1,61 @@
+"""The LV-MRI wing: NIfTI cine MRI, left-ventricle segmentation."""
+
+from cosinetrack.apps.lv_mri.datasets import CineCaseDataset, CineClipDataset, read_cases
+from cosinetrack.apps.lv_mri.nifti import (
+    FILE_LAYOUTS,
+    NIFTI_SUFFIXES,
+    apply_label_map,
+    find_msd_cases,
+    from_zthw,
+    layout_for,
+    load_datalist,
+    parse_label_map,
+    read_cine_case,
+    read_nifti_array,
+    read_nifti_shape,
+    resolve_cases,
+    to_zthw,
+    write_case_labels,
+)
+from cosinetrack.apps.lv_mri.pipeline import case_input_folders, predict_case, predict_to_folder
+from cosinetrack.apps.lv_mri.synthetic import (
+    GENERATOR_VERSION,
+    LABELS,
+    case_seed,
+    default_cache_dir,
+    ensure_synthetic_cine_dataset,
+    generate_cine_case,
+    main,
+    write_synthetic_cine_dataset,
+)
+
+__all__ = [
+    "FILE_LAYOUTS",
+    "NIFTI_SUFFIXES",
+    "find_msd_cases",
+    "load_datalist",
+    "resolve_cases",
+    "read_nifti_array",
+    "parse_label_map",
+    "apply_label_map",
+    "to_zthw",
+    "from_zthw",
+    "layout_for",
+    "read_cine_case",
+    "read_nifti_shape",
+    "write_case_labels",
+    "GENERATOR_VERSION",
+    "LABELS",
+    "case_seed",
+    "generate_cine_case",
+    "write_synthetic_cine_dataset",
+    "ensure_synthetic_cine_dataset",
+    "default_cache_dir",
+    "main",
+    "read_cases",
+    "CineClipDataset",
+    "CineCaseDataset",
+    "predict_case",
+    "predict_to_folder",
+    "case_input_folders",
+]

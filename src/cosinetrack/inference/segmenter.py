@@ -1,0 +1,182 @@
+"""Pair segmenters: push one frame, get the instances of the last two frames."""
+
+from __future__ import annotations
+
+import abc
+import functools
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from cosinetrack.clustering.embedding_clustering import cluster_embeddings
+from cosinetrack.clustering.options import check_cluster_kwargs
+from cosinetrack.inference.amp import Amp, resolve_amp
+from cosinetrack.inference.stepping import State, check_stack, step_network
+from cosinetrack.transforms.augment import clip_eval_transforms
+from cosinetrack.transforms.spatial import fit_to_size, restore_label_size
+
+__all__ = ["PairSegmenter", "normalize_frame", "ScaledPairSegmenter"]
+
+
+logger = logging.getLogger("cosinetrack")
+
+
+class PairSegmenter(abc.ABC):
+    """Base of the pair segmenters: push one frame, get the instances of the last two frames.
+
+    Holds what every segmenter shares: the network and how it is stepped (``device``, ``stack``,
+    ``amp``; :meth:`step_batch` runs :func:`~cosinetrack.inference.step_network`), the clustering options
+    ``cluster_kwargs`` (checked by :func:`~cosinetrack.clustering.check_cluster_kwargs`) and ``timings``
+    (seconds spent in the ``"network"`` and in ``"clustering"``, summed over frames; never reset).
+
+    Args:
+        network: a :class:`~cosinetrack.networks.RecurrentStackedHourglass` in eval mode (or anything with
+            its ``step(frames, state) -> (outputs per stack, state)``).
+        cluster_kwargs: options of :func:`~cosinetrack.clustering.cluster_embeddings`.
+        device: where the network runs.
+        stack: which stack's output is clustered (the paper: the last).
+        amp: run the network under :func:`~cosinetrack.inference.autocast_context` (see
+            :func:`~cosinetrack.inference.resolve_amp`); embeddings handed to clustering are float32.
+
+    Subclasses implement :meth:`reset`, :meth:`embed` and :meth:`push`, and provide ``last_embedding``:
+    the last pushed frame's embedding ``(D, h, w)`` (``None`` before the first frame). A segmenter that
+    also has ``push_embedding(emb, frame_size)`` (the clustering half of ``push``) can run its network in
+    another thread (:func:`~cosinetrack.inference.segment_and_track_video` with ``overlap_stages``).
+    """
+
+    last_embedding: torch.Tensor | None
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        cluster_kwargs: Mapping[str, Any],
+        device: str | torch.device = "cpu",
+        stack: int = -1,
+        amp: Amp = False,
+    ) -> None:
+        self.network = network
+        resolve_amp(amp)  # validates
+        self.amp = amp
+        self.cluster_kwargs = check_cluster_kwargs(dict(cluster_kwargs))
+        self.device = torch.device(device)
+        self.stack = check_stack(network, stack)
+        self.timings: dict[str, float] = {"network": 0.0, "clustering": 0.0}
+
+    @torch.inference_mode()
+    def step_batch(self, x: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State | None]:
+        """One network step of a batch ``x`` ``(B, C, h, w)`` on ``device``: embeddings ``(B, D, h, w)``
+        (CPU float32, also under ``amp``) and the new state."""
+        emb, new_state = step_network(self.network, x, state, stack=self.stack, amp=self.amp, device=self.device)
+        return emb.cpu(), new_state
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Forget the video: zero GRU state(s), no previous frame."""
+
+    @abc.abstractmethod
+    def embed(self, frame: torch.Tensor) -> torch.Tensor:
+        """The embeddings (float32, CPU) of one frame ``(C, H, W)``; advances the GRU state(s)."""
+
+    @abc.abstractmethod
+    def push(self, frame: torch.Tensor) -> np.ndarray | None:
+        """Push a normalized frame ``(C, H, W)``: ``None`` for a video's first frame, then the labels
+        ``(2, H, W)`` int32 of the pair (previous frame, this frame), 0 = background."""
+
+
+def normalize_frame(frame: np.ndarray, i_min: float, i_max: float, smooth_sigma: float = 0.0) -> torch.Tensor:
+    """One raw frame ``(H, W)`` (or ``(C, H, W)``) as the network input ``(C, H, W)`` float32.
+
+    The same robust normalization as training and validation (median of the lowest ``i_min`` % and of
+    the highest ``i_max`` % mapped to -1 and 1), after an optional Gaussian smoothing of ``smooth_sigma`` px.
+    """
+    x = np.asarray(frame, dtype=np.float32)
+    x = x[None] if x.ndim == 2 else x
+    out = _frame_transform(float(i_min), float(i_max), float(smooth_sigma))({"image": x})["image"]
+    return torch.as_tensor(out, dtype=torch.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _frame_transform(i_min: float, i_max: float, smooth_sigma: float):
+    """The evaluation transform of :func:`normalize_frame`, built once per setting (not once per frame)."""
+
+    return clip_eval_transforms(i_min, i_max, per_channel=False, smooth_sigma=smooth_sigma)
+
+
+class ScaledPairSegmenter(PairSegmenter):
+    """The paper's inference: frames scaled to fit ``image_size``, pairs clustered on that canvas.
+
+    Args:
+        network: a :class:`~cosinetrack.networks.RecurrentStackedHourglass` in eval mode.
+        image_size: network input ``(h, w)``.
+        cluster_kwargs: options of :func:`~cosinetrack.clustering.cluster_embeddings` (``min_samples``
+            = m_pts, ``coordinate_scale`` = c, ...); coordinates and ``t_size`` are in canvas pixels.
+        device: where the network runs.
+        stack: which stack's output is clustered (the paper: the last).
+        padding_mode: how the canvas around a frame that does not fill it is padded: the training
+            augmentation's ``padding_mode`` (``"reflection"`` for cells), so that the network sees at
+            inference what it saw in training. Zeros (mid-grey after the robust normalization) next to
+            a frame border produced thin spurious instances along that border.
+        amp: run the network under :func:`~cosinetrack.inference.autocast_context` (bfloat16 on
+            CPU; ``"auto"``: where the CPU has native bfloat16, see
+            :func:`~cosinetrack.inference.resolve_amp`); the embeddings handed to clustering are
+            float32 either way.
+
+    ``push(frame)`` takes a normalized frame ``(C, H, W)`` and returns ``None`` for the first frame,
+    then the labels ``(2, H, W)`` int32 of the pair (previous frame, this frame), 0 = background.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        image_size: Sequence[int],
+        cluster_kwargs: Mapping[str, Any],
+        device: str | torch.device = "cpu",
+        stack: int = -1,
+        padding_mode: str = "zeros",
+        amp: Amp = False,
+    ) -> None:
+        super().__init__(network, cluster_kwargs, device=device, stack=stack, amp=amp)
+        self.padding_mode = padding_mode
+        fit_to_size(torch.zeros(1, 1, 2, 2), (2, 2), padding_mode=padding_mode)  # validates it now
+        self.image_size = tuple(int(s) for s in image_size)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the video: zero GRU state, no previous frame."""
+        self.state = None
+        self.previous: torch.Tensor | None = None
+        self.last_embedding: torch.Tensor | None = None
+
+    @torch.inference_mode()
+    def embed(self, frame: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``(D, h, w)`` on the network canvas of one frame ``(C, H, W)``; advances the state."""
+        t0 = time.perf_counter()
+        x, _ = fit_to_size(frame[None].to(self.device), self.image_size, padding_mode=self.padding_mode)
+        out, self.state = self.step_batch(x, self.state)  # float32 for the clustering, also under amp
+        self.timings["network"] += time.perf_counter() - t0
+        return out[0]
+
+    def push(self, frame: torch.Tensor) -> np.ndarray | None:
+        """The pair's labels ``(2, H, W)`` (``None`` for the first frame): :meth:`push_embedding` of :meth:`embed`."""
+        return self.push_embedding(self.embed(frame), frame.shape[-2:])
+
+    def push_embedding(self, emb: torch.Tensor, frame_size: Sequence[int]) -> np.ndarray | None:
+        """The clustering half of :meth:`push`: ``emb`` ``(D, h, w)`` from :meth:`embed` of a frame of
+        ``frame_size`` ``(H, W)``; returns ``None`` for the first frame, then the pair's labels ``(2, H, W)``.
+
+        :meth:`embed` (the GRU state) and this (the previous embedding) share no state, so the two may
+        run in different threads, one frame apart (:func:`segment_and_track_video` with ``overlap_stages``).
+        """
+        self.last_embedding = emb
+        previous, self.previous = self.previous, emb
+        if previous is None:
+            return None
+        t0 = time.perf_counter()
+        labels = cluster_embeddings(torch.stack([previous, emb]), **self.cluster_kwargs)
+        labels = restore_label_size(labels, tuple(frame_size)).numpy()
+        self.timings["clustering"] += time.perf_counter() - t0
+        return labels

@@ -1,0 +1,39 @@
+"""Around training: model files and resume, reports, cross-validation."""
+
+from cosinetrack.workflows.checkpoint import (
+    NetworkSettings,
+    RNGState,
+    TrainingCheckpoint,
+    find_resume_checkpoint,
+    handlers_of_rank,
+    load_weights,
+    network_for_model,
+    network_settings,
+    resolve_model,
+    stored_image_size,
+    stored_network_settings,
+)
+from cosinetrack.workflows.crossval import TABLE_NAME, cross_validate, fold_dir_name, run_training, summarize_folds
+from cosinetrack.workflows.report import format_table, report_evaluation, report_training
+
+__all__ = [
+    "network_settings",
+    "NetworkSettings",
+    "load_weights",
+    "stored_network_settings",
+    "stored_image_size",
+    "resolve_model",
+    "network_for_model",
+    "RNGState",
+    "find_resume_checkpoint",
+    "TrainingCheckpoint",
+    "handlers_of_rank",
+    "report_training",
+    "report_evaluation",
+    "format_table",
+    "run_training",
+    "cross_validate",
+    "summarize_folds",
+    "fold_dir_name",
+    "TABLE_NAME",
+]

@@ -1,0 +1,326 @@
+"""Checkpoints: model files that say which network they fit, and the training state to resume a run.
+
+* Model files (``model_best.pt``, ``model_last.pt``, ``model_final.pt``) hold ``{"model": state dict,
+  "network": settings}``; :func:`network_settings` are the constructor arguments that decide the weights'
+  shapes (levels, filters, embedding size, stacks, recurrent). :func:`load_weights` checks them and
+  names the file and every mismatch; a truncated or foreign file gets a clear error too. Loading is
+  ``weights_only=True``.
+* :class:`TrainingCheckpoint` (a trainer handler) saves the trainer, network, optimizer, LR scheduler, RNG
+  state and the MLflow run every ``save_interval`` iterations (Ignite :class:`~ignite.handlers.Checkpoint`,
+  the two newest kept, written atomically), writes ``model_final.pt`` only when training completes, and
+  with ``resume=True`` loads the newest readable state before the trainer runs, so a killed run
+  continues at the same iteration, learning rate and MLflow run.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import random
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint, DiskSaver
+from monai.handlers import LrScheduleHandler
+
+from cosinetrack.distributed import is_rank0
+from cosinetrack.errors import CosineTrackDataError
+from cosinetrack.io.atomic import atomic_file
+from cosinetrack.io.paths import require_file
+from cosinetrack.networks.stacked import RecurrentStackedHourglass
+from cosinetrack.options import as_flag
+
+__all__ = [
+    "network_settings",
+    "NetworkSettings",
+    "load_weights",
+    "stored_network_settings",
+    "stored_image_size",
+    "resolve_model",
+    "network_for_model",
+    "RNGState",
+    "find_resume_checkpoint",
+    "TrainingCheckpoint",
+    "handlers_of_rank",
+]
+
+
+_SETTINGS = ("in_channels", "out_channels", "num_levels", "num_filters", "num_stacks", "recurrent")
+
+RESUME_PREFIX = "resume"
+
+
+def network_settings(network: torch.nn.Module) -> dict[str, Any]:
+    """The constructor arguments of ``network`` that decide its weights' shapes (those it has)."""
+    return {k: getattr(network, k) for k in _SETTINGS if isinstance(getattr(network, k, None), (int, bool))}
+
+
+class NetworkSettings:
+    """An entry for a checkpoint's ``save_dict``: stores :func:`network_settings` of ``network``."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        self.network = network
+
+    def state_dict(self) -> dict[str, Any]:
+        return network_settings(self.network)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:  # checked by load_weights, nothing to restore
+        pass
+
+
+def _read_checkpoint(path: str, map_location: str | torch.device = "cpu") -> Any:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated zip, a pickle with code in it, not a torch file at all, ...
+        raise CosineTrackDataError(
+            path,
+            f"cannot read this checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            "it may be truncated, or not a model file of this project",
+        ) from exc
+
+
+def load_weights(network: torch.nn.Module, path: str, map_location: str | torch.device = "cpu") -> torch.nn.Module:
+    """Load a model file (``{"model": ..., "network": ...}``, a training checkpoint, or a bare state dict).
+
+    Raises:
+        CosineTrackDataError: naming ``path`` when it is missing or unreadable, when its stored network
+            settings differ from ``network``'s (each mismatch listed, with the overrides that fit it), or
+            when its weights do not fit ``network`` (the first mismatching tensors listed).
+    """
+    state = _read_checkpoint(require_file(path, "ckpt_path"), map_location)
+    if not isinstance(state, dict):
+        raise CosineTrackDataError(path, f"expected a dict of weights, found a {type(state).__name__}")
+    stored = state.get("network") if isinstance(state.get("network"), dict) else None
+    if stored is not None:
+        own = network_settings(network)
+        diff = {k: (v, own[k]) for k, v in stored.items() if k in own and own[k] != v}
+        if diff:
+            what = ", ".join(f"{k}={a} (this network: {b})" for k, (a, b) in diff.items())
+            keys = {"out_channels": "embedding_dim", "in_channels": "in_channels"}
+            fix = " ".join(f"--{keys.get(k, k)} {a}" for k, (a, _) in diff.items())
+            raise CosineTrackDataError(path, f"this model was trained with {what}; run with {fix}")
+    if isinstance(state.get("model"), dict):
+        state = state["model"]
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines()[1:4] if ln.strip()]
+        raise CosineTrackDataError(
+            path,
+            "the weights do not fit this network (trained with other num_levels, num_filters, "
+            f"embedding_dim, num_stacks or recurrent?): {' '.join(lines)[:400]}",
+        ) from exc
+    return network
+
+
+def stored_network_settings(path: str) -> dict[str, Any] | None:
+    """The network settings a model file records (``None`` for a bare state dict of an older version)."""
+    state = _read_checkpoint(require_file(path, "ckpt_path"))
+    settings = state.get("network") if isinstance(state, dict) else None
+    return dict(settings) if isinstance(settings, dict) else None
+
+
+def stored_image_size(path: str, default: Sequence[int]) -> list[int]:
+    """The network canvas ``(h, w)`` a model file was trained at (its ``"image_size"`` entry), else ``default``.
+
+    Shipped models record it, so that inference feeds them frames at the scale they learnt: a model
+    trained on a 96 x 96 canvas sees objects 2.7 times smaller than on the bundle's default 256 x 256.
+    """
+    state = _read_checkpoint(require_file(path, "ckpt_path"))
+    size = state.get("image_size") if isinstance(state, dict) else None
+    if size is None:
+        return [int(v) for v in default]
+    if len(size) != 2 or any(int(v) < 1 for v in size):
+        raise CosineTrackDataError(path, f"image_size: expected (h, w) of positive sizes, got {size!r}")
+    return [int(v) for v in size]
+
+
+def resolve_model(ckpt_path: str | None, bundle_root: str, preset: Mapping[str, Any] | None = None) -> str:
+    """The model file to run: ``ckpt_path`` when given, else the trained model the bundle ships.
+
+    The bundle's models live in ``<bundle_root>/models/``: ``<preset name>.pt`` (one per data set, e.g.
+    ``Fluo-N2DH-SIM+.pt``) is taken when ``preset`` names one, else ``model.pt``.
+
+    Raises:
+        CosineTrackDataError: ``ckpt_path`` is not a file, or no ``ckpt_path`` and the bundle ships no model.
+    """
+    if ckpt_path:
+        return require_file(ckpt_path, "ckpt_path")
+    folder = os.path.join(os.fspath(bundle_root), "models")
+    names = ([f"{preset['name']}.pt"] if preset and preset.get("name") else []) + ["model.pt"]
+    for name in names:
+        if os.path.isfile(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    raise CosineTrackDataError(
+        folder, f"this bundle ships no trained model ({' or '.join(names)}); train one and pass --ckpt_path"
+    )
+
+
+def network_for_model(path: str, **defaults: Any) -> torch.nn.Module:
+    """A :class:`~cosinetrack.networks.RecurrentStackedHourglass` shaped like the model file ``path``.
+
+    ``defaults`` are the bundle's constructor arguments (``in_channels``, ``out_channels``, ``num_levels``,
+    ``num_filters``, ``num_stacks``, ``recurrent``); the settings recorded in the file replace them, so
+    inference needs no ``--num_levels``/``--num_filters`` to match a model. The weights are loaded
+    by :func:`load_weights` afterwards.
+    """
+    return RecurrentStackedHourglass(**{**defaults, **(stored_network_settings(path) or {})})
+
+
+class RNGState:
+    """An entry for a checkpoint: the Python, NumPy and torch random states (restored on resume)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        version, internal, gauss = random.getstate()
+        np_state = np.random.get_state()  # noqa: NPY002 - the global state MONAI's set_determinism seeds
+        return {
+            "python": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+            "numpy": {"key": torch.as_tensor(np_state[1].astype(np.int64)), "pos": int(np_state[2])},
+            "torch": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        py = state["python"]
+        random.setstate((int(py["version"]), tuple(int(v) for v in py["internal"].tolist()), py["gauss"]))
+        key, pos = state["numpy"]["key"].numpy().astype(np.uint32), state["numpy"]["pos"]
+        np.random.set_state(("MT19937", key, pos))  # noqa: NPY002 - the global state, as saved
+        torch.set_rng_state(state["torch"])
+
+
+class _RunRecord:
+    """An entry for a checkpoint: the MLflow run of ``handlers`` (id and name), to continue it on resume."""
+
+    def __init__(self, handlers: Sequence[Any]) -> None:
+        self.handlers = [h for h in handlers if h is not None]
+        self.loaded: dict[str, str] = {}
+
+    def state_dict(self) -> dict[str, str]:
+        for h in self.handlers:
+            run = getattr(h, "cur_run", None)
+            if run is not None:
+                return {"run_id": run.info.run_id, "run_name": str(run.info.run_name)}
+        return dict(self.loaded)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.loaded = {str(k): str(v) for k, v in state.items()}
+        for h in self.handlers:
+            if hasattr(h, "resume_run"):
+                h.resume_run(self.loaded.get("run_id"), self.loaded.get("run_name"))
+
+
+def _step_of(path: str) -> int:
+    m = re.search(r"_(\d+)\.pt$", path)
+    return int(m.group(1)) if m else -1
+
+
+def find_resume_checkpoint(output_dir: str) -> list[str]:
+    """The training checkpoints ``output_dir/resume_<iteration>.pt``, newest first."""
+    paths = glob.glob(os.path.join(glob.escape(output_dir), f"{RESUME_PREFIX}_*.pt"))
+    return sorted(paths, key=_step_of, reverse=True)
+
+
+class TrainingCheckpoint:
+    """Trainer handler: save everything needed to resume every ``save_interval`` iterations; resume.
+
+    Args:
+        save_dir: the run's output folder.
+        network, optimizer, lr_scheduler: what the trainer trains.
+        save_interval: iterations between training checkpoints (``resume_<iteration>.pt``, the two newest
+            kept; 0 = none). The last completed iteration is always saved.
+        resume: load the newest readable training checkpoint of ``save_dir`` before the trainer runs
+            (an error when there is none); the trainer then continues from its iteration. Under
+            ``torchrun`` every rank loads it and rank 0 alone saves.
+        run_handlers: :class:`~cosinetrack.handlers.MLflowRunHandler` objects whose run is recorded and,
+            on resume, continued (set RUNNING again).
+        final_filename: weights written when training completes (never before).
+    """
+
+    def __init__(
+        self,
+        save_dir: str,
+        network: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        lr_scheduler: Any = None,
+        save_interval: int = 100,
+        resume: bool = False,
+        run_handlers: Sequence[Any] = (),
+        final_filename: str = "model_final.pt",
+    ) -> None:
+        if int(save_interval) < 0:
+            raise ValueError(f"save_interval must be >= 0, got {save_interval}")
+        self.save_dir = os.path.abspath(save_dir)
+        if isinstance(network, torch.nn.parallel.DistributedDataParallel):
+            network = network.module  # the files hold the plain network's weights and settings
+        self.network = network
+        self.save_interval = int(save_interval)
+        self.resume = as_flag(resume, "resume")
+        self.final_filename = final_filename
+        self.run_record = _RunRecord(run_handlers)
+        self.to_save: dict[str, Any] = {
+            "model": network, "network": NetworkSettings(network), "optimizer": optimizer, "rng": RNGState(),
+            "mlflow": self.run_record,
+        }  # fmt: skip
+        if lr_scheduler is not None:
+            self.to_save["lr_scheduler"] = lr_scheduler
+        self.resumed_from: str | None = None
+
+    def attach(self, engine: Engine) -> None:
+        self.to_save["trainer"] = engine
+        saver = DiskSaver(self.save_dir, require_empty=False, atomic=True)
+        self.checkpoint = Checkpoint(
+            self.to_save, saver, filename_prefix=RESUME_PREFIX, n_saved=2,
+            global_step_transform=lambda e, _: e.state.iteration,
+            filename_pattern="{filename_prefix}_{global_step}.{ext}",
+        )  # fmt: skip
+        if self.save_interval > 0:
+            engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.save_interval), self.checkpoint)
+        # at the end of the last epoch (after its validation), not at COMPLETED: the MLflow handler,
+        # attached earlier so that no resumed run misses a logged step, logs model_final.pt at COMPLETED
+        last_epoch = Events.EPOCH_COMPLETED(event_filter=lambda e, _: e.state.epoch >= e.state.max_epochs)
+        engine.add_event_handler(last_epoch, self.completed)
+        if self.resume:
+            self.load(engine)
+
+    def load(self, engine: Engine) -> None:
+        """Load the newest readable ``resume_*.pt`` into the trainer and everything it trains."""
+        paths = find_resume_checkpoint(self.save_dir)
+        if not paths:
+            raise CosineTrackDataError(
+                self.save_dir, "--resume: no training checkpoint (resume_<iteration>.pt) in this output folder"
+            )
+        errors = []
+        for path in paths:
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # a file cut short by the kill: fall back to the one before
+                errors.append(f"{os.path.basename(path)}: {type(exc).__name__}")
+                continue
+            Checkpoint.load_objects(self.to_save, state)
+            self.resumed_from = path
+            # the saver must know its files, or it would keep more than two after the resume
+            self.checkpoint._saved = [Checkpoint.Item(_step_of(p), os.path.basename(p)) for p in reversed(paths[:2])]
+            return
+        raise CosineTrackDataError(self.save_dir, f"--resume: no readable training checkpoint ({'; '.join(errors)})")
+
+    def completed(self, engine: Engine) -> None:
+        """Save the final state and ``model_final.pt`` (weights + network settings), atomically."""
+        if self.save_interval > 0 and engine.state.iteration % self.save_interval:
+            self.checkpoint(engine)  # Ignite's DiskSaver writes on rank 0 only
+        if not is_rank0():  # under torchrun, rank 0 alone writes
+            return
+        path = os.path.join(self.save_dir, self.final_filename)
+        with atomic_file(path, suffix=".pt") as tmp:
+            torch.save({"model": self.network.state_dict(), "network": network_settings(self.network)}, tmp)
+
+
+def handlers_of_rank(handlers: Sequence[Any]) -> list[Any]:
+    """The trainer handlers this process attaches: all on rank 0 (or without ``torchrun``); on the other
+    ranks only the learning-rate schedule and :class:`TrainingCheckpoint` (which loads on ``--resume`` and
+    saves nothing there), since rank 0 alone validates, logs and writes."""
+    if is_rank0():
+        return list(handlers)
+    return [h for h in handlers if isinstance(h, (LrScheduleHandler, TrainingCheckpoint))]
