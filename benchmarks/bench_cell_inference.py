@@ -170,8 +170,8 @@ def stream(
         result = track_sequence_part(
             net, part, os.path.join(tmp, "01_RES"), size, kwargs, i_min=preset["i_min"], i_max=preset["i_max"],
             smooth_sigma=settings["smooth_sigma"], resolution=resolution,
-            tile_overlap=args.tile_overlap if resolution == "tiled" else None, tracker_kwargs=settings["tracking"],
-            lineage_kwargs=settings["lineage"], device=args.device,
+            tile_overlap=args.tile_overlap if resolution == "tiled" else None, tracking=settings["tracking"],
+            lineage=settings["lineage"], device=args.device,
         )  # fmt: skip
         wall = time.perf_counter() - t0
     return {

@@ -128,7 +128,7 @@ def _progress_case(task: str, root: Path):
         images, labels, tracks = generate_cell_video(0, num_frames=3, image_size=(64, 64), num_cells=(2, 3))
         write_ctc_sequence(root / "videos", "01", images, labels, tracks)
         net = RecurrentStackedHourglass(1, 4, num_levels=2, num_filters=4)
-        track_folder(net, str(root / "videos"), str(root / "out"), None, image_size=(32, 32), cluster_kwargs=cluster,
+        track_folder(net, str(root / "videos"), str(root / "out"), None, image_size=(32, 32), clustering=cluster,
                      progress_every=1)  # fmt: skip
         return "cell inference", 3
     if task == "leaf":

@@ -142,7 +142,7 @@ def videos(tmp_path):
     return root
 
 
-TRACK = dict(image_size=(32, 32), cluster_kwargs={"min_samples": 5, "max_points": 1000})
+TRACK = dict(image_size=(32, 32), clustering={"min_samples": 5, "max_points": 1000})
 
 
 def _net():

@@ -102,7 +102,7 @@ def test_track_folder_amp_writes_the_same_instances_as_float32(disk_video, tmp_p
     masks = {}
     for amp in ("false", "true"):
         net = ThresholdNet()
-        written = track_folder(net, str(root), str(tmp_path / amp), None, (48, 48), cluster_kwargs=kwargs, amp=amp)
+        written = track_folder(net, str(root), str(tmp_path / amp), None, (48, 48), clustering=kwargs, amp=amp)
         on = amp == "true"
         assert net.seen and all(s == (on, torch.bfloat16 if on else torch.float32) for s in net.seen)
         masks[amp] = np.stack([tifffile.imread(f"{written[0]}/mask{t:03d}.tif") for t in range(5)])

@@ -66,7 +66,7 @@ def test_oracle_pairs_give_a_valid_result_that_scores_one(cell_video, tmp_path):
     res = tmp_path / "01_RES"
     with CTCResultWriter(str(res)) as writer:
         out = segment_and_track_video(
-            OracleSegmenter(labels), _frames(images), writer, lineage_kwargs={"min_track_length": 1}
+            OracleSegmenter(labels), _frames(images), writer, lineage={"min_track_length": 1}
         )
         writer.close(out["tracks"])
     assert out["num_frames"] == 10 and validate_ctc_result(str(res))
@@ -113,7 +113,7 @@ def test_track_folder_writes_valid_ctc_results_and_refuses_existing_output(cell_
     torch.manual_seed(0)
     net = RecurrentStackedHourglass(1, 4, num_levels=2, num_filters=4)
     out = tmp_path / "results"
-    kwargs = dict(image_size=(32, 32), cluster_kwargs={"min_samples": 5, "max_points": 2000})
+    kwargs = dict(image_size=(32, 32), clustering={"min_samples": 5, "max_points": 2000})
     written = track_folder(net, str(root), str(out), None, **kwargs)
     assert [p.split("/")[-1] for p in written] == ["01_RES"] and validate_ctc_result(written[0])
     with pytest.raises(FileExistsError):

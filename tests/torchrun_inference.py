@@ -58,7 +58,7 @@ def main(data: str, out: str) -> None:
         os.path.join(out, "cell"),
         None,
         image_size=(32, 32),
-        cluster_kwargs=cluster,
+        clustering=cluster,
         progress_every=1,
     )
     report["returned"]["leaf"] = segment_plants_to_folder(
@@ -90,7 +90,7 @@ def main(data: str, out: str) -> None:
             os.path.join(out, "cell_failed"),
             None,
             image_size=(32, 32),
-            cluster_kwargs=cluster,
+            clustering=cluster,
         )
         report["failure"] = None
     except Exception as exc:

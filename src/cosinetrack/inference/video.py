@@ -15,6 +15,7 @@ import torch
 from cosinetrack.clustering.embedding_clustering import cluster_embeddings
 from cosinetrack.inference.segmenter import PairSegmenter
 from cosinetrack.tracking.pair_tracker import PairTracker
+from cosinetrack.tracking.settings import LineageSettings, TrackingSettings
 from cosinetrack.transforms.spatial import restore_label_size
 
 __all__ = ["segment_and_track_video", "FrameKeeper"]
@@ -27,8 +28,8 @@ def segment_and_track_video(
     segmenter: PairSegmenter,
     frames: Iterable[tuple[int, torch.Tensor]],
     writer: Any,
-    tracker_kwargs: Mapping[str, Any] | None = None,
-    lineage_kwargs: Mapping[str, Any] | None = None,
+    tracking: Mapping[str, Any] | TrackingSettings | None = None,
+    lineage: Mapping[str, Any] | LineageSettings | None = None,
     on_frame: Callable[[int, torch.Tensor, torch.Tensor | None, np.ndarray], None] | None = None,
     overlap_stages: bool = False,
 ) -> dict[str, Any]:
@@ -41,8 +42,10 @@ def segment_and_track_video(
             :func:`~cosinetrack.apps.cell.iter_ctc_frames` yields), read lazily.
         writer: an open :class:`~cosinetrack.apps.cell.CTCResultWriter` (``write_frame(t, labels)``,
             ``relabel(mapping)``); the caller closes it with the returned ``tracks``.
-        tracker_kwargs: options of :class:`~cosinetrack.tracking.PairTracker`.
-        lineage_kwargs: options of :func:`~cosinetrack.tracking.make_lineage_valid`.
+        tracking: options of :class:`~cosinetrack.tracking.PairTracker` (a bundle's ``tracking`` section or
+            :class:`~cosinetrack.tracking.TrackingSettings`).
+        lineage: options of :func:`~cosinetrack.tracking.make_lineage_valid` (a ``lineage`` section or
+            :class:`~cosinetrack.tracking.LineageSettings`).
         on_frame: optional ``on_frame(t, frame, embedding (D, h, w) or None, labels (H, W) raw ids)``
             called for every finalised frame (e.g. to keep a few frames for a figure).
         overlap_stages: run the stages in three threads instead of one after the other: reading (the
@@ -59,7 +62,7 @@ def segment_and_track_video(
         "writing"} seconds}``.
     """
     segmenter.reset()
-    tracker = PairTracker(**dict(tracker_kwargs or {}))
+    tracker = PairTracker(**TrackingSettings.from_mapping(tracking).as_dict())
     timings = {"tracking": 0.0, "writing": 0.0}
     expected = 0
     pending: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []  # frames waiting for the tracker
@@ -106,7 +109,7 @@ def segment_and_track_video(
     if last is not None:
         emit(last)
     t0 = time.perf_counter()
-    mappings, tracks = tracker.lineage(**dict(lineage_kwargs or {}))
+    mappings, tracks = tracker.lineage(**LineageSettings.from_mapping(lineage).as_dict())
     timings["tracking"] += time.perf_counter() - t0
     t0 = time.perf_counter()
     writer.relabel(mappings)

@@ -85,8 +85,8 @@ def track_sequence_part(
     smooth_sigma: float = 0.0,
     resolution: str = "scaled",
     tile_overlap: int | None = None,
-    tracker_kwargs: Mapping[str, Any] | None = None,
-    lineage_kwargs: Mapping[str, Any] | None = None,
+    tracking: Mapping[str, Any] | TrackingSettings | None = None,
+    lineage: Mapping[str, Any] | LineageSettings | None = None,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
     num_figure_frames: int = 0,
@@ -128,7 +128,7 @@ def track_sequence_part(
         stream = progress.wrap(stream)
     with CTCResultWriter(res_dir, digits=seq.digits or 3, overwrite=overwrite, input_dirs=inputs) as writer:
         result = segment_and_track_video(
-            segmenter, stream, writer, tracker_kwargs, lineage_kwargs, keeper,
+            segmenter, stream, writer, tracking, lineage, keeper,
             overlap_stages=as_flag(overlap_stages, "overlap_stages"),
         )  # fmt: skip
         writer.close(result["tracks"])
@@ -145,25 +145,25 @@ def clustering_for_part(
     image_size: Sequence[int],
     resolution: str,
     preset: Mapping[str, Any] | None,
-    cluster_kwargs: Mapping[str, Any] | None = None,
-    cluster_options: Mapping[str, Any] | None = None,
+    clustering: Mapping[str, Any] | None = None,
+    clustering_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The clustering options of a video part: ``cluster_kwargs`` when given, else the preset's m_pts
-    and c converted to this network canvas (:func:`~cosinetrack.apps.cell.clustering_parameters`; tiled mode
-    reads the first frame's size) plus ``cluster_options`` (e.g. ``max_points``).
+    """The clustering options of a video part: ``clustering`` when given, else the preset's m_pts and c
+    converted to this network canvas (:func:`~cosinetrack.apps.cell.clustering_parameters`; tiled mode
+    reads the first frame's size) plus ``clustering_options`` (e.g. ``max_points``).
 
     The preset is the part's own (``part.sequence.preset``, which
     :func:`~cosinetrack.apps.cell.find_ctc_datasets` gives every sequence, so that each data set of a
     training on several is clustered with its own m_pts and c) when it has one, else ``preset``."""
 
-    if cluster_kwargs is not None:
-        return dict(cluster_kwargs)
+    if clustering is not None:
+        return dict(clustering)
     seq = part.sequence
     preset = seq.preset or preset
     if preset is None:
-        raise ValueError("the clustering needs cluster_kwargs or a data-set preset")
+        raise ValueError("the clustering needs clustering options or a data-set preset")
     frame_size = read_ctc_frame(seq.images[part.frames[0]]).shape
-    return clustering_parameters(preset, image_size, frame_size, resolution, **dict(cluster_options or {}))
+    return clustering_parameters(preset, image_size, frame_size, resolution, **dict(clustering_options or {}))
 
 
 def describe_tracking(name: str, result: Mapping[str, Any]) -> str:
@@ -182,8 +182,8 @@ def track_folder(
     image_size: Sequence[int],
     preset: Mapping[str, Any] | None = None,
     resolution: str = "scaled",
-    cluster_kwargs: Mapping[str, Any] | None = None,
-    cluster_options: Mapping[str, Any] | None = None,
+    clustering: Mapping[str, Any] | None = None,
+    clustering_options: Mapping[str, Any] | None = None,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
     progress_every: int = 100,
@@ -191,19 +191,17 @@ def track_folder(
     i_max: float | None = 10.0,
     smooth_sigma: float = 0.0,
     tile_overlap: int | None = None,
-    tracker_kwargs: Mapping[str, Any] | None = None,
-    lineage_kwargs: Mapping[str, Any] | None = None,
+    tracking: Mapping[str, Any] | None = None,
+    lineage: Mapping[str, Any] | None = None,
     padding_mode: str = "zeros",
     amp: bool | str | None = False,
     overlap_stages: bool | str = False,
 ) -> list[str]:
     """Track every sequence of a CTC-layout folder into ``output_dir/<NN>_RES`` (masks + ``res_track.txt``).
 
-    The functional form of :meth:`VideoTracker.track_folder`: builds the tracker from these arguments
-    (``cluster_kwargs`` is its ``clustering``, ``cluster_options`` its ``clustering_options``,
-    ``tracker_kwargs`` / ``lineage_kwargs`` its ``tracking`` / ``lineage``, ``i_min`` / ``i_max`` /
-    ``smooth_sigma`` its ``normalization``) and runs it; see there for the checks, the atomic output
-    folder and ``torchrun``.
+    The functional form of :meth:`VideoTracker.track_folder`: builds the tracker from these arguments (the
+    bundle's sections under the same names; ``i_min`` / ``i_max`` / ``smooth_sigma`` are its
+    ``normalization``) and runs it; see there for the checks, the atomic output folder and ``torchrun``.
 
     Returns:
         the written result folders (all of them, on every rank).
@@ -213,10 +211,10 @@ def track_folder(
         preset=preset,
         resolution=resolution,
         tile_overlap=tile_overlap,
-        clustering=cluster_kwargs,
-        clustering_options=cluster_options,
-        tracking=tracker_kwargs,
-        lineage=lineage_kwargs,
+        clustering=clustering,
+        clustering_options=clustering_options,
+        tracking=tracking,
+        lineage=lineage,
         normalization={"i_min": i_min, "i_max": i_max, "smooth_sigma": smooth_sigma},
         padding_mode=padding_mode,
         device=device,
@@ -351,8 +349,8 @@ class VideoTracker:
             self.clustering_for(part),
             resolution=self.resolution,
             tile_overlap=self.tile_overlap,
-            tracker_kwargs=self.tracking.as_dict(),
-            lineage_kwargs=self.lineage.as_dict(),
+            tracking=self.tracking,
+            lineage=self.lineage,
             device=self.device if device is None else device,
             overwrite=overwrite,
             num_figure_frames=num_figure_frames,
