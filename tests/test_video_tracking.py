@@ -6,10 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from cosinetrack.apps.cell.pipeline import VideoTracker, VideoTrackingStep, track_folder, track_sequence_part
+from cosinetrack.apps.cell.pipeline import (
+    VideoTracker,
+    VideoTrackingStep,
+    clustering_for_part,
+    track_folder,
+    track_sequence_part,
+)
 from cosinetrack.apps.cell.reader import find_ctc_sequences
 from cosinetrack.apps.cell.scoring import ctc_scores
-from cosinetrack.apps.cell.sequence import VideoPart
+from cosinetrack.apps.cell.sequence import CTCSequence, VideoPart
 from cosinetrack.apps.cell.synthetic import generate_cell_video, write_ctc_sequence
 from cosinetrack.apps.cell.validation import validate_ctc_result
 from cosinetrack.apps.cell.writer import CTCResultWriter
@@ -176,3 +182,18 @@ def test_scaled_segmenter_pads_the_canvas_as_training_does(mode, pad_value):
 def test_unknown_padding_mode_fails_at_construction():
     with pytest.raises(ValueError, match="padding_mode"):
         ScaledPairSegmenter(_Recorder(), (4, 5), {"min_samples": 2}, padding_mode="mirror")
+
+
+@pytest.mark.parametrize(
+    "clustering, options, expected",
+    [
+        ({"min_samples": 60}, {"mode": "fast", "max_points": 9}, {"mode": "fast", "max_points": 9, "min_samples": 60}),
+        ({"min_samples": 60, "mode": "exact"}, {"mode": "fast"}, {"mode": "exact", "min_samples": 60}),
+        ({"coordinate_scale": 0.002}, None, {"coordinate_scale": 0.002}),
+    ],
+)
+def test_a_clustering_override_keeps_the_clustering_options(clustering, options, expected):
+    """``--clustering`` replaces m_pts and c for every part; the fast mode and other options stay."""
+    seq = CTCSequence("01", "/data", "/data/01", frames=range(3))
+    part = VideoPart("01", seq, (0, 1, 2))
+    assert clustering_for_part(part, (256, 256), "scaled", None, clustering, options) == expected

@@ -148,16 +148,18 @@ def clustering_for_part(
     clustering: Mapping[str, Any] | None = None,
     clustering_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The clustering options of a video part: ``clustering`` when given, else the preset's m_pts and c
-    converted to this network canvas (:func:`~cosinetrack.apps.cell.clustering_parameters`; tiled mode
-    reads the first frame's size) plus ``clustering_options`` (e.g. ``max_points``).
+    """The clustering options of a video part: ``clustering`` when given (e.g. ``min_samples`` and
+    ``coordinate_scale`` on the canvas for every part), else the preset's m_pts and c converted to this
+    network canvas (:func:`~cosinetrack.apps.cell.clustering_parameters`; tiled mode reads the first frame's
+    size); either way on top of ``clustering_options`` (``mode``, ``max_points``, ...), so that replacing
+    m_pts and c keeps the fast clustering and the component split.
 
     The preset is the part's own (``part.sequence.preset``, which
     :func:`~cosinetrack.apps.cell.find_ctc_datasets` gives every sequence, so that each data set of a
     training on several is clustered with its own m_pts and c) when it has one, else ``preset``."""
 
     if clustering is not None:
-        return dict(clustering)
+        return {**dict(clustering_options or {}), **dict(clustering)}
     seq = part.sequence
     preset = seq.preset or preset
     if preset is None:
@@ -238,7 +240,8 @@ class VideoTracker:
     * normalization: ``normalization#i_min`` / ``i_max`` when not ``None`` (one value for every part: a
       number for one data set, or set on the command line), else the part's preset's;
     * clustering: ``clustering`` when given (``--clustering``: m_pts and c for all), else the part's
-      preset's m_pts and c converted to the canvas (:func:`clustering_for_part`), plus ``clustering_options``.
+      preset's m_pts and c converted to the canvas (:func:`clustering_for_part`), on top of
+      ``clustering_options`` either way.
 
     Args:
         image_size: the network canvas ``(h, w)`` (tiles of this size with ``resolution="tiled"``).
