@@ -41,17 +41,20 @@ def run_curves(client: mlflow.MlflowClient, run_prefix: str, metrics: list[str])
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tracking_uri", default="sqlite:///mlruns/mlflow.db")
-    parser.add_argument("--runs", nargs="+", required=True, help="run name prefixes, one panel each")
+    parser.add_argument(
+        "--runs", nargs="+", required=True,
+        help="run name prefixes, one panel each; 'URI::prefix' reads that run from another tracking URI",
+    )  # fmt: skip
     parser.add_argument("--metrics", nargs="+", required=True, help="comma-separated metrics per run")
     parser.add_argument("--titles", nargs="*", default=None)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     if len(args.metrics) != len(args.runs):
         raise SystemExit("--metrics: one comma-separated list per run")
-    client = mlflow.MlflowClient(args.tracking_uri)
     fig, axes = plt.subplots(1, len(args.runs), figsize=(5.5 * len(args.runs), 4), squeeze=False)
-    for i, (prefix, names) in enumerate(zip(args.runs, args.metrics)):
-        curves = run_curves(client, prefix, names.split(","))
+    for i, (spec, names) in enumerate(zip(args.runs, args.metrics)):
+        uri, _, prefix = spec.rpartition("::")
+        curves = run_curves(mlflow.MlflowClient(uri or args.tracking_uri), prefix, names.split(","))
         ax = axes[0, i]
         for name, points in curves.items():
             if not points:
