@@ -56,6 +56,8 @@ def _initialize(configs: list[str], overrides: dict) -> None:
         (LV, {"augmentation#i_max": 5.0}, "augmentation#i_max: moved to normalization#i_max"),
         (LEAF, {"augmentation#rotate_dge": 90.0}, "augmentation#rotate_dge: unknown option 'rotate_dge'"),
         (CELL, {"resolution": "tilde"}, "resolution: expected one of ('scaled', 'tiled')"),
+        (CELL, {"augmentation#padding_mode": "mirror"}, "padding_mode: expected one of ('zeros', 'reflection'"),
+        (CELL, {"tiling": {"storage": "disk", "stitch": 0.5}}, "tiling#stitch: unknown option 'stitch'"),
     ],
 )  # fmt: skip
 def test_misspelt_option_fails_at_parse_time(configs, overrides, fragment):

@@ -28,6 +28,7 @@ from cosinetrack.io.paths import require_dir
 from cosinetrack.options import as_flag, check_option_names
 from cosinetrack.tracking.settings import LineageSettings, TrackingSettings
 from cosinetrack.transforms.normalize import Normalization
+from cosinetrack.transforms.spatial import PAD_MODES
 from cosinetrack.workflows.checkpoint import load_weights
 
 __all__ = [
@@ -262,7 +263,7 @@ class VideoTracker:
 
     Raises:
         CosineTrackConfigError: a misspelt name or a refused value in a section, naming the section, or a
-            bad ``image_size``, ``resolution``, ``tile_overlap``, ``amp`` or ``overlap_stages``.
+            bad ``image_size``, ``resolution``, ``tile_overlap``, ``padding_mode``, ``amp`` or ``overlap_stages``.
     """
 
     def __init__(
@@ -289,6 +290,8 @@ class VideoTracker:
             raise CosineTrackConfigError("resolution", f"expected one of {RESOLUTIONS}, got {resolution!r}")
         if tile_overlap is not None and (not isinstance(tile_overlap, int) or tile_overlap < 0):
             raise CosineTrackConfigError("tile_overlap", f"expected pixels >= 0 or null, got {tile_overlap!r}")
+        if padding_mode not in PAD_MODES:
+            raise CosineTrackConfigError("padding_mode", f"expected one of {tuple(PAD_MODES)}, got {padding_mode!r}")
         self.image_size = size
         self.preset = None if preset is None else dict(preset)
         self.resolution = resolution
