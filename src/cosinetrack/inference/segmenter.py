@@ -1,4 +1,16 @@
-"""Pair segmenters: push one frame, get the instances of the last two frames."""
+"""Pair segmenters: push one normalized frame, get the instances of the last two frames.
+
+A *pair segmenter* (:class:`PairSegmenter`, the abstract base) turns normalized frames into pair labels;
+it has ``push(frame) -> (2, H, W) | None``, ``reset()``, ``timings`` (seconds spent per stage) and
+``last_embedding``:
+
+* :class:`ScaledPairSegmenter` (the paper): each frame is scaled to fit the network input size, the
+  pair is clustered on that canvas, and the labels are resampled to the frame's size;
+* :class:`~cosinetrack.inference.tiling.TiledPairSegmenter`: full resolution in overlapping tiles.
+
+Both step the network through :func:`~cosinetrack.inference.stepping.step_network`.
+:func:`normalize_frame` is the evaluation normalization of one frame.
+"""
 
 from __future__ import annotations
 

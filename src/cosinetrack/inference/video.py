@@ -1,4 +1,15 @@
-"""The streaming video loop: read, embed, cluster pairs, track, optionally in three threads."""
+"""The streaming video loop (paper §2.3): frame -> network -> pair -> tracks, optionally in three threads.
+
+A video is read one frame at a time (:func:`segment_and_track_video`). Each frame goes through the recurrent
+network (``step``, the GRU state carried), the embeddings of the frame and of the one before it are
+clustered together (:func:`~cosinetrack.clustering.cluster_embeddings` on the pair), the pair's labels go to
+a :class:`~cosinetrack.tracking.PairTracker`, and every frame the tracker finalizes is handed to a writer at
+once (the cell wing's :class:`~cosinetrack.apps.cell.CTCResultWriter`). At the end the lineage is made
+CTC-valid and the written masks are relabeled frame by frame. Peak memory holds one frame, two frames'
+embeddings, the tracker's short history and the network state: it does not grow with the video's length.
+With ``overlap_stages`` the reading and the network run a frame or two ahead in their own threads
+(:func:`in_background`); the result is the same. :class:`FrameKeeper` keeps a few frames for the figures.
+"""
 
 from __future__ import annotations
 

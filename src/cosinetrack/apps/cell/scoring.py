@@ -1,4 +1,26 @@
-"""Scoring CTC results: py-ctcmetrics SEG/TRA/DET/OP_CTB of a folder, and the Ignite metric over tracked video parts."""
+"""Scoring CTC results: py-ctcmetrics SEG/TRA/DET/OP_CTB of a folder, and the Ignite metric over video parts.
+
+:func:`ctc_scores` scores one result folder ``NN_RES`` (``maskT.tif`` + ``res_track.txt``, as written by
+:class:`~cosinetrack.apps.cell.CTCResultWriter`) against its ground truth folder ``NN_GT``
+(``SEG/man_segT.tif``, ``TRA/man_trackT.tif``, ``TRA/man_track.txt``) with py-ctcmetrics'
+``evaluate_sequence``, in this process, with its printing silenced. The measures (Maška et al., Nature
+Methods 2023; Matula et al., PLoS ONE 2015):
+
+* ``SEG``: mean Jaccard index over the reference SEG cells, a reference cell counting as matched by the
+  result cell that covers more than half of it (0 when none does). Only frames with a SEG file count.
+* ``DET``: ``1 - min(AOGM_D, AOGM_D0) / AOGM_D0``, the detection part of the acyclic oriented graph
+  matching against the TRA markers (weights: split 5, false negative 10, false positive 1).
+* ``TRA``: ``1 - min(AOGM, AOGM_0) / AOGM_0``, adding the edge operations (redundant 1, missing 1.5,
+  wrong semantics 1) to DET's vertex operations.
+* ``OP_CTB = (SEG + TRA) / 2``, the challenge's overall performance of the Cell Tracking Benchmark.
+
+A result that is not CTC-valid (:func:`~cosinetrack.apps.cell.validation.check_ctc_result_files` and
+py-ctcmetrics' check) gets no scores, as in the challenge: the measures are ``nan``, ``valid`` is False and
+``problems`` says why. :func:`format_ctc_table` renders rows of such dicts as a markdown table.
+
+:class:`TrackingScores` is the Ignite metric of the cell validation: the CTC measures of each tracked
+video part (:class:`~cosinetrack.apps.cell.VideoTrackingStep`), their mean and standard deviation.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""Leaves end to end: photos -> embeddings -> clustered leaf label PNGs."""
+"""Leaves end to end: a folder of photos -> embeddings -> clustered leaf label PNGs.
+
+The leaf bundle's ``inference`` run (:func:`segment_plants_to_folder`). Each image goes through the same
+normalization as validation, is scaled to fit the network input, and its embeddings (last stack) are
+clustered on that canvas, as the paper does; the labels are resampled to the image's own size and written
+as CVPPP label files. :func:`cluster_folder` clusters a folder of saved ``.npy`` embeddings into PNGs.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,29 @@
-"""NIfTI cine MRI, read and written: cases -> ``(Z, T, H, W)`` arrays, labels back in the input's geometry."""
+"""NIfTI cine MRI, read and written: cases -> ``(Z, T, H, W)`` arrays, labels back in the input's geometry.
+
+A *case* is one patient: one or more image files and, optionally, label files. Cases come from either
+
+* a datalist (a JSON file, a list of dicts, or an MSD ``dataset.json`` with a ``training`` list), each
+  entry ``{"image": path | [paths], "label": path | [paths or null] | null, "label_frames": [int]}``;
+* or the MSD-style folder layout ``imagesTr/`` + ``labelsTr/`` (labels matched by file name).
+
+Axis conventions (the whole package): array axis 0 of a NIfTI file is the image row (H), axis 1 the
+column (W); the remaining axes are given by ``file_layout``:
+
+* ``"xyt"``: a 2D+t cine slice, ``(H, W, T)``;
+* ``"xyz"``: one 3D volume per time frame, ``(H, W, Z)``; several frames of one patient are stacked
+  along time when their file names match ``frame_pattern`` (ACDC: ``patient001_frame01``);
+* ``"xyzt"``: a 3D+t volume, ``(H, W, Z, T)``;
+* ``"auto"``: 4D files are ``xyzt``; 3D files are ``xyz`` when frames are grouped by ``frame_pattern``
+  and ``xyt`` otherwise.
+
+The result of :func:`read_cine_case` is an image ``(Z, T, H, W)`` float32 and a label ``(Z, T, H, W)``
+int64 in which every frame without a label file holds :data:`~cosinetrack.labels.IGNORE_LABEL` (-1): such
+frames are masked out of the loss and of the metrics, never taken as background. 2D+t data has ``Z == 1``.
+:func:`write_case_labels` writes ``(Z, T, H, W)`` label predictions back as NIfTI files shaped like the
+input files (atomically).
+
+Every problem with the input raises :class:`~cosinetrack.errors.CosineTrackDataError` naming the file.
+"""
 
 from __future__ import annotations
 
