@@ -21,16 +21,20 @@ import mlflow  # noqa: E402
 
 
 def run_curves(client: mlflow.MlflowClient, run_prefix: str, metrics: list[str]) -> dict[str, list[tuple]]:
-    """``{metric: [(minutes since start, iteration, value), ...]}`` of the newest run named ``run_prefix*``."""
+    """``{metric: [(minutes since start, iteration, value), ...]}`` of the newest run named ``run_prefix*``
+    (or of the run ``<run id>`` when ``run_prefix`` is ``id:<run id>``, for runs that share a name)."""
     runs = [
         r
         for e in client.search_experiments()
         for r in client.search_runs([e.experiment_id], order_by=["attributes.start_time DESC"])
         if (r.info.run_name or "").startswith(run_prefix)
     ]
-    if not runs:
+    if run_prefix.startswith("id:"):
+        run = client.get_run(run_prefix[3:])
+    elif not runs:
         raise SystemExit(f"no MLflow run named {run_prefix}*")
-    run = max(runs, key=lambda r: r.info.start_time)
+    else:
+        run = max(runs, key=lambda r: r.info.start_time)
     start = run.info.start_time
     return {
         m: [((h.timestamp - start) / 60000.0, h.step, h.value) for h in client.get_metric_history(run.info.run_id, m)]
@@ -43,7 +47,7 @@ def main() -> None:
     parser.add_argument("--tracking_uri", default="sqlite:///mlruns/mlflow.db")
     parser.add_argument(
         "--runs", nargs="+", required=True,
-        help="run name prefixes, one panel each; 'URI::prefix' reads that run from another tracking URI",
+        help="run name prefixes (or id:<run id>), one panel each; 'URI::prefix' reads it from another tracking URI",
     )  # fmt: skip
     parser.add_argument("--metrics", nargs="+", required=True, help="comma-separated metrics per run")
     parser.add_argument("--titles", nargs="*", default=None)

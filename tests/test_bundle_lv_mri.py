@@ -7,6 +7,7 @@ import os
 import mlflow
 import nibabel as nib
 import pytest
+import torch
 from conftest import run_bundle, train_tiny
 
 TINY = ["--image_size", "[32,32]", "--num_levels", "3", "--num_filters", "8", "--num_threads", "2"]
@@ -35,14 +36,26 @@ def test_training_logs_a_complete_mlflow_run(trained):
     figures = [a.path for a in client.list_artifacts(run.info.run_id, "figures/validation")]
     assert len(figures) == 2 and all(f.endswith(".png") for f in figures)
     assert (out / "model_best.pt").is_file() and (out / "model_final.pt").is_file()
+    final = torch.load(out / "model_final.pt", weights_only=True)
+    assert final["image_size"] == [32, 32] and final["fit"] == "scale"  # inference fits frames the same way
 
 
 def test_evaluate_prints_iou_table(trained):
     tmp, uri, out, _ = trained
     proc = run_bundle(
-        "evaluating", ["bundles/lv_mri/train.json", "bundles/lv_mri/evaluate.json"], *TINY, *SYNTH,
-        "--ckpt_path", str(out / "model_best.pt"), "--tracking_uri", uri, "--experiment_name", "test",
-        "--output_dir", str(tmp / "eval"), tmp=tmp,
+        "evaluating",
+        ["bundles/lv_mri/train.json", "bundles/lv_mri/evaluate.json"],
+        *TINY,
+        *SYNTH,
+        "--ckpt_path",
+        str(out / "model_best.pt"),
+        "--tracking_uri",
+        uri,
+        "--experiment_name",
+        "test",
+        "--output_dir",
+        str(tmp / "eval"),
+        tmp=tmp,
     )
     assert "| case | myo | cav |" in proc.stdout and "mean ± std" in proc.stdout
 
@@ -65,12 +78,59 @@ def test_inference_writes_nifti_like_inputs_and_refuses_existing_output(trained)
     assert written[0].stat().st_mtime_ns == before  # nothing the user owns is overwritten
 
 
+def test_native_resolution_crops_train_and_run_on_whole_slices(tmp_path):
+    """``augmentation#fit crop``: 32 x 32 crops of the 40 x 48 slices in training; the model file says so, and
+    validation, evaluation and inference then run on whole slices at their own size with no other setting."""
+    tmp, uri, out, proc = train_tiny(
+        tmp_path, ["bundles/lv_mri/train.json"], *TINY, *SYNTH, "--augmentation#fit", "crop"
+    )
+    assert "val_iou_myo" in proc.stdout
+    final = torch.load(out / "model_final.pt", weights_only=True)
+    assert final["fit"] == "crop" and final["image_size"] == [32, 32]
+    proc = run_bundle(
+        "evaluating",
+        ["bundles/lv_mri/train.json", "bundles/lv_mri/evaluate.json"],
+        *TINY,
+        *SYNTH,
+        "--ckpt_path",
+        str(out / "model_final.pt"),
+        "--tracking_uri",
+        uri,
+        "--experiment_name",
+        "test",
+        "--output_dir",
+        str(tmp / "eval"),
+        tmp=tmp,
+    )
+    assert "| case | myo | cav |" in proc.stdout
+    images = tmp / "cache" / os.listdir(tmp / "cache")[0] / "imagesTr"
+    args = [*TINY, "--ckpt_path", str(out / "model_final.pt"), "--input_dir", str(images.parent)]
+    run_bundle("inference", ["bundles/lv_mri/train.json", "bundles/lv_mri/inference.json"], *args,
+               "--output_dir", str(tmp / "pred"), tmp=tmp)  # fmt: skip
+    got = nib.load(str(tmp / "pred" / "synth000_pred.nii.gz"))
+    assert got.shape == nib.load(str(images / "synth000.nii.gz")).shape
+
+
 def test_nonrecurrent_cross_validation_comparison(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     proc = run_bundle(
-        "cross_validation", ["bundles/lv_mri/train.json", "bundles/lv_mri/compare.json"],
-        "--cv_folds", "2", "--max_iterations", "2", "--val_interval", "2", *TINY, *SYNTH,
-        "--tracking_uri", uri, "--experiment_name", "cv", "--output_dir", str(tmp_path / "cv"), tmp=tmp_path,
+        "cross_validation",
+        ["bundles/lv_mri/train.json", "bundles/lv_mri/compare.json"],
+        "--cv_folds",
+        "2",
+        "--max_iterations",
+        "2",
+        "--val_interval",
+        "2",
+        *TINY,
+        *SYNTH,
+        "--tracking_uri",
+        uri,
+        "--experiment_name",
+        "cv",
+        "--output_dir",
+        str(tmp_path / "cv"),
+        tmp=tmp_path,
     )
     assert "2-fold cross-validation" in proc.stdout
     table = proc.stdout.split("2-fold cross-validation")[1]
@@ -102,7 +162,11 @@ def test_inference_never_deletes_or_writes_into_the_input_folder(trained, where,
     args = [*TINY, "--ckpt_path", str(out / "model_best.pt"), "--input_dir", str(data), "--output_dir", str(output)]
     with pytest.raises(BaseException, match="input folder"):
         run_bundle(
-            "inference", ["bundles/lv_mri/train.json", "bundles/lv_mri/inference.json"], *args, "--overwrite", "true",
+            "inference",
+            ["bundles/lv_mri/train.json", "bundles/lv_mri/inference.json"],
+            *args,
+            "--overwrite",
+            "true",
             tmp=tmp,
         )
     assert _tree(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["D"]

@@ -177,3 +177,37 @@ def test_cell_inference_without_ckpt_path_uses_the_bundle_model(tmp_path):
         "--image_size", "[32,32]", "--clustering_options", "{'max_points': 500}", "--num_threads", "1", tmp=tmp_path,
     )  # fmt: skip
     assert validate_ctc_result(tmp_path / "res" / "01_RES")
+
+
+@pytest.mark.parametrize(
+    "record, image_size, fit, expect",
+    [
+        ({"image_size": [96, 96], "fit": "crop"}, [256, 256], "scale", None),  # native-resolution crops
+        ({"image_size": [96, 96], "fit": "scale"}, [256, 256], "crop", [96, 96]),  # the file decides
+        ({"image_size": [96, 96]}, [256, 256], "scale", [96, 96]),  # files of before "fit" was recorded
+        ({}, [128, 128], "scale", [128, 128]),  # nothing recorded: the bundle's settings
+        ({}, [128, 128], "crop", None),
+        ({"fit": "tiles"}, [128, 128], "scale", "fit: expected 'scale' or 'crop'"),
+    ],
+)
+def test_stored_inference_size_follows_how_the_model_was_trained(tmp_path, record, image_size, fit, expect):
+    from cosinetrack.workflows.checkpoint import stored_inference_size
+
+    path = tmp_path / "m.pt"
+    torch.save({"model": RecurrentStackedHourglass(**NET).state_dict(), **record}, path)
+    if isinstance(expect, str):
+        with pytest.raises(CosineTrackDataError, match=expect):
+            stored_inference_size(str(path), image_size, fit)
+    else:
+        assert stored_inference_size(str(path), image_size, fit) == expect
+
+
+@pytest.mark.parametrize(
+    "kwargs, problem", [({"fit": "tiles"}, "fit must be 'scale' or 'crop'"), ({"image_size": [0, 8]}, "image_size")]
+)
+def test_training_checkpoint_checks_the_canvas_it_records(tmp_path, kwargs, problem):
+    from cosinetrack.workflows.checkpoint import TrainingCheckpoint
+
+    net = RecurrentStackedHourglass(**NET)
+    with pytest.raises(ValueError, match=problem):
+        TrainingCheckpoint(str(tmp_path), net, torch.optim.Adam(net.parameters()), **kwargs)

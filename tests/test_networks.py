@@ -310,3 +310,61 @@ def test_benchmark_script_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "| recurrent | train fwd+bwd |" in out and "| non-recurrent | clip forward |" in out
     assert "ratio recurrent / non-recurrent" in out
+
+
+def _framewise(size_multiple: int = 4):
+    from monai.networks.nets import BasicUNet
+
+    from cosinetrack.networks import FrameWiseNetwork
+
+    torch.manual_seed(0)
+    unet = BasicUNet(spatial_dims=2, in_channels=1, out_channels=3, features=(4, 4, 4, 4, 4, 4))
+    return FrameWiseNetwork(unet, in_channels=1, out_channels=3, size_multiple=size_multiple)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 1, 32, 32), (1, 2, 1, 30, 45), (2, 1, 32, 32), (1, 1, 17, 33)])
+def test_framewise_network_keeps_shapes_and_frames_are_independent(shape: tuple[int, ...]) -> None:
+    net = _framewise(size_multiple=16).eval()
+    x = torch.randn(*shape)
+    (out,) = net(x)
+    assert out.shape == (*shape[:-3], 3, *shape[-2:])
+    if x.ndim == 5:  # a clip is its frames, each alone, streamed with no state
+        for t in range(x.shape[1]):
+            (step,), state = net.step(x[:, t])
+            assert state is None
+            torch.testing.assert_close(step, out[:, t])
+        with torch.no_grad():
+            shuffled = net(x.flip(1))[0].flip(1)
+        torch.testing.assert_close(shuffled, out.detach())
+
+
+@pytest.mark.parametrize(
+    "kwargs, problem",
+    [
+        ({"network": "unet"}, "must be a torch.nn.Module"),
+        ({"in_channels": 0}, "in_channels must be a positive int"),
+        ({"out_channels": True}, "out_channels must be a positive int"),
+        ({"size_multiple": 2.0}, "size_multiple must be a positive int"),
+    ],
+)
+def test_framewise_network_checks_its_arguments(kwargs: dict, problem: str) -> None:
+    from cosinetrack.networks import FrameWiseNetwork
+
+    with pytest.raises((TypeError, ValueError), match=problem):
+        FrameWiseNetwork(**{"network": torch.nn.Identity(), **kwargs})
+
+
+@pytest.mark.parametrize(
+    "net, shape, problem",
+    [
+        ("unet", (1, 2, 16, 16), r"C = in_channels = 1; got shape \(1, 2, 16, 16\)"),
+        ("unet", (16, 16), r"expects a clip"),
+        ("identity", (1, 1, 16, 16), r"returned shape \(1, 1, 16, 16\), expected \(N, out_channels=3"),
+    ],
+)
+def test_framewise_network_names_bad_shapes(net: str, shape: tuple[int, ...], problem: str) -> None:
+    from cosinetrack.networks import FrameWiseNetwork
+
+    model = _framewise() if net == "unet" else FrameWiseNetwork(torch.nn.Identity(), 1, 3)
+    with pytest.raises(ValueError, match=problem):
+        model(torch.randn(*shape))

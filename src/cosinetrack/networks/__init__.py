@@ -1,10 +1,11 @@
-"""cosinetrack.networks: the recurrent stacked hourglass network and its building blocks."""
+"""cosinetrack.networks: the recurrent stacked hourglass, its building blocks, a frame-wise wrapper for baselines."""
 
 from __future__ import annotations
 
 from cosinetrack.networks.convgru import ConvGRUCell
 from cosinetrack.networks.export import StackedHourglassExport
+from cosinetrack.networks.framewise import FrameWiseNetwork
 from cosinetrack.networks.hourglass import Hourglass
 from cosinetrack.networks.stacked import RecurrentStackedHourglass
 
-__all__ = ["ConvGRUCell", "Hourglass", "RecurrentStackedHourglass", "StackedHourglassExport"]
+__all__ = ["ConvGRUCell", "FrameWiseNetwork", "Hourglass", "RecurrentStackedHourglass", "StackedHourglassExport"]

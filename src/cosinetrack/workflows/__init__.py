@@ -11,6 +11,7 @@ from cosinetrack.workflows.checkpoint import (
     network_settings,
     resolve_model,
     stored_image_size,
+    stored_inference_size,
     stored_network_settings,
 )
 from cosinetrack.workflows.crossval import TABLE_NAME, cross_validate, fold_dir_name, run_training, summarize_folds
@@ -22,6 +23,7 @@ __all__ = [
     "load_weights",
     "stored_network_settings",
     "stored_image_size",
+    "stored_inference_size",
     "resolve_model",
     "network_for_model",
     "RNGState",

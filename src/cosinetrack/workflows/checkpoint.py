@@ -40,6 +40,7 @@ __all__ = [
     "load_weights",
     "stored_network_settings",
     "stored_image_size",
+    "stored_inference_size",
     "resolve_model",
     "network_for_model",
     "RNGState",
@@ -137,6 +138,22 @@ def stored_image_size(path: str, default: Sequence[int]) -> list[int]:
     if len(size) != 2 or any(int(v) < 1 for v in size):
         raise CosineTrackDataError(path, f"image_size: expected (h, w) of positive sizes, got {size!r}")
     return [int(v) for v in size]
+
+
+def stored_inference_size(path: str, image_size: Sequence[int], fit: str = "scale") -> list[int] | None:
+    """The size frames are fitted to before a model file's network: ``None`` (native resolution) or ``(h, w)``.
+
+    A model trained on native-resolution crops (its ``"fit"`` entry ``"crop"``, written by
+    :class:`TrainingCheckpoint`) runs on whole frames as they are; one trained on frames scaled to fit its
+    canvas gets them scaled to that canvas (:func:`stored_image_size`). ``image_size`` and ``fit`` are the
+    bundle's, used when the file records neither.
+    """
+    state = _read_checkpoint(require_file(path, "ckpt_path"))
+    stored = state.get("fit") if isinstance(state, dict) else None
+    fit = stored if stored is not None else fit
+    if fit not in ("scale", "crop"):
+        raise CosineTrackDataError(path, f"fit: expected 'scale' or 'crop', got {fit!r}")
+    return None if fit == "crop" else stored_image_size(path, image_size)
 
 
 def resolve_model(ckpt_path: str | None, bundle_root: str, preset: Mapping[str, Any] | None = None) -> str:
@@ -237,6 +254,9 @@ class TrainingCheckpoint:
         run_handlers: :class:`~cosinetrack.handlers.MLflowRunHandler` objects whose run is recorded and,
             on resume, continued (set RUNNING again).
         final_filename: weights written when training completes (never before).
+        image_size, fit: the network canvas and how frames were fitted to it in training (the
+            augmentation's ``fit``: ``"scale"`` or ``"crop"``), recorded in the final weights so that
+            inference feeds frames the same way (:func:`stored_inference_size`); ``None``: not recorded.
     """
 
     def __init__(
@@ -249,9 +269,16 @@ class TrainingCheckpoint:
         resume: bool = False,
         run_handlers: Sequence[Any] = (),
         final_filename: str = "model_final.pt",
+        image_size: Sequence[int] | None = None,
+        fit: str = "scale",
     ) -> None:
         if int(save_interval) < 0:
             raise ValueError(f"save_interval must be >= 0, got {save_interval}")
+        if fit not in ("scale", "crop"):
+            raise ValueError(f"fit must be 'scale' or 'crop', got {fit!r}")
+        if image_size is not None and (len(image_size) != 2 or any(int(v) < 1 for v in image_size)):
+            raise ValueError(f"image_size: expected (h, w) of positive sizes, got {image_size!r}")
+        self.canvas = {} if image_size is None else {"image_size": [int(v) for v in image_size], "fit": fit}
         self.save_dir = os.path.abspath(save_dir)
         if isinstance(network, torch.nn.parallel.DistributedDataParallel):
             network = network.module  # the files hold the plain network's weights and settings
@@ -307,14 +334,15 @@ class TrainingCheckpoint:
         raise CosineTrackDataError(self.save_dir, f"--resume: no readable training checkpoint ({'; '.join(errors)})")
 
     def completed(self, engine: Engine) -> None:
-        """Save the final state and ``model_final.pt`` (weights + network settings), atomically."""
+        """Save the final state and ``model_final.pt`` (weights, network settings, canvas), atomically."""
         if self.save_interval > 0 and engine.state.iteration % self.save_interval:
             self.checkpoint(engine)  # Ignite's DiskSaver writes on rank 0 only
         if not is_rank0():  # under torchrun, rank 0 alone writes
             return
         path = os.path.join(self.save_dir, self.final_filename)
         with atomic_file(path, suffix=".pt") as tmp:
-            torch.save({"model": self.network.state_dict(), "network": network_settings(self.network)}, tmp)
+            weights = {"model": self.network.state_dict(), "network": network_settings(self.network)}
+            torch.save({**weights, **self.canvas}, tmp)
 
 
 def handlers_of_rank(handlers: Sequence[Any]) -> list[Any]:
