@@ -152,3 +152,22 @@ def test_training_with_a_sqlite_store_elsewhere_keeps_artifacts_beside_it(tmp_pa
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"config.json", "model_best.pt"}
     assert not _repo_files_naming(run.info.run_id)  # nothing of this run in the repository's mlruns/
     assert sorted(os.listdir(tmp_path)) == ["cache", "run", "store"]
+
+
+def test_trainings_started_in_the_same_second_log_into_their_own_runs(tmp_path, no_env_uri):
+    """Two folds launched together got the same run name and wrote into one MLflow run (their validation
+    curves interleaved); each process's name now differs, and each handler pair its own run."""
+    from ignite.engine import Engine
+
+    from cosinetrack.handlers.mlflow import MLflowRunHandler, make_run_name
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    names = [make_run_name("lv_mri", "recurrent", "acdc", "fold0") for _ in range(2)]
+    assert names[0] != names[1] and all(n.startswith("lv_mri-recurrent-acdc-fold0-") for n in names)
+    run_ids = []
+    for name in names:
+        handler = MLflowRunHandler(tracking_uri=uri, experiment_name="t", run_name=name, iteration_log=False)
+        engine = Engine(lambda e, b: None)
+        handler.start(engine)
+        run_ids.append(handler.cur_run.info.run_id)
+    assert run_ids[0] != run_ids[1]

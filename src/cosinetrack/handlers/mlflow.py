@@ -17,6 +17,7 @@ import inspect
 import json
 import os
 import re
+import secrets
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -96,9 +97,14 @@ def sqlite_store_lock(tracking_uri: str | None) -> contextlib.AbstractContextMan
 
 
 def make_run_name(*parts: Any) -> str:
-    """``task-variant-dataset-YYYYmmdd-HHMMSS``: readable in the MLflow UI and unique per start."""
+    """``task-variant-dataset-YYYYmmdd-HHMMSS-xxxx``: readable in the MLflow UI and unique per start.
+
+    The handlers of one process that share this name write into one run, so the name must differ between
+    processes: ``xxxx`` (4 random hex digits) tells apart trainings started in the same second (two folds
+    launched together logged into one run before it was there).
+    """
     words = [str(p) for p in parts if p not in (None, "")]
-    return "-".join(words + [time.strftime("%Y%m%d-%H%M%S")])
+    return "-".join(words + [time.strftime("%Y%m%d-%H%M%S"), secrets.token_hex(2)])
 
 
 def _running_bundle_config() -> dict | None:
