@@ -5,9 +5,11 @@ from __future__ import annotations
 import mlflow
 import numpy as np
 import pytest
+import torch
 from conftest import run_bundle, train_tiny
 
 from cosinetrack.apps.leaf.cvppp import find_cvppp_plants, read_cvppp_label, read_leaf_counts, write_cvppp_image
+from cosinetrack.workflows import stored_image_size
 
 TRAIN = ["bundles/leaf/train.json"]
 TINY = ["--image_size", "[64,64]", "--num_levels", "3", "--num_filters", "8", "--num_threads", "2"]
@@ -85,6 +87,16 @@ def test_cross_validation_table_over_plants(tmp_path):
     runs = client.search_runs([client.get_experiment_by_name("cv").experiment_id])
     summary = [r for r in runs if "cv2" in r.info.run_name][0]
     assert "nonrecurrent_sbd" in summary.data.metrics and "nonrecurrent_abs_dic_std" in summary.data.metrics
+
+
+def test_crop_training_records_the_canvas_that_inference_runs_on(tmp_path):
+    """``augmentation#crop_size``: 32 x 32 crops of the 64 x 64 canvas in training; validation and the model
+    file use the whole canvas, so inference scales photos to it (leaves at the scale the network learnt)."""
+    _, _, out, proc = train_tiny(tmp_path, TRAIN, *TINY, *SYNTH, "--augmentation#crop_size", "[32,32]")
+    assert "Validation after 4 iterations" in proc.stdout and "val_sbd" in proc.stdout
+    final = torch.load(out / "model_final.pt", weights_only=True)
+    assert final["image_size"] == [64, 64] and final["fit"] == "scale"
+    assert stored_image_size(str(out / "model_final.pt"), [128, 128]) == [64, 64]
 
 
 @pytest.mark.real_data

@@ -12,6 +12,7 @@ from conftest import run_bundle, train_tiny
 
 TINY = ["--image_size", "[32,32]", "--num_levels", "3", "--num_filters", "8", "--num_threads", "2"]
 SYNTH = ["--synthetic#num_cases", "4", "--synthetic#image_size", "[40,48]", "--synthetic#num_frames", "6"]
+EVALUATE = ["bundles/lv_mri/train.json", "bundles/lv_mri/evaluate.json"]
 
 
 @pytest.fixture(scope="module")
@@ -40,23 +41,15 @@ def test_training_logs_a_complete_mlflow_run(trained):
     assert final["image_size"] == [32, 32] and final["fit"] == "scale"  # inference fits frames the same way
 
 
+def evaluate_tiny(tmp, uri, ckpt):
+    """The user's ``evaluating`` command on the tiny synthetic set with model file ``ckpt``."""
+    args = [*TINY, *SYNTH, "--ckpt_path", str(ckpt), "--tracking_uri", uri, "--experiment_name", "test"]
+    return run_bundle("evaluating", EVALUATE, *args, "--output_dir", str(tmp / "eval"), tmp=tmp)
+
+
 def test_evaluate_prints_iou_table(trained):
     tmp, uri, out, _ = trained
-    proc = run_bundle(
-        "evaluating",
-        ["bundles/lv_mri/train.json", "bundles/lv_mri/evaluate.json"],
-        *TINY,
-        *SYNTH,
-        "--ckpt_path",
-        str(out / "model_best.pt"),
-        "--tracking_uri",
-        uri,
-        "--experiment_name",
-        "test",
-        "--output_dir",
-        str(tmp / "eval"),
-        tmp=tmp,
-    )
+    proc = evaluate_tiny(tmp, uri, out / "model_best.pt")
     assert "| case | myo | cav |" in proc.stdout and "mean ± std" in proc.stdout
 
 
@@ -87,21 +80,7 @@ def test_native_resolution_crops_train_and_run_on_whole_slices(tmp_path):
     assert "val_iou_myo" in proc.stdout
     final = torch.load(out / "model_final.pt", weights_only=True)
     assert final["fit"] == "crop" and final["image_size"] == [32, 32]
-    proc = run_bundle(
-        "evaluating",
-        ["bundles/lv_mri/train.json", "bundles/lv_mri/evaluate.json"],
-        *TINY,
-        *SYNTH,
-        "--ckpt_path",
-        str(out / "model_final.pt"),
-        "--tracking_uri",
-        uri,
-        "--experiment_name",
-        "test",
-        "--output_dir",
-        str(tmp / "eval"),
-        tmp=tmp,
-    )
+    proc = evaluate_tiny(tmp, uri, out / "model_final.pt")
     assert "| case | myo | cav |" in proc.stdout
     images = tmp / "cache" / os.listdir(tmp / "cache")[0] / "imagesTr"
     args = [*TINY, "--ckpt_path", str(out / "model_final.pt"), "--input_dir", str(images.parent)]

@@ -63,6 +63,37 @@ def test_train_transforms_shape_range_and_one_draw_for_all_frames():
     assert (plain["label"][0, 0] == IGNORE_LABEL).all() and (plain["label"][0, 16] != IGNORE_LABEL).all()
 
 
+def test_crop_size_crops_the_scaled_canvas_not_the_native_frame():
+    image = np.random.default_rng(0).random((3, 100, 80)).astype(np.float32)
+    label = np.random.default_rng(1).integers(0, 4, (1, 100, 80))
+    item = {"image": image, "label": label}
+    canvas = clip_train_transforms((50, 50), augment=False)(dict(item))
+    crop = clip_train_transforms((50, 50), augment=False, crop_size=(20, 24))
+    crop.set_random_state(5)
+    out = crop(dict(item))
+    assert out["image"].shape == (3, 20, 24) and out["label"].shape == (1, 20, 24)
+    windows = [
+        (y, x)
+        for y in range(50 - 20 + 1)
+        for x in range(50 - 24 + 1)
+        if torch.equal(canvas["image"][:, y : y + 20, x : x + 24], out["image"])
+    ]
+    assert len(windows) == 1  # one window of the 50 x 50 canvas (0.5x scale), not of the 100 x 80 frame
+    (y, x) = windows[0]
+    assert torch.equal(canvas["label"][:, y : y + 20, x : x + 24], out["label"])
+    augmented = clip_train_transforms((50, 50), rotate_deg=180.0, padding_mode="reflection", crop_size=(20, 24))
+    assert augmented(dict(item))["image"].shape == (3, 20, 24)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"crop_size": (60, 20)}, {"crop_size": (20,)}, {"crop_size": (0, 8)}, {"crop_size": (8, 8), "fit": "crop"}],
+)
+def test_crop_size_outside_the_canvas_is_refused(kwargs):
+    with pytest.raises(ValueError, match="crop_size"):
+        clip_train_transforms((50, 50), **kwargs)
+
+
 def test_robust_normalization_maps_percentiles_to_unit_range():
     image = np.linspace(0, 100, 1000, dtype=np.float32).reshape(1, 1, 10, 100)
     out = clip_eval_transforms(i_min=10, i_max=10)({"image": image})["image"]

@@ -7,7 +7,8 @@ one random draw of each transform moves every frame of a clip the same way.
   the median of the lowest ``i_min`` % and of the highest ``i_max`` % of the values, which are the
   ``i_min / 2`` and ``100 - i_max / 2`` percentiles. Then (training) shift by ``U(-i_shift, i_shift)``
   and scale by ``U(1 - i_scale, 1 + i_scale)``.
-* **Spatial** (:func:`clip_train_transforms`): scale to fit ``image_size``; flip each axis with
+* **Spatial** (:func:`clip_train_transforms`): scale to fit ``image_size`` (optionally then a random
+  ``crop_size`` crop of it, or ``fit="crop"``: a random ``image_size`` crop at native resolution); flip each axis with
   probability ``flip_prob``; one resampling that rotates by ``U(-rotate_deg, rotate_deg)``, scales by
   ``U(1 - scale, 1 + scale)``, translates by ``U(-translate, translate)`` px and deforms elastically
   (control points every ``elastic_spacing`` px moved by ``elastic_magnitude`` px). MONAI draws the
@@ -82,6 +83,7 @@ def clip_train_transforms(
     augment: bool = True,
     smooth_sigma: float = 0.0,
     fit: str = "scale",
+    crop_size: Sequence[int] | None = None,
     noise_std: float = 0.0,
     noise_prob: float = 0.5,
     gamma: float = 0.0,
@@ -95,7 +97,9 @@ def clip_train_transforms(
     setting: 2 px), as :func:`clip_eval_transforms` does at inference. ``fit="scale"`` (the paper) scales
     the clip to fit ``image_size``; ``fit="crop"`` keeps the native resolution and takes a random
     ``image_size`` crop (mirror-padded when the frames are smaller), for networks that run in tiles at
-    full resolution (:class:`~cosinetrack.inference.TiledPairSegmenter`).
+    full resolution (:class:`~cosinetrack.inference.TiledPairSegmenter`). ``crop_size`` with ``fit="scale"``
+    trains on random ``crop_size`` crops of the ``image_size`` canvas (objects at the canvas' scale for the
+    cost of the crop; inference runs on the whole canvas).
 
     Beyond the paper (all off by default): ``gamma`` > 0 applies a random gamma ``exp(U(-gamma, gamma))``
     to the raw clip (dim nuclei brighter or darker relative to bright ones), and ``noise_std`` > 0 adds
@@ -107,6 +111,10 @@ def clip_train_transforms(
         raise ValueError(f"fit must be 'scale' or 'crop', got {fit!r}")
     keys = ("image", "label")
     size = tuple(int(s) for s in image_size)
+    if crop_size is not None:
+        crop = tuple(int(s) for s in crop_size)
+        if fit != "scale" or len(crop) != 2 or not all(0 < c <= s for c, s in zip(crop, size)):
+            raise ValueError(f"crop_size must be (h, w) within image_size {size} and fit 'scale', got {crop_size!r}")
     transforms = [
         EnsureTyped(keys=keys, track_meta=False),
         *(_raw_intensity(gamma, noise_std, noise_prob) if augment else []),
@@ -117,6 +125,9 @@ def clip_train_transforms(
     if fit == "scale":
         pad = _TORCH_PAD[padding_mode]
         transforms.append(FitToSized(keys=keys, spatial_size=size, mode=("bilinear", "nearest"), padding_mode=pad))
+        if crop_size is not None:
+            size = crop
+            transforms.append(RandSpatialCropd(keys=keys, roi_size=size, random_size=False))
     else:
         transforms += [
             SpatialPadd(keys=keys, spatial_size=size, mode=(_NUMPY_PAD[padding_mode], "constant")),
