@@ -202,6 +202,35 @@ def test_stored_inference_size_follows_how_the_model_was_trained(tmp_path, recor
         assert stored_inference_size(str(path), image_size, fit) == expect
 
 
+BUNDLE_CLUSTERING = {"min_samples": 50, "coordinate_scale": 0.001, "background": "auto"}
+MIXED = {**BUNDLE_CLUSTERING, "min_samples": 25, "coordinate_scale": 0.002}
+
+
+@pytest.mark.parametrize(
+    "record, canvas, expect",
+    [
+        ({}, [256, 256], BUNDLE_CLUSTERING),  # nothing recorded, same canvas: the bundle's options
+        ({}, [128, 128], {**BUNDLE_CLUSTERING, "min_samples": 13, "coordinate_scale": 0.002}),  # converted
+        ({"clustering": {"min_samples": 25}}, [256, 256], {**BUNDLE_CLUSTERING, "min_samples": 25}),  # the file's
+        # recorded keys win, the others are the bundle's converted to the canvas
+        ({"clustering": {"min_samples": 25}}, [128, 128], MIXED),
+        ({"clustering": [25]}, [256, 256], "clustering: expected a mapping"),
+        ({"clustering": {"min_smaples": 25}}, [256, 256], "clustering: .*min_smaples"),
+    ],
+)
+def test_stored_clustering_prefers_what_the_model_file_records(tmp_path, record, canvas, expect):
+    from cosinetrack.workflows.checkpoint import stored_clustering
+
+    path = tmp_path / "m.pt"
+    torch.save({"model": RecurrentStackedHourglass(**NET).state_dict(), **record}, path)
+    if isinstance(expect, str):
+        with pytest.raises(CosineTrackDataError, match=expect):
+            stored_clustering(str(path), BUNDLE_CLUSTERING, [256, 256], canvas)
+    else:
+        got = stored_clustering(str(path), BUNDLE_CLUSTERING, [256, 256], canvas)
+        assert got == pytest.approx(expect)
+
+
 @pytest.mark.parametrize(
     "kwargs, problem", [({"fit": "tiles"}, "fit must be 'scale' or 'crop'"), ({"image_size": [0, 8]}, "image_size")]
 )

@@ -27,8 +27,10 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 from monai.handlers import LrScheduleHandler
 
+from cosinetrack.clustering.options import check_cluster_kwargs
+from cosinetrack.clustering.transforms import clustering_for_canvas
 from cosinetrack.distributed import is_rank0
-from cosinetrack.errors import CosineTrackDataError
+from cosinetrack.errors import CosineTrackConfigError, CosineTrackDataError
 from cosinetrack.io.atomic import atomic_file
 from cosinetrack.io.paths import require_file
 from cosinetrack.networks.stacked import RecurrentStackedHourglass
@@ -41,6 +43,7 @@ __all__ = [
     "stored_network_settings",
     "stored_image_size",
     "stored_inference_size",
+    "stored_clustering",
     "resolve_model",
     "network_for_model",
     "RNGState",
@@ -154,6 +157,33 @@ def stored_inference_size(path: str, image_size: Sequence[int], fit: str = "scal
     if fit not in ("scale", "crop"):
         raise CosineTrackDataError(path, f"fit: expected 'scale' or 'crop', got {fit!r}")
     return None if fit == "crop" else stored_image_size(path, image_size)
+
+
+def stored_clustering(
+    path: str, default: Mapping[str, Any], options_size: Sequence[int], canvas: Sequence[int]
+) -> dict[str, Any]:
+    """The clustering options to run a model file with on a ``canvas`` of embeddings.
+
+    A shipped model may record the options it was validated with (its ``"clustering"`` entry, for the
+    canvas it runs on: :func:`stored_image_size`); they are taken over the bundle's ``default`` key by key.
+    Otherwise ``default``, chosen for an ``options_size`` canvas, is converted to ``canvas``
+    (:func:`~cosinetrack.clustering.clustering_for_canvas`). To run a model with other options, override
+    the inference config's ``inference_clustering``.
+
+    Raises:
+        CosineTrackDataError: the recorded entry is not a mapping of valid clustering options.
+    """
+    state = _read_checkpoint(require_file(path, "ckpt_path"))
+    stored = state.get("clustering") if isinstance(state, dict) else None
+    options = clustering_for_canvas(default, options_size, canvas)
+    if stored is None:
+        return options
+    if not isinstance(stored, Mapping):
+        raise CosineTrackDataError(path, f"clustering: expected a mapping of clustering options, got {stored!r}")
+    try:
+        return check_cluster_kwargs({**options, **stored}, "clustering")
+    except (CosineTrackConfigError, ValueError, TypeError) as err:
+        raise CosineTrackDataError(path, f"clustering: {err}") from err
 
 
 def resolve_model(ckpt_path: str | None, bundle_root: str, preset: Mapping[str, Any] | None = None) -> str:
