@@ -2,7 +2,10 @@
 
 Reads the validation metrics that the bundles log to MLflow (the held-out fold or frames of each run) and
 plots them against the minutes since the run started (1 training thread; wall time, which on a shared
-machine overstates the CPU time: the table gives both where the runs' CPU time is known).
+machine overstates the CPU time: the table gives both where the runs' CPU time is known). With
+``--cpu_minutes`` (the measured process CPU time of each whole run, e.g. from ``/proc/<pid>/stat``) the x
+axis is CPU minutes instead: each point at its iteration's share of the run's CPU time (one thread: the cost
+per iteration is constant, validation included).
 
     python benchmarks/plot_learning_curves.py --tracking_uri sqlite:///mlruns/mlflow.db \
         --runs lv_mri-recurrent-acdc-fold0 leaf-nonrecurrent-A1-fold0 \
@@ -51,24 +54,34 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--metrics", nargs="+", required=True, help="comma-separated metrics per run")
     parser.add_argument("--titles", nargs="*", default=None)
+    parser.add_argument(
+        "--cpu_minutes", nargs="*", type=float, default=None,
+        help="CPU minutes of each whole run (one per run): plot against CPU minutes, not wall minutes",
+    )  # fmt: skip
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     if len(args.metrics) != len(args.runs):
         raise SystemExit("--metrics: one comma-separated list per run")
+    if args.cpu_minutes is not None and len(args.cpu_minutes) != len(args.runs):
+        raise SystemExit("--cpu_minutes: one value per run")
     fig, axes = plt.subplots(1, len(args.runs), figsize=(5.5 * len(args.runs), 4), squeeze=False)
     for i, (spec, names) in enumerate(zip(args.runs, args.metrics)):
         uri, _, prefix = spec.rpartition("::")
         curves = run_curves(mlflow.MlflowClient(uri or args.tracking_uri), prefix, names.split(","))
         ax = axes[0, i]
+        last_step = max((p[1] for points in curves.values() for p in points), default=1) or 1
         for name, points in curves.items():
             if not points:
                 continue
+            if args.cpu_minutes is not None:
+                points = [(args.cpu_minutes[i] * step / last_step, step, v) for _, step, v in points]
             minutes, steps, values = zip(*points)
             ax.plot(minutes, values, "o-", label=name)
             for x, s, v in zip(minutes, steps, values):
                 ax.annotate(str(s), (x, v), textcoords="offset points", xytext=(0, 5), fontsize=7, ha="center")
             print(f"| {prefix} | {name} | " + " | ".join(f"{s}: {v:.3f} @ {x:.0f} min" for x, s, v in points) + " |")
-        ax.set_xlabel("training minutes (1 thread, wall; labels: iteration)")
+        unit = "CPU" if args.cpu_minutes is not None else "wall"
+        ax.set_xlabel(f"training minutes (1 thread, {unit}; labels: iteration)")
         ax.set_ylabel("held-out score")
         ax.set_title(args.titles[i] if args.titles else prefix)
         ax.grid(alpha=0.3)
