@@ -9,7 +9,7 @@ import torch
 from conftest import run_bundle, train_tiny
 
 from cosinetrack.apps.leaf.cvppp import find_cvppp_plants, read_cvppp_label, read_leaf_counts, write_cvppp_image
-from cosinetrack.workflows import stored_image_size
+from cosinetrack.workflows import stored_clustering, stored_image_size
 
 TRAIN = ["bundles/leaf/train.json"]
 TINY = ["--image_size", "[64,64]", "--num_levels", "3", "--num_filters", "8", "--num_threads", "2"]
@@ -92,11 +92,16 @@ def test_cross_validation_table_over_plants(tmp_path):
 def test_crop_training_records_the_canvas_that_inference_runs_on(tmp_path):
     """``augmentation#crop_size``: 32 x 32 crops of the 64 x 64 canvas in training; validation and the model
     file use the whole canvas, so inference scales photos to it (leaves at the scale the network learnt)."""
-    _, _, out, proc = train_tiny(tmp_path, TRAIN, *TINY, *SYNTH, "--augmentation#crop_size", "[32,32]")
+    _, _, out, proc = train_tiny(
+        tmp_path, TRAIN, *TINY, *SYNTH, "--augmentation#crop_size", "[32,32]", "--clustering#min_samples", "7"
+    )
     assert "Validation after 4 iterations" in proc.stdout and "val_sbd" in proc.stdout
     final = torch.load(out / "model_final.pt", weights_only=True)
     assert final["image_size"] == [64, 64] and final["fit"] == "scale"
     assert stored_image_size(str(out / "model_final.pt"), [128, 128]) == [64, 64]
+    # the clustering it was validated with travels in the file: inference runs it unless told otherwise
+    assert final["clustering"]["min_samples"] == 7
+    assert stored_clustering(str(out / "model_final.pt"), {"min_samples": 50}, [64, 64], [64, 64])["min_samples"] == 7
 
 
 @pytest.mark.real_data

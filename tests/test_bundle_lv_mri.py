@@ -39,6 +39,7 @@ def test_training_logs_a_complete_mlflow_run(trained):
     assert (out / "model_best.pt").is_file() and (out / "model_final.pt").is_file()
     final = torch.load(out / "model_final.pt", weights_only=True)
     assert final["image_size"] == [32, 32] and final["fit"] == "scale"  # inference fits frames the same way
+    assert "clustering" not in final  # semantic classes: nothing to cluster
 
 
 def evaluate_tiny(tmp, uri, ckpt):

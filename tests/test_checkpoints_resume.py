@@ -232,11 +232,16 @@ def test_stored_clustering_prefers_what_the_model_file_records(tmp_path, record,
 
 
 @pytest.mark.parametrize(
-    "kwargs, problem", [({"fit": "tiles"}, "fit must be 'scale' or 'crop'"), ({"image_size": [0, 8]}, "image_size")]
+    "kwargs, problem",
+    [
+        ({"fit": "tiles"}, "fit must be 'scale' or 'crop'"),
+        ({"image_size": [0, 8]}, "image_size"),
+        ({"clustering": {"min_sample": 25}}, "min_sample"),
+    ],
 )
 def test_training_checkpoint_checks_the_canvas_it_records(tmp_path, kwargs, problem):
     from cosinetrack.workflows.checkpoint import TrainingCheckpoint
 
     net = RecurrentStackedHourglass(**NET)
-    with pytest.raises(ValueError, match=problem):
+    with pytest.raises((ValueError, TypeError), match=problem):
         TrainingCheckpoint(str(tmp_path), net, torch.optim.Adam(net.parameters()), **kwargs)

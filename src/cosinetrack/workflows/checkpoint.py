@@ -287,6 +287,10 @@ class TrainingCheckpoint:
         image_size, fit: the network canvas and how frames were fitted to it in training (the
             augmentation's ``fit``: ``"scale"`` or ``"crop"``), recorded in the final weights so that
             inference feeds frames the same way (:func:`stored_inference_size`); ``None``: not recorded.
+        clustering: the clustering options the run validates with, for the ``image_size`` canvas, recorded
+            in the final weights so that inference clusters the model's embeddings the same way
+            (:func:`stored_clustering`); ``None`` (a semantic task, or options chosen per data set at
+            inference): not recorded.
     """
 
     def __init__(
@@ -301,6 +305,7 @@ class TrainingCheckpoint:
         final_filename: str = "model_final.pt",
         image_size: Sequence[int] | None = None,
         fit: str = "scale",
+        clustering: Mapping[str, Any] | None = None,
     ) -> None:
         if int(save_interval) < 0:
             raise ValueError(f"save_interval must be >= 0, got {save_interval}")
@@ -309,6 +314,8 @@ class TrainingCheckpoint:
         if image_size is not None and (len(image_size) != 2 or any(int(v) < 1 for v in image_size)):
             raise ValueError(f"image_size: expected (h, w) of positive sizes, got {image_size!r}")
         self.canvas = {} if image_size is None else {"image_size": [int(v) for v in image_size], "fit": fit}
+        if clustering is not None:
+            self.canvas["clustering"] = dict(check_cluster_kwargs(clustering, "clustering"))
         self.save_dir = os.path.abspath(save_dir)
         if isinstance(network, torch.nn.parallel.DistributedDataParallel):
             network = network.module  # the files hold the plain network's weights and settings
@@ -364,7 +371,7 @@ class TrainingCheckpoint:
         raise CosineTrackDataError(self.save_dir, f"--resume: no readable training checkpoint ({'; '.join(errors)})")
 
     def completed(self, engine: Engine) -> None:
-        """Save the final state and ``model_final.pt`` (weights, network settings, canvas), atomically."""
+        """Save the final state and ``model_final.pt`` (weights, network settings, canvas, clustering), atomically."""
         if self.save_interval > 0 and engine.state.iteration % self.save_interval:
             self.checkpoint(engine)  # Ignite's DiskSaver writes on rank 0 only
         if not is_rank0():  # under torchrun, rank 0 alone writes
