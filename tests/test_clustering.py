@@ -565,6 +565,9 @@ def test_write_instance_png_modes(tmp_path):
         ({"min_samples": 13, "coordinate_scale": 2e-3}, (128, 128), (128, 128), {"min_samples": 13, "coordinate_scale": 2e-3}),  # noqa: E501
         ({"min_samples": 13, "min_size": 6.5}, (128, 128), (256, 256), {"min_samples": 52, "min_size": 26.0}),
         ({"min_samples": 8, "min_size": None}, (256, 256), (64, 64), {"min_samples": 5, "min_size": None}),
+        ({"min_samples": 25, "min_cluster_size": 40}, (256, 256), (128, 128), {"min_samples": 6, "min_cluster_size": 10}),  # noqa: E501
+        ({"min_cluster_size": 4, "min_samples": 20}, (256, 256), (64, 64), {"min_cluster_size": 2, "min_samples": 5}),  # noqa: E501
+        ({"min_cluster_size": None}, (128, 128), (256, 256), {"min_cluster_size": None}),
     ],
 )  # fmt: skip
 def test_clustering_for_canvas_scales_with_the_canvas(options, size, canvas, expected):

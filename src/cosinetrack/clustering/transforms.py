@@ -33,8 +33,9 @@ def clustering_for_canvas(
     """Clustering options chosen for an ``options_size`` canvas, converted to a ``canvas`` of another size.
 
     With pixels ``k`` times larger in each direction an object covers ``k**2`` times more pixels and
-    its coordinates grow ``k`` times: ``min_samples`` (and a numeric ``min_size``) scale by ``k**2``
-    (``min_samples`` at least 5) and ``coordinate_scale`` by ``1 / k``. E.g. the leaf bundle's
+    its coordinates grow ``k`` times: ``min_samples``, a given ``min_cluster_size`` and a numeric ``min_size``
+    scale by ``k**2`` (``min_samples`` at least 5, ``min_cluster_size`` at least 2) and ``coordinate_scale``
+    by ``1 / k``. E.g. the leaf bundle's
     ``min_samples`` 50 at 256 x 256 becomes 13 for a model trained at 128 x 128.
 
     Args:
@@ -46,6 +47,8 @@ def clustering_for_canvas(
     k = (float(canvas[0]) * float(canvas[1]) / (float(options_size[0]) * float(options_size[1]))) ** 0.5
     if "min_samples" in options:
         options["min_samples"] = max(5, math.floor(float(options["min_samples"]) * k * k + 0.5))  # 12.5 -> 13
+    if options.get("min_cluster_size") is not None:
+        options["min_cluster_size"] = max(2, math.floor(float(options["min_cluster_size"]) * k * k + 0.5))
     if options.get("coordinate_scale") is not None:
         options["coordinate_scale"] = float(options["coordinate_scale"]) / k
     if isinstance(options.get("min_size"), (int, float)) and not isinstance(options.get("min_size"), bool):
