@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cosinetrack.transforms.augment import clip_train_transforms
+from cosinetrack.errors import CosineTrackConfigError
+from cosinetrack.transforms.augment import check_augmentation, clip_train_transforms
 from cosinetrack.transforms.intensity import RandImagingNoised
 
 
@@ -71,3 +72,51 @@ def test_training_pipeline_with_raw_intensity_augmentation(gamma, noise_std):
     a = eval_pipe({"image": _clip(), "label": label})["image"]
     b = eval_pipe({"image": _clip(), "label": label})["image"]
     torch.testing.assert_close(a, b)  # augment=False: no noise, no gamma
+
+
+@pytest.mark.parametrize(
+    "max_std, item, expect_k_max",  # the item's own strength wins over max_std when max_std_key is set
+    [
+        (0.0, {"noise_std": 0.5}, 0.5),
+        (0.5, {"noise_std": 0.0}, 0.0),
+        (0.5, {}, 0.5),
+    ],
+)
+def test_an_item_brings_its_own_noise_strength(max_std, item, expect_k_max):
+    t = RandImagingNoised(keys="image", prob=1.0, max_std=max_std, poisson_prob=0.0, max_std_key="noise_std")
+    t.set_random_state(0)
+    out = t({"image": _clip(), **item})
+    diff = out["image"] - _clip()
+    if expect_k_max == 0.0:
+        np.testing.assert_array_equal(diff, 0)
+        return
+    assert 0 < t._k <= expect_k_max
+    assert diff[:, 20:, 20:].std() == pytest.approx(t._k * 200, rel=0.1)
+    same = RandImagingNoised(keys="image", prob=1.0, max_std=expect_k_max, poisson_prob=0.0)
+    same.set_random_state(0)
+    np.testing.assert_array_equal(same({"image": _clip()})["image"], out["image"])  # the same draws
+
+
+@pytest.mark.parametrize("bad", [-0.1, "x", float("inf")])
+def test_a_bad_item_noise_strength_is_a_clear_error(bad):
+    t = RandImagingNoised(keys="image", prob=1.0, max_std=0.3, max_std_key="noise_std")
+    with pytest.raises(ValueError, match="item key 'noise_std': expected a number >= 0"):
+        t({"image": _clip(), "noise_std": bad})
+
+
+@pytest.mark.parametrize(
+    "noise_std, expect",  # (max_std, max_std_key) of the pipeline's noise transform, or None for none
+    [(0.0, None), (0.3, (0.3, None)), ({"A": 0.0}, None), ({"A": 0.0, "B": 0.2}, (0.0, "noise_std"))],
+)
+def test_noise_given_per_data_set_reads_each_items_strength(noise_std, expect):
+    pipe = clip_train_transforms((32, 32), i_min=20, i_max=1, noise_std=noise_std)
+    noise = [(t.max_std, t.max_std_key) for t in pipe.transforms if isinstance(t, RandImagingNoised)]
+    assert noise == ([expect] if expect else [])
+
+
+@pytest.mark.parametrize("bad", [{"A": -1.0}, {"A": True}, {"A": "0.3"}])
+def test_a_bad_per_data_set_strength_fails_the_pipeline_and_the_option_check(bad):
+    with pytest.raises(ValueError, match=r"noise_std\['A'\]: expected a number >= 0"):
+        clip_train_transforms((32, 32), noise_std=bad)
+    with pytest.raises(CosineTrackConfigError, match=r"augmentation#noise_std: noise_std\['A'\]"):
+        check_augmentation({"noise_std": bad})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import mlflow
@@ -17,7 +18,8 @@ from cosinetrack.apps.cell.presets import CTC_PRESETS, ctc_preset, preset_value
 from cosinetrack.apps.cell.sequence import VideoPart
 from cosinetrack.apps.cell.synthetic import write_synthetic_cell_dataset
 from cosinetrack.apps.cell.validation import validate_ctc_result
-from cosinetrack.errors import CosineTrackConfigError, CosineTrackDataError
+from cosinetrack.errors import CosineTrackConfigError, CosineTrackDataError, user_error_in_chain
+from cosinetrack.transforms.intensity import RandImagingNoised
 from cosinetrack.transforms.normalize import RobustNormalized, robust_scale
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -109,6 +111,51 @@ def test_a_clip_is_normalized_with_its_own_data_sets_percentages(datasets, monke
         torch.testing.assert_close(out, robust_scale(clip, case["i_min"] / 2, 100 - case["i_max"] / 2))
         other = 11.0 - case["i_max"]  # the other data set's i_max (1 <-> 10)
         assert not torch.allclose(out, robust_scale(clip, case["i_min"] / 2, 100 - other / 2), atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "noise_std, expected",  # the strength each data set's cases and clips carry (None: no key, the one value)
+    [
+        (0.0, None),
+        (0.2, None),
+        ({"Fluo-N2DH-GOWT1": 0.3}, {"Fluo-N2DH-SIM+": 0.0, "Fluo-N2DH-GOWT1": 0.3}),
+        ({"Fluo-N2DH-GOWT1": 0.3, "Fluo-N2DH-SIM+": 0.1}, {"Fluo-N2DH-SIM+": 0.1, "Fluo-N2DH-GOWT1": 0.3}),
+    ],
+)
+def test_imaging_noise_strength_per_data_set(datasets, monkeypatch, tmp_path, noise_std, expected):
+    dirs = [str(d) for d in datasets]
+    parser = _parser(monkeypatch, tmp_path, dataset_dir=dirs, **{"augmentation#noise_std": noise_std})
+    parser.get_parsed_content("option_checks")
+    dataset = parser.get_parsed_content("train_dataset")
+    noise = [t for t in parser.get_parsed_content("train_transforms").transforms if isinstance(t, RandImagingNoised)]
+    if expected is None:
+        assert all("noise_std" not in c for c in dataset.cases)
+        assert [(t.max_std, t.max_std_key) for t in noise] == ([(noise_std, None)] if noise_std else [])
+        return
+    assert {c["name"].split("/")[0]: c["noise_std"] for c in dataset.cases} == expected
+    assert {dataset[i]["name"].split("/")[0]: dataset[i]["noise_std"] for i in range(len(dataset))} == expected
+    (t,) = noise
+    assert (t.max_std, t.max_std_key) == (0.0, "noise_std")  # each clip brings its own strength
+    for i in range(len(dataset)):
+        assert t.item_max_std(dataset[i]) == expected[dataset[i]["name"].split("/")[0]]
+
+
+@pytest.mark.parametrize(
+    "noise_std, match",
+    [
+        ({"Fluo-N2DH-HeLa": 0.3}, r"augmentation#noise_std: names \['Fluo-N2DH-HeLa'\], not data sets of this run"),
+        ({"Fluo-N2DH-GOWT1": -0.1}, r"augmentation#noise_std: noise_std\['Fluo-N2DH-GOWT1'\]: expected a number >= 0"),
+        ({"Fluo-N2DH-GOWT1": "strong"}, r"augmentation#noise_std: .*expected a number >= 0, got 'strong'"),
+    ],
+)
+def test_a_bad_per_data_set_noise_strength_names_the_key(datasets, monkeypatch, tmp_path, noise_std, match):
+    dirs = [str(d) for d in datasets]
+    parser = _parser(monkeypatch, tmp_path, dataset_dir=dirs, **{"augmentation#noise_std": noise_std})
+    with pytest.raises(Exception) as info:  # the option check, or reading the cases (wrapped by MONAI)
+        parser.get_parsed_content("option_checks")
+        parser.get_parsed_content("train_dataset")
+    user = user_error_in_chain(info.value)  # what the command line shows as its last line
+    assert isinstance(user, CosineTrackConfigError) and re.search(match, str(user))
 
 
 def test_training_on_two_data_sets_validates_each_part_with_prefixed_names(datasets, tmp_path):

@@ -31,7 +31,8 @@ class ClipDataset(torch.utils.data.Dataset):
         clip_length: frames per clip (paper: 10 for recurrent networks, 1 for non-recurrent ones).
         transform: a MONAI (dictionary) transform applied to each item.
         case_keys: per-case values copied into each of the case's items when the (already read) case
-            has them, e.g. the normalization percentages ``i_min`` / ``i_max`` of :func:`read_ctc_cases`.
+            has them, e.g. the normalization percentages ``i_min`` / ``i_max`` and the imaging-noise strength
+            ``noise_std`` of :func:`read_ctc_cases`.
     """
 
     def __init__(
@@ -39,7 +40,7 @@ class ClipDataset(torch.utils.data.Dataset):
         cases: Sequence[Mapping[str, Any]],
         clip_length: int = 10,
         transform: Callable | None = None,
-        case_keys: Sequence[str] = ("i_min", "i_max"),
+        case_keys: Sequence[str] = ("i_min", "i_max", "noise_std"),
     ) -> None:
         if clip_length < 1:
             raise ValueError(f"clip_length must be >= 1, got {clip_length}")

@@ -4,6 +4,7 @@ from cosinetrack.transforms.augment import (
     check_augmentation,
     clip_eval_transforms,
     clip_train_transforms,
+    noise_strengths,
     robust_normalization,
 )
 from cosinetrack.transforms.intensity import RandImagingNoised
@@ -34,4 +35,5 @@ __all__ = [
     "clip_train_transforms",
     "clip_eval_transforms",
     "check_augmentation",
+    "noise_strengths",
 ]

@@ -46,7 +46,13 @@ from cosinetrack.transforms.intensity import RandImagingNoised
 from cosinetrack.transforms.normalize import RobustNormalized
 from cosinetrack.transforms.spatial import PAD_MODES, FitToSized
 
-__all__ = ["robust_normalization", "clip_train_transforms", "clip_eval_transforms", "check_augmentation"]
+__all__ = [
+    "robust_normalization",
+    "clip_train_transforms",
+    "clip_eval_transforms",
+    "check_augmentation",
+    "noise_strengths",
+]
 
 _TORCH_PAD = PAD_MODES
 _NUMPY_PAD = {"zeros": "constant", "reflection": "reflect", "border": "edge"}
@@ -84,7 +90,7 @@ def clip_train_transforms(
     smooth_sigma: float = 0.0,
     fit: str = "scale",
     crop_size: Sequence[int] | None = None,
-    noise_std: float = 0.0,
+    noise_std: float | Mapping[str, float] = 0.0,
     noise_prob: float = 0.5,
     gamma: float = 0.0,
 ) -> Compose:
@@ -105,7 +111,10 @@ def clip_train_transforms(
     to the raw clip (dim nuclei brighter or darker relative to bright ones), and ``noise_std`` > 0 adds
     noise of up to that fraction of the clip's contrast with probability ``noise_prob``
     (:class:`~cosinetrack.transforms.intensity.RandImagingNoised`), both before the smoothing and the
-    normalization, as real differences between videos arrive.
+    normalization, as real differences between videos arrive. ``noise_std`` may also be a mapping
+    ``{data set name: strength}`` (training on several data sets, noise on some only): the items then carry
+    their own strength (``noise_std``, put into each case by the data set's reader, e.g.
+    :func:`~cosinetrack.apps.cell.read_ctc_cases`; an item without one gets none).
     """
     if fit not in ("scale", "crop"):
         raise ValueError(f"fit must be 'scale' or 'crop', got {fit!r}")
@@ -162,13 +171,33 @@ def clip_train_transforms(
     return Compose(transforms)
 
 
-def _raw_intensity(gamma: float, noise_std: float, noise_prob: float) -> list:
+def noise_strengths(noise_std: float | Mapping[str, float] | None) -> dict[str, float] | None:
+    """``augmentation#noise_std`` given per data set (``{name: strength}``), checked; ``None`` for one number.
+
+    Raises:
+        ValueError: a strength that is not a finite number ``>= 0`` (naming its data set).
+    """
+    if not isinstance(noise_std, Mapping):
+        return None
+    out = {}
+    for name, value in noise_std.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < math.inf:
+            raise ValueError(f"noise_std[{name!r}]: expected a number >= 0, got {value!r}")
+        out[str(name)] = float(value)
+    return out
+
+
+def _raw_intensity(gamma: float, noise_std: float | Mapping[str, float], noise_prob: float) -> list:
     """Random gamma and imaging noise on the raw clip (nothing when both are 0)."""
     out = []
     if gamma and gamma > 0:
         out.append(RandAdjustContrastd(keys="image", prob=1.0, gamma=(math.exp(-gamma), math.exp(gamma))))
-    if noise_std and noise_std > 0:
-        out.append(RandImagingNoised(keys="image", prob=noise_prob, max_std=noise_std))
+    per_data_set = noise_strengths(noise_std)
+    if per_data_set is not None:  # each item carries its data set's strength; none: no noise
+        if any(v > 0 for v in per_data_set.values()):
+            out.append(RandImagingNoised(keys="image", prob=noise_prob, max_std=0.0, max_std_key="noise_std"))
+    elif noise_std and noise_std > 0:
+        out.append(RandImagingNoised(keys="image", prob=noise_prob, max_std=noise_std, max_std_key=None))
     return out
 
 
@@ -205,14 +234,20 @@ def check_augmentation(options: Mapping[str, Any] | None, section: str = "augmen
     instead of reaching training only.
 
     Raises:
-        CosineTrackConfigError: a moved, unknown or misspelt name (with the allowed ones).
+        CosineTrackConfigError: a moved, unknown or misspelt name (with the allowed ones), or a per-data-set
+            ``noise_std`` strength that is not a number ``>= 0``.
     """
     for key in options or {}:
         if key in _NORMALIZATION_KEYS:
             raise CosineTrackConfigError(
                 f"{section}#{key}", f"moved to normalization#{key}; set --normalization#{key} instead"
             )
-    return check_option_names(section, options, _AUGMENTATION_KEYS)
+    checked = check_option_names(section, options, _AUGMENTATION_KEYS)
+    try:
+        noise_strengths(checked.get("noise_std"))
+    except ValueError as e:
+        raise CosineTrackConfigError(f"{section}#noise_std", str(e)) from e
+    return checked
 
 
 _NORMALIZATION_KEYS = ("i_min", "i_max", "smooth_sigma")

@@ -34,6 +34,10 @@ class RandImagingNoised(RandomizableTransform, MapTransform):
         prob: probability that a clip gets noise at all.
         max_std: largest noise level, as a fraction of the clip's contrast ``s``.
         poisson_prob: probability that the noise is signal dependent (given that there is noise).
+        max_std_key: an item that holds this key (a number ``>= 0``) uses it instead of ``max_std``, so one
+            pipeline gives the clips of each data set their own strength (0: none); the cell bundle's
+            ``augmentation#noise_std`` as a mapping ``{data set name: max_std}`` puts it into each case
+            (:func:`~cosinetrack.apps.cell.read_ctc_cases`). ``None`` (default): every item uses ``max_std``.
     """
 
     backend = [np.ndarray.__name__]
@@ -44,6 +48,7 @@ class RandImagingNoised(RandomizableTransform, MapTransform):
         prob: float = 0.5,
         max_std: float = 0.2,
         poisson_prob: float = 0.5,
+        max_std_key: str | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         if not 0.0 <= prob <= 1.0 or not 0.0 <= poisson_prob <= 1.0:
@@ -54,17 +59,33 @@ class RandImagingNoised(RandomizableTransform, MapTransform):
         RandomizableTransform.__init__(self, prob)
         self.max_std = float(max_std)
         self.poisson_prob = float(poisson_prob)
+        self.max_std_key = max_std_key
+        self._u = 0.0
         self._k = 0.0
         self._poisson = False
 
     def randomize(self, data=None) -> None:
         super().randomize(None)
-        self._k = float(self.R.uniform(0.0, self.max_std))
+        self._u = float(self.R.uniform(0.0, 1.0))  # the level is this share of the item's max_std
         self._poisson = bool(self.R.uniform() < self.poisson_prob)
+
+    def item_max_std(self, data: Mapping[Hashable, object]) -> float:
+        """The largest noise level of the item ``data``: its ``max_std_key`` value, else ``max_std``."""
+        if self.max_std_key is None or self.max_std_key not in data:
+            return self.max_std
+        value = data[self.max_std_key]
+        try:
+            value = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ValueError(f"item key {self.max_std_key!r}: expected a number >= 0, got {value!r}") from None
+        if not 0.0 <= value < np.inf:
+            raise ValueError(f"item key {self.max_std_key!r}: expected a number >= 0, got {value!r}")
+        return value
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)
         self.randomize()
+        self._k = self._u * self.item_max_std(d)
         if not self._do_transform or self._k == 0.0:
             return d
         for key in self.key_iterator(d):

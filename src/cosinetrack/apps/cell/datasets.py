@@ -15,6 +15,7 @@ from cosinetrack.apps.cell.reader import find_ctc_sequences, read_ctc_training_v
 from cosinetrack.apps.cell.sequence import CTCSequence, VideoPart
 from cosinetrack.data.splits import consecutive_runs, frame_slice
 from cosinetrack.errors import CosineTrackConfigError, CosineTrackDataError
+from cosinetrack.transforms.augment import noise_strengths
 
 __all__ = [
     "ctc_dataset_name",
@@ -169,6 +170,7 @@ def read_ctc_cases(
     i_min: float | None = None,
     i_max: float | None = None,
     background_margin: float | None = None,
+    noise_std: float | Mapping[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Read the training parts of :func:`split_video_frames` as cases for :class:`CineClipDataset`.
 
@@ -181,7 +183,26 @@ def read_ctc_cases(
     ``background_margin`` (pixels): background far from every annotated cell on frames whose SEG is
     partial (:func:`~cosinetrack.apps.cell.merge_seg_tra`); ``None``: the sequence's preset's (the
     Fluo-N2DH-GOWT1 preset has one, the others none: off).
+    ``noise_std`` as a mapping ``{data set name: strength}`` (the bundle's ``augmentation#noise_std``)
+    gives each case its data set's imaging-noise strength as ``case["noise_std"]`` (0 for a data set not
+    named), which :class:`~cosinetrack.transforms.intensity.RandImagingNoised` uses for its clips; a number
+    or ``None`` adds nothing (the training pipeline's one value applies to all).
+
+    Raises:
+        CosineTrackConfigError: ``noise_std`` names a data set that none of the parts belongs to, or gives a
+            bad strength.
     """
+    try:
+        strengths = noise_strengths(noise_std)
+    except ValueError as e:
+        raise CosineTrackConfigError("augmentation#noise_std", str(e)) from e
+    if strengths is not None:
+        names = {_dataset_name(part.sequence) for part in parts}
+        unknown = sorted(set(strengths) - names)
+        if unknown:
+            raise CosineTrackConfigError(
+                "augmentation#noise_std", f"names {unknown}, not data sets of this run: {sorted(names)}"
+            )
     cases = []
     for part in parts:
         preset = part.sequence.preset or {}
@@ -193,8 +214,15 @@ def read_ctc_cases(
             value = preset.get(key) if value is None else value
             if value is not None:
                 case[key] = float(value)
+        if strengths is not None:
+            case["noise_std"] = strengths.get(_dataset_name(part.sequence), 0.0)
         cases.append(case)
     return cases
+
+
+def _dataset_name(sequence: CTCSequence) -> str:
+    """The data set folder name of ``sequence`` (``"Fluo-N2DH-GOWT1"``)."""
+    return sequence.dataset or os.path.basename(os.path.normpath(sequence.root))
 
 
 class VideoPartDataset(torch.utils.data.Dataset):
