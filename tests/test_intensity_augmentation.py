@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cosinetrack.errors import CosineTrackConfigError
+from cosinetrack.errors import CosineTrackConfigError, user_error_in_chain
 from cosinetrack.transforms.augment import check_augmentation, clip_train_transforms
 from cosinetrack.transforms.intensity import RandImagingNoised
 
@@ -106,7 +106,7 @@ def test_a_bad_item_noise_strength_is_a_clear_error(bad):
 
 @pytest.mark.parametrize(
     "noise_std, expect",  # (max_std, max_std_key) of the pipeline's noise transform, or None for none
-    [(0.0, None), (0.3, (0.3, None)), ({"A": 0.0}, None), ({"A": 0.0, "B": 0.2}, (0.0, "noise_std"))],
+    [(0.0, None), (0.3, (0.3, None)), ({"A": 0.0}, None), ({"A": 0.0, "B": 0.2}, (None, "noise_std"))],
 )
 def test_noise_given_per_data_set_reads_each_items_strength(noise_std, expect):
     pipe = clip_train_transforms((32, 32), i_min=20, i_max=1, noise_std=noise_std)
@@ -120,3 +120,16 @@ def test_a_bad_per_data_set_strength_fails_the_pipeline_and_the_option_check(bad
         clip_train_transforms((32, 32), noise_std=bad)
     with pytest.raises(CosineTrackConfigError, match=r"augmentation#noise_std: noise_std\['A'\]"):
         check_augmentation({"noise_std": bad})
+
+
+def test_noise_per_data_set_refuses_an_item_that_names_no_strength():
+    """LV and leaf cases carry no ``noise_std``: a mapping there is an error, not a silent run without noise."""
+    pipe = clip_train_transforms((32, 32), i_min=20, i_max=1, noise_std={"A": 0.2}, noise_prob=1.0)
+    with pytest.raises(Exception) as info:
+        pipe({"image": _clip(), "label": np.zeros((3, 32, 32), np.int64)})
+    assert user_error_in_chain(info.value) is not None
+    assert "augmentation#noise_std: given per data set, but a training item has no 'noise_std'" in str(
+        user_error_in_chain(info.value)
+    )
+    with pytest.raises(ValueError, match="max_std None needs a max_std_key"):
+        RandImagingNoised(keys="image", max_std=None)

@@ -193,9 +193,9 @@ def _raw_intensity(gamma: float, noise_std: float | Mapping[str, float], noise_p
     if gamma and gamma > 0:
         out.append(RandAdjustContrastd(keys="image", prob=1.0, gamma=(math.exp(-gamma), math.exp(gamma))))
     per_data_set = noise_strengths(noise_std)
-    if per_data_set is not None:  # each item carries its data set's strength; none: no noise
+    if per_data_set is not None:  # each item must carry its data set's strength (0: no noise)
         if any(v > 0 for v in per_data_set.values()):
-            out.append(RandImagingNoised(keys="image", prob=noise_prob, max_std=0.0, max_std_key="noise_std"))
+            out.append(RandImagingNoised(keys="image", prob=noise_prob, max_std=None, max_std_key="noise_std"))
     elif noise_std and noise_std > 0:
         out.append(RandImagingNoised(keys="image", prob=noise_prob, max_std=noise_std, max_std_key=None))
     return out

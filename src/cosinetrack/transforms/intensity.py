@@ -17,6 +17,8 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 
+from cosinetrack.errors import CosineTrackConfigError
+
 __all__ = ["RandImagingNoised"]
 
 
@@ -32,7 +34,8 @@ class RandImagingNoised(RandomizableTransform, MapTransform):
     Args:
         keys: image keys (raw intensities, before smoothing and normalization).
         prob: probability that a clip gets noise at all.
-        max_std: largest noise level, as a fraction of the clip's contrast ``s``.
+        max_std: largest noise level, as a fraction of the clip's contrast ``s``; ``None``: every item must
+            carry ``max_std_key`` (an item without it is an error, not a clip without noise).
         poisson_prob: probability that the noise is signal dependent (given that there is noise).
         max_std_key: an item that holds this key (a number ``>= 0``) uses it instead of ``max_std``, so one
             pipeline gives the clips of each data set their own strength (0: none); the cell bundle's
@@ -46,18 +49,20 @@ class RandImagingNoised(RandomizableTransform, MapTransform):
         self,
         keys: KeysCollection,
         prob: float = 0.5,
-        max_std: float = 0.2,
+        max_std: float | None = 0.2,
         poisson_prob: float = 0.5,
         max_std_key: str | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         if not 0.0 <= prob <= 1.0 or not 0.0 <= poisson_prob <= 1.0:
             raise ValueError(f"prob and poisson_prob must lie in [0, 1], got {prob}, {poisson_prob}")
-        if max_std < 0:
+        if max_std is None and max_std_key is None:
+            raise ValueError("max_std None needs a max_std_key that every item carries")
+        if max_std is not None and max_std < 0:
             raise ValueError(f"max_std must be >= 0, got {max_std}")
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
-        self.max_std = float(max_std)
+        self.max_std = None if max_std is None else float(max_std)
         self.poisson_prob = float(poisson_prob)
         self.max_std_key = max_std_key
         self._u = 0.0
@@ -72,6 +77,12 @@ class RandImagingNoised(RandomizableTransform, MapTransform):
     def item_max_std(self, data: Mapping[Hashable, object]) -> float:
         """The largest noise level of the item ``data``: its ``max_std_key`` value, else ``max_std``."""
         if self.max_std_key is None or self.max_std_key not in data:
+            if self.max_std is None:
+                raise CosineTrackConfigError(
+                    "augmentation#noise_std",
+                    f"given per data set, but a training item has no {self.max_std_key!r}: only readers that know "
+                    "each case's data set set it (the cell bundle's CTC reader); give one number for other data",
+                )
             return self.max_std
         value = data[self.max_std_key]
         try:
