@@ -15,21 +15,29 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from monai.inferers import Inferer, SimpleInferer
 
 from cosinetrack.inference.amp import Amp, autocast_context, cuda_amp, default_amp, resolve_amp
 from cosinetrack.inference.stepping import step_network
+from cosinetrack.options import as_flag
 from cosinetrack.transforms.spatial import fit_to_size, undo_fit
 
 __all__ = [
+    "FLIP_VIEWS",
     "AutocastInferer",
     "StreamingInferer",
     "autocast_context",
     "cuda_amp",
     "default_amp",
+    "flip_views_batch",
+    "merge_flip_views",
     "resolve_amp",
     "stream_frames",
 ]
+
+#: The views of test-time flips: the frame as it is, mirrored left-right, upside down, and both (180°).
+FLIP_VIEWS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
 
 
 def _to_float32(out: Any) -> Any:
@@ -70,6 +78,29 @@ class AutocastInferer(Inferer):
         return _to_float32(out)
 
 
+def flip_views_batch(frames: torch.Tensor) -> torch.Tensor:
+    """The :data:`FLIP_VIEWS` of ``frames`` ``(B, C, H, W)`` stacked along the batch: ``(V * B, C, H, W)``."""
+    return torch.cat([frames.flip(dims) if dims else frames for dims in FLIP_VIEWS], dim=0)
+
+
+def merge_flip_views(outputs: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Embeddings of the :data:`FLIP_VIEWS` ``(V * B, D, H, W)`` → one embedding per pixel ``(B, V * D, H, W)``.
+
+    Each view's output is flipped back, L2-normalized over ``D`` and the views are concatenated over the
+    channel axis, scaled by ``1 / sqrt(V)`` so that the result has unit length. Concatenation, not the mean:
+    the cosine loss fixes no direction per instance, so one leaf may point in different directions in two
+    views, and averaging would mix them. The cosine similarity of two concatenated embeddings is the mean of
+    the views' cosine similarities, so pixels of one instance stay together and neighbours stay apart, and
+    what one view gets wrong the others outvote.
+    """
+    views = len(FLIP_VIEWS)
+    if outputs.ndim != 4 or outputs.shape[0] % views:
+        raise ValueError(f"expected ({views} * B, D, H, W) outputs of the flip views, got shape {tuple(outputs.shape)}")
+    chunks = outputs.chunk(views, dim=0)
+    unit = [F.normalize(c.flip(dims) if dims else c, dim=1, eps=eps) for c, dims in zip(chunks, FLIP_VIEWS)]
+    return torch.cat(unit, dim=1) / views**0.5
+
+
 def stream_frames(
     network: torch.nn.Module,
     frames: torch.Tensor,
@@ -78,6 +109,7 @@ def stream_frames(
     on_frame: Callable[[int, torch.Tensor], torch.Tensor | None] | None = None,
     restore_size: bool = True,
     amp: Amp = False,
+    test_time_flips: bool = False,
 ) -> torch.Tensor | None:
     """Run ``network.step`` over ``frames`` ``(B, T, C, H, W)`` and return stack ``stack``'s outputs.
 
@@ -90,6 +122,10 @@ def stream_frames(
 
     ``amp``: run each step under :func:`autocast_context` (bfloat16 on CPU). Outputs are float32 either
     way (also when the caller opened an autocast region itself).
+
+    ``test_time_flips``: every frame is run in the four :data:`FLIP_VIEWS` (as one batch of
+    ``4 * B`` on the canvas, each view with its own recurrent state) and the outputs are merged by
+    :func:`merge_flip_views`: ``K`` becomes ``4 * D`` unit-length embeddings, four times the network's work.
     """
     if frames.ndim != 5:
         raise ValueError(f"expected frames (B, T, C, H, W), got shape {tuple(frames.shape)}")
@@ -100,7 +136,11 @@ def stream_frames(
         geo = None
         if image_size is not None:
             frame, geo = fit_to_size(frame, image_size)
-        out, state = step_network(network, frame, state, stack=stack, amp=amp)
+        if test_time_flips:
+            out, state = step_network(network, flip_views_batch(frame), state, stack=stack, amp=amp)
+            out = merge_flip_views(out)
+        else:
+            out, state = step_network(network, frame, state, stack=stack, amp=amp)
         if geo is not None and restore_size:
             out = undo_fit(out, geo)
         if on_frame is not None:
@@ -121,10 +161,17 @@ class StreamingInferer(Inferer):
             ``image_size`` canvas (see :func:`stream_frames`).
         amp: mixed precision (bfloat16 on CPU, see :func:`autocast_context` and :func:`resolve_amp`);
             outputs are float32.
+        test_time_flips: the four flipped views (see :func:`stream_frames`): outputs ``(B, T, 4 * D, H, W)``,
+            of unit length.
     """
 
     def __init__(
-        self, image_size: Sequence[int] | None = None, stack: int = -1, restore_size: bool = True, amp: Amp = False
+        self,
+        image_size: Sequence[int] | None = None,
+        stack: int = -1,
+        restore_size: bool = True,
+        amp: Amp = False,
+        test_time_flips: bool | str = False,
     ) -> None:
         super().__init__()
         self.image_size = None if image_size is None else tuple(int(s) for s in image_size)
@@ -132,6 +179,15 @@ class StreamingInferer(Inferer):
         self.restore_size = restore_size
         resolve_amp(amp)  # validates
         self.amp = amp
+        self.test_time_flips = as_flag(test_time_flips, "test_time_flips")
 
     def __call__(self, inputs: torch.Tensor, network: Callable, *args, **kwargs) -> torch.Tensor:
-        return stream_frames(network, inputs, self.image_size, self.stack, restore_size=self.restore_size, amp=self.amp)
+        return stream_frames(
+            network,
+            inputs,
+            self.image_size,
+            self.stack,
+            restore_size=self.restore_size,
+            amp=self.amp,
+            test_time_flips=self.test_time_flips,
+        )

@@ -27,6 +27,7 @@ from cosinetrack.inference.inferer import resolve_amp, stream_frames
 from cosinetrack.inference.progress import FrameProgress
 from cosinetrack.io.atomic import refuse_output_over_inputs, shared_atomic_directory
 from cosinetrack.io.png import InstancePNGWriter
+from cosinetrack.options import as_flag
 from cosinetrack.transforms.augment import clip_eval_transforms
 from cosinetrack.transforms.spatial import restore_label_size
 from cosinetrack.workflows.checkpoint import load_weights
@@ -47,6 +48,7 @@ def segment_image_instances(
     i_min: float = 1.0,
     i_max: float = 1.0,
     amp: bool | str | None = False,
+    test_time_flips: bool = False,
 ) -> np.ndarray:
     """Instance labels ``(H, W)`` int32 (0 = background) of one raw image ``(C, H, W)``.
 
@@ -60,11 +62,14 @@ def segment_image_instances(
         i_min, i_max: robust normalization percentages (the bundle's augmentation values).
         amp: bfloat16 autocast of the network on CPU (:func:`~cosinetrack.inference.resolve_amp`);
             the embeddings are clustered in float32 either way.
+        test_time_flips: test-time flips (:func:`~cosinetrack.inference.stream_frames`): the four flipped views'
+            embeddings concatenated, four times the network's work.
     """
     x = clip_eval_transforms(i_min, i_max, per_channel=False)({"image": image})["image"]
     x = torch.as_tensor(x, dtype=torch.float32)[None, None].to(device)  # (1, 1, C, H, W)
     network.eval()
-    emb = stream_frames(network, x, image_size, restore_size=False, amp=amp)[0, 0]  # (D, h, w), float32
+    emb = stream_frames(network, x, image_size, restore_size=False, amp=amp, test_time_flips=test_time_flips)
+    emb = emb[0, 0]  # (D, h, w) float32; (4 * D, h, w) with test-time flips
     labels = cluster_embeddings(emb.float().cpu(), **dict(cluster_kwargs))
     return restore_label_size(labels, image.shape[-2:]).numpy()
 
@@ -83,6 +88,7 @@ def segment_plants_to_folder(
     input_paths: Sequence[str | None] = (),
     amp: bool | str | None = False,
     progress_every: int = 100,
+    test_time_flips: bool | str = False,
 ) -> list[str]:
     """Segment every plant image and write ``<name>_label.png`` files plus ``leaf_counts.csv``.
 
@@ -92,7 +98,8 @@ def segment_plants_to_folder(
     existing ``out_dir`` is an error unless ``overwrite``. It may not be, contain or lie inside any
     input (the folder of any photo, ``ckpt_path``, ``input_paths`` such as the input folder), with or
     without ``overwrite``; this is checked before anything is read or written. ``amp``: bfloat16
-    autocast of the network on CPU (the bundle's ``amp``, see :func:`segment_image_instances`).
+    autocast of the network on CPU (the bundle's ``amp``, see :func:`segment_image_instances`);
+    ``test_time_flips``: the four flipped views (the bundle's ``test_time_flips``, see :func:`segment_image_instances`).
     Progress: a bar when stderr is a terminal, else a log line every ``progress_every`` photos.
 
     Under ``torchrun`` the photos are split over the ranks (each segments every N-th) into one shared
@@ -105,6 +112,7 @@ def segment_plants_to_folder(
     init_distributed(backend="gloo")  # a no-op without torchrun; only small objects are exchanged
     cluster_kwargs = check_cluster_kwargs(dict(cluster_kwargs))
     resolve_amp(amp)  # validates before anything is read
+    test_time_flips = as_flag(test_time_flips, "test_time_flips")
     inputs = [*input_paths, ckpt_path, *{os.path.dirname(os.path.abspath(p["image"])) for p in plants}]
     refuse_output_over_inputs(out_dir, inputs)
     device = rank_device(device)
@@ -120,7 +128,9 @@ def segment_plants_to_folder(
     with progress, shared_atomic_directory(out_dir, overwrite=overwrite, inputs=inputs, finish=write_counts) as folder:
         for plant in mine:
             image = read_cvppp_image(plant["image"])
-            labels = segment_image_instances(network, image, image_size, cluster_kwargs, device, i_min, i_max, amp=amp)
+            labels = segment_image_instances(
+                network, image, image_size, cluster_kwargs, device, i_min, i_max, amp, test_time_flips
+            )
             if labels.max(initial=0) > 255:
                 raise ValueError(f"{plant['image']}: {int(labels.max())} instances do not fit a palette PNG")
             name = f"{plant['name']}_label.png"
