@@ -80,7 +80,8 @@ DEFAULT_SETS = ("Fluo-N2DH-SIM+:01:50:65", "Fluo-N2DH-GOWT1:01:0:30")
 
 
 def bundle_settings(path: str) -> dict[str, Any]:
-    """``tracking``, ``lineage``, ``clustering_options``, the smoothing sigma and canvas padding of the cell bundle."""
+    """``tracking``, ``lineage``, ``clustering_options``, the smoothing sigma, canvas padding and canvas margin of
+    the cell bundle."""
     with open(path) as f:
         cfg = json.load(f)
     return {
@@ -89,6 +90,7 @@ def bundle_settings(path: str) -> dict[str, Any]:
         "clustering_options": dict(cfg["clustering_options"]),
         "smooth_sigma": float(cfg["normalization"]["smooth_sigma"]),
         "padding_mode": str(cfg["augmentation"].get("padding_mode", "zeros")),
+        "canvas_margin": int(cfg.get("canvas_margin", 0)),
     }
 
 
@@ -125,12 +127,14 @@ def embeddings_of(net, seq: dict, frames: list[int], preset: Mapping, args, sett
         [os.path.abspath(args.ckpt) if args.ckpt else None,
          os.path.getmtime(args.ckpt) if args.ckpt else None, args.num_levels, args.num_filters,
          seq.image_dir, frames, args.image_size, settings["smooth_sigma"], preset["i_min"], preset["i_max"],
-         settings["padding_mode"]],
+         settings["padding_mode"], *([settings["canvas_margin"]] if settings.get("canvas_margin") else [])],
     )  # fmt: skip
     path = os.path.join(args.cache_dir, f"emb_{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy")
     if os.path.isfile(path):
         return np.load(path)
-    segmenter = ScaledPairSegmenter(net, (args.image_size,) * 2, {}, padding_mode=settings["padding_mode"])
+    segmenter = ScaledPairSegmenter(
+        net, (args.image_size,) * 2, {}, padding_mode=settings["padding_mode"], margin=settings.get("canvas_margin", 0)
+    )
     out = []
     for _, image in iter_ctc_frames(seq, frames):
         frame = normalize_frame(image, preset["i_min"], preset["i_max"], settings["smooth_sigma"])

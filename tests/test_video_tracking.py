@@ -19,6 +19,7 @@ from cosinetrack.apps.cell.sequence import CTCSequence, VideoPart
 from cosinetrack.apps.cell.synthetic import generate_cell_video, write_ctc_sequence
 from cosinetrack.apps.cell.validation import validate_ctc_result
 from cosinetrack.apps.cell.writer import CTCResultWriter
+from cosinetrack.errors import CosineTrackConfigError
 from cosinetrack.inference.segmenter import ScaledPairSegmenter
 from cosinetrack.inference.video import FrameKeeper, segment_and_track_video
 from cosinetrack.networks.stacked import RecurrentStackedHourglass
@@ -177,6 +178,31 @@ def test_scaled_segmenter_pads_the_canvas_as_training_does(mode, pad_value):
     canvas = seg.network.seen[0, 0]
     torch.testing.assert_close(canvas[:, 1:4], frame[0])
     torch.testing.assert_close(canvas[:, 0], pad_value(frame[0]))
+
+
+@pytest.mark.parametrize("margin", [0, 1, 2])
+def test_canvas_margin_mirrors_the_canvas_and_crops_the_output(margin):
+    """The network sees the canvas with ``margin`` mirrored pixels on every side; the embedding handed on
+    is the canvas again (the recorder returns its input, so the crop must give back the canvas)."""
+    frame = torch.linspace(-1, 1, 4 * 3).reshape(1, 4, 3)
+    seg = ScaledPairSegmenter(_Recorder(), (4, 5), {"min_samples": 2}, padding_mode="reflection", margin=margin)
+    emb = seg.embed(frame)
+    seen = seg.network.seen[0, 0]
+    assert seen.shape == (4 + 2 * margin, 5 + 2 * margin)
+    canvas = seen[margin : margin + 4, margin : margin + 5]
+    torch.testing.assert_close(emb[0], canvas)
+    torch.testing.assert_close(canvas[:, 1:4], frame[0])
+    if margin:
+        torch.testing.assert_close(seen[margin - 1, margin:-margin], canvas[1])  # the row above: canvas row 1
+        torch.testing.assert_close(seen[margin:-margin, margin - 1], canvas[:, 1])
+
+
+@pytest.mark.parametrize("margin", [-1, 4, 1.5, True])
+def test_bad_canvas_margin_is_refused(margin):
+    with pytest.raises(ValueError, match="margin"):
+        ScaledPairSegmenter(_Recorder(), (4, 5), {"min_samples": 2}, margin=margin)
+    with pytest.raises(CosineTrackConfigError, match="canvas_margin"):
+        VideoTracker((4, 5), canvas_margin=margin)
 
 
 def test_unknown_padding_mode_fails_at_construction():

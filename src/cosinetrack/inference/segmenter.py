@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from cosinetrack.clustering.embedding_clustering import cluster_embeddings
 from cosinetrack.clustering.options import check_cluster_kwargs
@@ -132,6 +133,10 @@ class ScaledPairSegmenter(PairSegmenter):
             augmentation's ``padding_mode`` (``"reflection"`` for cells), so that the network sees at
             inference what it saw in training. Zeros (mid-grey after the robust normalization) next to
             a frame border produced thin spurious instances along that border.
+        margin: canvas pixels mirrored around the whole canvas before the network and cropped off its
+            output (network input ``(h + 2 margin, w + 2 margin)``; ``0``: none, the paper). Training
+            clips are rotated and shifted with mirror padding, so the network rarely saw an image edge:
+            without a margin, cells cut by the frame's edge were missed (``docs/results_cell.md``).
         amp: run the network under :func:`~cosinetrack.inference.autocast_context` (bfloat16 on
             CPU; ``"auto"``: where the CPU has native bfloat16, see
             :func:`~cosinetrack.inference.resolve_amp`); the embeddings handed to clustering are
@@ -150,11 +155,15 @@ class ScaledPairSegmenter(PairSegmenter):
         stack: int = -1,
         padding_mode: str = "zeros",
         amp: Amp = False,
+        margin: int = 0,
     ) -> None:
         super().__init__(network, cluster_kwargs, device=device, stack=stack, amp=amp)
         self.padding_mode = padding_mode
-        fit_to_size(torch.zeros(1, 1, 2, 2), (2, 2), padding_mode=padding_mode)  # validates it now
         self.image_size = tuple(int(s) for s in image_size)
+        if isinstance(margin, bool) or not isinstance(margin, int) or not 0 <= margin < min(self.image_size):
+            raise ValueError(f"margin: expected whole pixels in [0, {min(self.image_size)}), got {margin!r}")
+        self.margin = margin
+        fit_to_size(torch.zeros(1, 1, 2, 2), (2, 2), padding_mode=padding_mode)  # validates it now
         self.reset()
 
     def reset(self) -> None:
@@ -168,9 +177,12 @@ class ScaledPairSegmenter(PairSegmenter):
         """Embeddings ``(D, h, w)`` on the network canvas of one frame ``(C, H, W)``; advances the state."""
         t0 = time.perf_counter()
         x, _ = fit_to_size(frame[None].to(self.device), self.image_size, padding_mode=self.padding_mode)
+        m = self.margin
+        if m:
+            x = F.pad(x.float(), (m, m, m, m), mode="reflect").to(x.dtype)
         out, self.state = self.step_batch(x, self.state)  # float32 for the clustering, also under amp
         self.timings["network"] += time.perf_counter() - t0
-        return out[0]
+        return out[0, :, m : out.shape[-2] - m, m : out.shape[-1] - m]
 
     def push(self, frame: torch.Tensor) -> np.ndarray | None:
         """The pair's labels ``(2, H, W)`` (``None`` for the first frame): :meth:`push_embedding` of :meth:`embed`."""

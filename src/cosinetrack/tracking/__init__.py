@@ -6,7 +6,9 @@ table); ``track_pairs`` runs it on a whole video in memory. ``TrackingSettings``
 are the checked ``tracking`` and ``lineage`` config sections (one home for their defaults).
 ``make_lineage_valid`` is the pure lineage post-processing, ``check_ctc_lineage`` lists what makes a CTC result invalid
 (``check_tracks_against_labels``, the one tracks-against-masks check, is its part on the masks), and
-``greedy_iou_matching`` / ``best_overlapping_instance`` are the overlap rules they use.
+``greedy_iou_matching`` / ``best_overlapping_instance`` are the overlap rules they use;
+``split_merged_instances`` cuts instances that cover several touching objects (the tracker's
+``split_min_distance``).
 """
 
 from cosinetrack.tracking.lineage import (
@@ -28,6 +30,7 @@ from cosinetrack.tracking.pair_tracker import (
     track_pairs,
 )
 from cosinetrack.tracking.settings import LineageSettings, TrackingSettings, option_names
+from cosinetrack.tracking.splitting import split_by_distance_peaks, split_merged_instances
 
 __all__ = [
     "LINEAGE_OPTIONS",
@@ -47,6 +50,8 @@ __all__ = [
     "make_lineage_valid",
     "option_names",
     "remap_labels",
+    "split_by_distance_peaks",
+    "split_merged_instances",
     "track_frames_from_labels",
     "track_pairs",
     "tracks_table_from_labels",

@@ -37,6 +37,10 @@ turns the pairs, fed one by one, into frames with track ids:
   spurious division. With ``min_pair_iou > 0``, an instance whose parts in the two frames of a pair
   overlap with an IoU below ``min_pair_iou`` is cut in two: its part in the second frame is a new
   instance (a new track unless the next pair's matching gives it an id).
+* **Merged neighbors** (``split_min_distance``, off by default). An instance covering two or more
+  touching objects is split before matching, in each frame of the pair, at the maxima of its distance
+  transform that are at least ``split_min_distance`` pixels apart, its parts matched across the pair's
+  two frames by IoU (:func:`~cosinetrack.tracking.split_merged_instances`).
 * **Ids.** Raw track ids are ``1, 2, ...`` in order of birth (an instance seen only in a pending
   second frame holds a provisional id until a finalised frame contains it), so raw masks fit
   ``uint16`` as long as there are at most 65535 raw tracks.
@@ -58,6 +62,7 @@ import numpy as np
 from cosinetrack.tracking.lineage import make_lineage_valid, remap_labels
 from cosinetrack.tracking.matching import best_overlapping_instance, greedy_iou_matching
 from cosinetrack.tracking.settings import LineageSettings, TrackingSettings, option_names
+from cosinetrack.tracking.splitting import split_merged_instances
 
 __all__ = ["LINEAGE_OPTIONS", "TRACKING_OPTIONS", "PairTracker", "check_tracking_options", "track_pairs"]
 
@@ -166,6 +171,9 @@ class PairTracker:
         min_pair_iou: an instance of a pair whose parts in the two frames overlap with a smaller IoU is
             cut in two (its second-frame part becomes a new instance); ``0``: off, the pair's labels are
             trusted as they are (see "Jumps within a pair" in the module docstring).
+        split_min_distance: an instance of a pair is split in each frame at the maxima of its distance
+            transform at least this many pixels apart, before anything else (see "Merged neighbors" in the
+            module docstring); ``0``: off.
 
     Attributes (read-only properties): ``num_frames`` (frames finalised so far), ``track_frames``,
     ``parents``, ``border_tracks`` and ``tracks`` (the raw ``(N, 4)`` table ``L B E P``, not yet CTC
@@ -183,6 +191,7 @@ class PairTracker:
         border_width: int = _DEFAULTS.border_width,
         min_pair_iou: float = _DEFAULTS.min_pair_iou,
         max_daughter_ratio: float = _DEFAULTS.max_daughter_ratio,
+        split_min_distance: int = _DEFAULTS.split_min_distance,
     ) -> None:
         settings = TrackingSettings(  # checks every value (ValueError naming the option)
             min_iou=min_iou,
@@ -194,6 +203,7 @@ class PairTracker:
             border_width=border_width,
             min_pair_iou=min_pair_iou,
             max_daughter_ratio=max_daughter_ratio,
+            split_min_distance=split_min_distance,
         )
         self.settings = settings
         self.min_iou = settings.min_iou
@@ -205,6 +215,7 @@ class PairTracker:
         self.border_width = settings.border_width
         self.min_pair_iou = settings.min_pair_iou
         self.max_daughter_ratio = settings.max_daughter_ratio
+        self.split_min_distance = settings.split_min_distance
         self._pending: np.ndarray | None = None  # second frame of the last pair, in track ids
         self._history: deque[np.ndarray] = deque(maxlen=self.max_parent_gap)  # finalised, nearest first
         self._history_sizes: deque[np.ndarray] = deque(maxlen=self.max_parent_gap)  # their instance sizes
@@ -257,6 +268,8 @@ class PairTracker:
         if self._shape is not None and pair.shape[1:] != self._shape:
             raise ValueError(f"pair_labels: frame shape {pair.shape[1:]} differs from the earlier {self._shape}")
         pair = np.maximum(pair, 0).astype(np.int64, copy=False)
+        if self.split_min_distance > 0:
+            pair = split_merged_instances(pair, self.split_min_distance)
         if self.min_size > 0:
             pair = np.stack([_remove_small(f, self.min_size) for f in pair])
         return pair
@@ -428,6 +441,7 @@ def track_pairs(
     border_width: int = _DEFAULTS.border_width,
     min_pair_iou: float = _DEFAULTS.min_pair_iou,
     max_daughter_ratio: float = _DEFAULTS.max_daughter_ratio,
+    split_min_distance: int = _DEFAULTS.split_min_distance,
     **lineage_kwargs: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Track a whole (small) video in memory: :class:`PairTracker` followed by the lineage step.
@@ -436,7 +450,7 @@ def track_pairs(
         pair_labels: the ``(2, H, W)`` labels of the pairs ``(0, 1), (1, 2), ...`` in order (a list,
             generator or ``(T - 1, 2, H, W)`` array); a one-frame video is one ``(1, H, W)`` item.
         min_iou, max_parent_gap, parent_measure, min_parent_score, parent_dilation, min_size,
-            border_width, min_pair_iou, max_daughter_ratio: see :class:`PairTracker`.
+            border_width, min_pair_iou, max_daughter_ratio, split_min_distance: see :class:`PairTracker`.
         **lineage_kwargs: for :func:`~cosinetrack.tracking.make_lineage_valid` (``max_gap``,
             ``min_track_length``, ``keep_border_fragments``, ``keep_fragments_at_video_ends``,
             ``min_cycle_length``, ``min_daughter_length``).
@@ -454,6 +468,7 @@ def track_pairs(
         border_width=border_width,
         min_pair_iou=min_pair_iou,
         max_daughter_ratio=max_daughter_ratio,
+        split_min_distance=split_min_distance,
     )
     frames = [tracker.update(pair) for pair in pair_labels]
     if not frames:

@@ -10,6 +10,7 @@ options of :func:`~cosinetrack.tracking.make_lineage_valid` that the tracker doe
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -55,6 +56,9 @@ class TrackingSettings:
         border_width: pixels from the frame border within which an instance touches the border.
         min_pair_iou: unused by the default pipeline (0 = off); kept for the pair matching experiments.
         max_daughter_ratio: a daughter is at most this share of her mother's area (0 = off).
+        split_min_distance: an instance whose distance transform has maxima at least this many pixels
+            apart in a frame is split there before matching
+            (:func:`~cosinetrack.tracking.split_merged_instances`; 0 = off).
     """
 
     min_iou: float = 0.25
@@ -66,8 +70,12 @@ class TrackingSettings:
     border_width: int = 1
     min_pair_iou: float = 0.0
     max_daughter_ratio: float = 0.0
+    split_min_distance: int = 0
 
     def __post_init__(self) -> None:
+        split = self.split_min_distance
+        if isinstance(split, bool) or not isinstance(split, numbers.Integral) or split < 0:
+            raise ValueError(f"split_min_distance: expected a whole number of pixels >= 0, got {split!r}")
         ratio = _number("max_daughter_ratio", self.max_daughter_ratio)
         if not 0.0 <= ratio < math.inf:
             raise ValueError(f"max_daughter_ratio: must be a finite number >= 0, got {self.max_daughter_ratio}")
@@ -86,7 +94,8 @@ class TrackingSettings:
             raise ValueError("parent_dilation, min_size and border_width must be >= 0")
         for name, kind in (("min_iou", float), ("max_parent_gap", int), ("min_parent_score", float),
                            ("parent_dilation", int), ("min_size", int), ("border_width", int),
-                           ("min_pair_iou", float), ("max_daughter_ratio", float)):  # fmt: skip
+                           ("min_pair_iou", float), ("max_daughter_ratio", float),
+                           ("split_min_distance", int)):  # fmt: skip
             object.__setattr__(self, name, kind(getattr(self, name)))
 
     @classmethod

@@ -61,12 +61,16 @@ def make_pair_segmenter(
     padding_mode: str = "zeros",
     amp: bool | str | None = False,
     tiling: Mapping[str, Any] | None = None,
+    canvas_margin: int = 0,
 ) -> PairSegmenter:
     """A :class:`ScaledPairSegmenter` (``resolution="scaled"``, the paper) or a tiled one (``"tiled"``);
     ``amp``: bfloat16 autocast of the network on CPU (see :class:`ScaledPairSegmenter`); ``tiling``:
-    further options of :class:`~cosinetrack.inference.TiledPairSegmenter` (:data:`TILING_OPTIONS`)."""
+    further options of :class:`~cosinetrack.inference.TiledPairSegmenter` (:data:`TILING_OPTIONS`);
+    ``canvas_margin``: the scaled segmenter's ``margin`` (unused by the tiled one, whose tiles overlap)."""
     if resolution == "scaled":
-        return ScaledPairSegmenter(network, image_size, cluster_kwargs, device, padding_mode=padding_mode, amp=amp)
+        return ScaledPairSegmenter(
+            network, image_size, cluster_kwargs, device, padding_mode=padding_mode, amp=amp, margin=canvas_margin
+        )
     if resolution == "tiled":
         kwargs = check_option_names("tiling", tiling, TILING_OPTIONS)
         if tile_overlap is not None:
@@ -96,6 +100,7 @@ def track_sequence_part(
     progress: FrameProgress | None = None,
     overlap_stages: bool | str = False,
     tiling: Mapping[str, Any] | None = None,
+    canvas_margin: int = 0,
 ) -> dict[str, Any]:
     """Segment and track the frames ``part.frames`` of a CTC sequence into the result folder ``res_dir``.
 
@@ -106,7 +111,7 @@ def track_sequence_part(
     network on CPU (the bundles' ``amp``, see :func:`~cosinetrack.inference.resolve_amp`).
     ``progress``: counts every frame tracked (:class:`~cosinetrack.inference.FrameProgress`).
     ``overlap_stages``: reading, the network and the rest in three threads (same result; see
-    :func:`segment_and_track_video`).
+    :func:`segment_and_track_video`). ``canvas_margin``: see :class:`ScaledPairSegmenter` (``margin``).
 
     Returns:
         ``{"res_dir", "tracks", "num_frames", "timings", "sample"}`` (``sample``: kept frames for the
@@ -117,7 +122,7 @@ def track_sequence_part(
     frames = list(part.frames)
     network.eval()
     segmenter = make_pair_segmenter(
-        network, image_size, cluster_kwargs, resolution, tile_overlap, device, padding_mode, amp, tiling
+        network, image_size, cluster_kwargs, resolution, tile_overlap, device, padding_mode, amp, tiling, canvas_margin
     )
     keeper = FrameKeeper(len(frames), num_figure_frames) if num_figure_frames > 0 else None
     inputs = [seq.image_dir, seq.gt_dir]
@@ -260,10 +265,13 @@ class VideoTracker:
         overlap_stages: reading, the network and the rest in three threads (same result).
         tiling: further options of the tiled segmenter (:data:`TILING_OPTIONS`: the stitching thresholds
             ``min_iou`` / ``min_overlap``, ``batch_size``, ``cluster_stride``, ``storage_dtype``, ``storage``).
+        canvas_margin: canvas pixels mirrored around the canvas at inference and cropped after the network
+            (``resolution="scaled"``; :class:`ScaledPairSegmenter`'s ``margin``); 0: none (the paper).
 
     Raises:
         CosineTrackConfigError: a misspelt name or a refused value in a section, naming the section, or a
-            bad ``image_size``, ``resolution``, ``tile_overlap``, ``padding_mode``, ``amp`` or ``overlap_stages``.
+            bad ``image_size``, ``resolution``, ``tile_overlap``, ``padding_mode``, ``amp``, ``overlap_stages``
+            or ``canvas_margin``.
     """
 
     def __init__(
@@ -282,6 +290,7 @@ class VideoTracker:
         amp: bool | str | None = False,
         overlap_stages: bool | str = False,
         tiling: Mapping[str, Any] | None = None,
+        canvas_margin: int = 0,
     ) -> None:
         size = tuple(image_size) if isinstance(image_size, Sequence) and not isinstance(image_size, str) else ()
         if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
@@ -292,6 +301,11 @@ class VideoTracker:
             raise CosineTrackConfigError("tile_overlap", f"expected pixels >= 0 or null, got {tile_overlap!r}")
         if padding_mode not in PAD_MODES:
             raise CosineTrackConfigError("padding_mode", f"expected one of {tuple(PAD_MODES)}, got {padding_mode!r}")
+        if isinstance(canvas_margin, bool) or not isinstance(canvas_margin, int) or not 0 <= canvas_margin < min(size):
+            raise CosineTrackConfigError(
+                "canvas_margin", f"expected whole pixels >= 0 and below the canvas size {size}, got {canvas_margin!r}"
+            )
+        self.canvas_margin = canvas_margin
         self.image_size = size
         self.preset = None if preset is None else dict(preset)
         self.resolution = resolution
@@ -365,6 +379,7 @@ class VideoTracker:
             progress=progress,
             overlap_stages=self.overlap_stages,
             tiling=self.tiling,
+            canvas_margin=self.canvas_margin,
             **self.normalization_for(part),
         )
 
