@@ -30,6 +30,22 @@ def test_clustering_parameters_convert_from_the_reference_canvas():
         clustering_parameters(sim, (128, 128), resolution="tiled")
 
 
+@pytest.mark.parametrize(
+    "size, frame_size, resolution, min_size, min_cluster_size",
+    [((256, 256), None, "scaled", 25.0, 40), ((128, 128), None, "scaled", 6.25, 10),
+     ((128, 128), (512, 512), "tiled", 100.0, 160)],
+)  # fmt: skip
+def test_clustering_parameters_convert_t_size_and_min_cluster_size(
+    size, frame_size, resolution, min_size, min_cluster_size
+):
+    """``min_size`` (t_size) and ``min_cluster_size`` of the ``clustering_options`` count pixels of the
+    reference canvas, as m_pts does; other options pass through."""
+    sim = ctc_preset("Fluo-N2DH-SIM+")
+    out = clustering_parameters(sim, size, frame_size, resolution, min_size=25, min_cluster_size=40, mode="fast")
+    assert out["min_size"] == pytest.approx(min_size) and out["min_cluster_size"] == min_cluster_size
+    assert out["mode"] == "fast"
+
+
 def _seq(name, n):
     return CTCSequence(name, "/data", f"/data/{name}", frames=range(n))
 

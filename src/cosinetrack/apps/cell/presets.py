@@ -125,7 +125,9 @@ def clustering_parameters(
     The paper's ``m_pts`` counts pixels and ``c`` multiplies pixel coordinates on the 256 x 256 canvas.
     With pixels ``k`` times smaller in each direction (a larger canvas, or full-resolution tiles) a cell
     covers ``k**2`` times more pixels and its coordinates are ``k`` times larger, so ``m_pts`` is scaled
-    by ``k**2`` (at least 5) and ``c`` by ``1 / k``; ``t_size`` stays ``m_pts / 2``.
+    by ``k**2`` (at least 5) and ``c`` by ``1 / k``; ``t_size`` stays ``m_pts / 2``. A numeric ``min_size``
+    (``t_size``) and a ``min_cluster_size`` among ``extra`` are pixels of the reference canvas too and scale
+    by ``k**2`` (``min_cluster_size`` at least 2).
 
     Args:
         preset: a :func:`ctc_preset` dict (``m_pts``, ``c``).
@@ -133,7 +135,8 @@ def clustering_parameters(
         frame_size: ``(H, W)`` of the video's frames; needed for ``"tiled"`` (there ``k`` is the scale
             at which the frame would fit the reference canvas).
         resolution: ``"scaled"`` (frames scaled to fit ``network_size``) or ``"tiled"`` (native pixels).
-        extra: further :func:`cluster_embeddings` options, passed through (e.g. ``split_components``).
+        extra: further :func:`cluster_embeddings` options, passed through (e.g. ``split_components``)
+            except ``min_size`` and ``min_cluster_size``, converted as above.
     """
     ref_h, ref_w = REFERENCE_CANVAS
     if resolution == "scaled":
@@ -144,6 +147,11 @@ def clustering_parameters(
         k = 1.0 / min(ref_h / float(frame_size[0]), ref_w / float(frame_size[1]))
     else:
         raise ValueError(f"resolution must be 'scaled' or 'tiled', got {resolution!r}")
+    extra = dict(extra)
+    if isinstance(extra.get("min_size"), (int, float)) and not isinstance(extra["min_size"], bool):
+        extra["min_size"] = float(extra["min_size"]) * k * k
+    if isinstance(extra.get("min_cluster_size"), (int, float)) and not isinstance(extra["min_cluster_size"], bool):
+        extra["min_cluster_size"] = max(2, int(round(float(extra["min_cluster_size"]) * k * k)))
     return {
         "min_samples": max(5, int(round(float(preset["m_pts"]) * k * k))),
         "coordinate_scale": float(preset["c"]) / k,
