@@ -46,7 +46,7 @@ def test_split_by_distance_peaks_cuts_at_the_neck():
 
 
 def test_object_at_the_image_border_is_not_cut_by_the_border():
-    """A half disc against the image edge: the edge is not background, so it has one maximum."""
+    """A half disc against the image edge (outside the array counts as background): one maximum, one part."""
     mask = _disc((40, 40), (0, 20), 14)
     assert split_by_distance_peaks(mask, 8)[1] == 1
 

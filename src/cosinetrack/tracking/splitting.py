@@ -47,7 +47,7 @@ def split_by_distance_peaks(mask: np.ndarray, min_distance: int) -> tuple[np.nda
     min_distance = _check_min_distance(min_distance)
     if not mask.any():
         return np.zeros(mask.shape, np.int32), 0
-    distance = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]  # the image border is not an edge
+    distance = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]  # outside the mask (crop) is background
     peaks = peak_local_max(distance, min_distance=min_distance, labels=mask.astype(np.int32), exclude_border=False)
     if len(peaks) < 2:
         return mask.astype(np.int32), 1
