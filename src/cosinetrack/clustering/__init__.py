@@ -20,7 +20,12 @@ from cosinetrack.clustering.embedding_clustering import (
 )
 from cosinetrack.clustering.handlers import EmbeddingClusteringHandler
 from cosinetrack.clustering.options import NOISE_RULES, ClusteringOptions, check_cluster_kwargs
-from cosinetrack.clustering.transforms import ClusterEmbeddings, ClusterEmbeddingsd, clustering_for_canvas
+from cosinetrack.clustering.transforms import (
+    ClusterEmbeddings,
+    ClusterEmbeddingsd,
+    clustering_for_canvas,
+    scale_size_options,
+)
 
 __all__ = [
     "ASSIGN_RULES",
@@ -38,6 +43,7 @@ __all__ = [
     "ClusteringOptions",
     "check_cluster_kwargs",
     "clustering_for_canvas",
+    "scale_size_options",
     "ClusterEmbeddings",
     "ClusterEmbeddingsd",
     "EmbeddingClusteringHandler",

@@ -24,7 +24,7 @@ from monai.utils import TransformBackends
 from cosinetrack.clustering.embedding_clustering import cluster_embeddings
 from cosinetrack.clustering.options import check_cluster_kwargs
 
-__all__ = ["clustering_for_canvas", "ClusterEmbeddings", "ClusterEmbeddingsd"]
+__all__ = ["clustering_for_canvas", "scale_size_options", "ClusterEmbeddings", "ClusterEmbeddingsd"]
 
 
 def clustering_for_canvas(
@@ -47,11 +47,19 @@ def clustering_for_canvas(
     k = (float(canvas[0]) * float(canvas[1]) / (float(options_size[0]) * float(options_size[1]))) ** 0.5
     if "min_samples" in options:
         options["min_samples"] = max(5, math.floor(float(options["min_samples"]) * k * k + 0.5))  # 12.5 -> 13
-    if options.get("min_cluster_size") is not None:
-        options["min_cluster_size"] = max(2, math.floor(float(options["min_cluster_size"]) * k * k + 0.5))
     if options.get("coordinate_scale") is not None:
         options["coordinate_scale"] = float(options["coordinate_scale"]) / k
-    if isinstance(options.get("min_size"), (int, float)) and not isinstance(options.get("min_size"), bool):
+    return scale_size_options(options, k)
+
+
+def scale_size_options(options: Mapping[str, Any], k: float) -> dict[str, Any]:
+    """``options`` with a given ``min_cluster_size`` and a numeric ``min_size`` (both pixel counts) scaled by
+    ``k**2`` for pixels ``k`` times smaller in each direction (``min_cluster_size`` rounded, at least 2);
+    every other option as it is."""
+    options = dict(options)
+    if isinstance(options.get("min_cluster_size"), (int, float)) and not isinstance(options["min_cluster_size"], bool):
+        options["min_cluster_size"] = max(2, math.floor(float(options["min_cluster_size"]) * k * k + 0.5))
+    if isinstance(options.get("min_size"), (int, float)) and not isinstance(options["min_size"], bool):
         options["min_size"] = float(options["min_size"]) * k * k
     return options
 

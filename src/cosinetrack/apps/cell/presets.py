@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cosinetrack.clustering.transforms import scale_size_options
 from cosinetrack.errors import CosineTrackConfigError
 
 __all__ = [
@@ -147,13 +148,8 @@ def clustering_parameters(
         k = 1.0 / min(ref_h / float(frame_size[0]), ref_w / float(frame_size[1]))
     else:
         raise ValueError(f"resolution must be 'scaled' or 'tiled', got {resolution!r}")
-    extra = dict(extra)
-    if isinstance(extra.get("min_size"), (int, float)) and not isinstance(extra["min_size"], bool):
-        extra["min_size"] = float(extra["min_size"]) * k * k
-    if isinstance(extra.get("min_cluster_size"), (int, float)) and not isinstance(extra["min_cluster_size"], bool):
-        extra["min_cluster_size"] = max(2, int(round(float(extra["min_cluster_size"]) * k * k)))
     return {
         "min_samples": max(5, int(round(float(preset["m_pts"]) * k * k))),
         "coordinate_scale": float(preset["c"]) / k,
-        **extra,
+        **scale_size_options(extra, k),
     }
