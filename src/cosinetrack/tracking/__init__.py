@@ -8,7 +8,8 @@ are the checked ``tracking`` and ``lineage`` config sections (one home for their
 (``check_tracks_against_labels``, the one tracks-against-masks check, is its part on the masks), and
 ``greedy_iou_matching`` / ``best_overlapping_instance`` are the overlap rules they use;
 ``split_merged_instances`` cuts instances that cover several touching objects (the tracker's
-``split_min_distance``).
+``split_min_distance``). ``LINKS`` are the values of the tracker's ``link`` (what a pair's first frame is
+matched to: the previous pair's second frame, the paper's, or the previous finalised frame).
 """
 
 from cosinetrack.tracking.lineage import (
@@ -29,11 +30,12 @@ from cosinetrack.tracking.pair_tracker import (
     check_tracking_options,
     track_pairs,
 )
-from cosinetrack.tracking.settings import LineageSettings, TrackingSettings, option_names
+from cosinetrack.tracking.settings import LINKS, LineageSettings, TrackingSettings, option_names
 from cosinetrack.tracking.splitting import split_by_distance_peaks, split_merged_instances
 
 __all__ = [
     "LINEAGE_OPTIONS",
+    "LINKS",
     "MAX_CTC_LABEL",
     "PARENT_MEASURES",
     "TRACKING_OPTIONS",

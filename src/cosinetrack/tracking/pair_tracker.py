@@ -41,6 +41,14 @@ turns the pairs, fed one by one, into frames with track ids:
   touching objects is split before matching, in each frame of the pair, at the maxima of its distance
   transform that are at least ``split_min_distance`` pixels apart, its parts matched across the pair's
   two frames by IoU (:func:`~cosinetrack.tracking.split_merged_instances`).
+* **Linking to the previous frame** (``link="frame"``; the paper's is ``"pair"``). The shared frame is
+  segmented twice, by two pairs' clusterings, and where the two disagree (a cell merged with its neighbor in
+  one and not in the other, or split differently) the id carried by the older pair matches nothing or
+  the wrong instance: the track breaks or switches cells. With ``"frame"``, the instances of the newer
+  pair's first frame (frame ``t``) are matched by greedy one-to-one IoU to the finalised frame ``t - 1``
+  itself (one segmentation against the next, as a classical IoU tracker does); an instance without
+  such a match keeps the id the pair's link gives it when that id is still free. The last frame of the
+  video is linked to the frame before it the same way.
 * **Ids.** Raw track ids are ``1, 2, ...`` in order of birth (an instance seen only in a pending
   second frame holds a provisional id until a finalised frame contains it), so raw masks fit
   ``uint16`` as long as there are at most 65535 raw tracks.
@@ -174,6 +182,9 @@ class PairTracker:
         split_min_distance: an instance of a pair is split in each frame at the maxima of its distance
             transform at least this many pixels apart, before anything else (see "Merged neighbors" in the
             module docstring); ``0``: off.
+        link: ``"pair"`` (the paper's: a pair's first frame takes the ids of the previous pair's second
+            frame) or ``"frame"`` (it takes the ids of the previous finalised frame by IoU, the pair's link
+            where that finds none; see "Linking to the previous frame" in the module docstring).
 
     Attributes (read-only properties): ``num_frames`` (frames finalised so far), ``track_frames``,
     ``parents``, ``border_tracks`` and ``tracks`` (the raw ``(N, 4)`` table ``L B E P``, not yet CTC
@@ -192,6 +203,7 @@ class PairTracker:
         min_pair_iou: float = _DEFAULTS.min_pair_iou,
         max_daughter_ratio: float = _DEFAULTS.max_daughter_ratio,
         split_min_distance: int = _DEFAULTS.split_min_distance,
+        link: str = _DEFAULTS.link,
     ) -> None:
         settings = TrackingSettings(  # checks every value (ValueError naming the option)
             min_iou=min_iou,
@@ -204,6 +216,7 @@ class PairTracker:
             min_pair_iou=min_pair_iou,
             max_daughter_ratio=max_daughter_ratio,
             split_min_distance=split_min_distance,
+            link=link,
         )
         self.settings = settings
         self.min_iou = settings.min_iou
@@ -216,7 +229,9 @@ class PairTracker:
         self.min_pair_iou = settings.min_pair_iou
         self.max_daughter_ratio = settings.max_daughter_ratio
         self.split_min_distance = settings.split_min_distance
+        self.link = settings.link
         self._pending: np.ndarray | None = None  # second frame of the last pair, in track ids
+        self._reference: np.ndarray | None = None  # the last finalised frame (link "frame")
         self._history: deque[np.ndarray] = deque(maxlen=self.max_parent_gap)  # finalised, nearest first
         self._history_sizes: deque[np.ndarray] = deque(maxlen=self.max_parent_gap)  # their instance sizes
         self._runs: dict[int, list[list[int]]] = {}  # id -> [[first, last], ...]
@@ -303,6 +318,8 @@ class PairTracker:
                     track, self._next_provisional = self._next_provisional, self._next_provisional + 1
                 new_ids[k] = track
         tracked = _replace_ids(pair, ids, new_ids)
+        if self.link == "frame" and self._reference is not None:
+            tracked = self._link_to_reference(tracked)
         if pair.shape[0] == 2:
             out, self._pending = self._finalize(tracked[0], tracked[1])
         else:
@@ -321,6 +338,25 @@ class PairTracker:
         matched = greedy_iou_matching(reference, first, self.min_iou)
         return {n: (r - offset if r >= self._next_id else r) for n, r in matched.items()}
 
+    def _link_to_reference(self, tracked: np.ndarray) -> np.ndarray:
+        """``tracked`` ``(F, H, W)`` (track or provisional ids; frame 0 follows the last finalised frame)
+        relabeled for ``link="frame"``: greedy IoU matching of its frame 0 to the last finalised frame
+        gives ids; an id the matching leaves alone stays unless a matched instance took it, then it
+        becomes provisional (a new track)."""
+        matched = greedy_iou_matching(self._reference, tracked[0], self.min_iou)
+        ids = _present_ids(tracked)
+        ids = ids[ids > 0]
+        taken = set(matched.values())
+        new = np.empty(ids.size, dtype=np.int64)
+        for k, i in enumerate(ids.tolist()):
+            if i in matched:
+                new[k] = matched[i]
+            elif i in taken:  # the pair's link chose a track that the frame's IoU gave to another instance
+                new[k], self._next_provisional = self._next_provisional, self._next_provisional + 1
+            else:
+                new[k] = i
+        return _replace_ids(tracked, ids, new)
+
     def finish(self) -> np.ndarray | None:
         """End the video: the last frame (the last pair's second frame) with track ids, or ``None``.
 
@@ -330,7 +366,10 @@ class PairTracker:
         """
         self._closed = True
         pending, self._pending = self._pending, None
+        if pending is not None and self.link == "frame" and self._reference is not None:
+            pending = self._link_to_reference(pending[None])[0]
         out = None if pending is None else self._finalize(pending)[0]
+        self._reference = None
         self._history.clear()
         self._history_sizes.clear()
         return out
@@ -376,6 +415,8 @@ class PairTracker:
             else:
                 runs.append([t, t])
         self._border.update(int(i) for i in _border_ids(frame, self.border_width))
+        if self.link == "frame":
+            self._reference = frame
         if self.max_parent_gap > 0:
             self._history.appendleft(frame)
             self._history_sizes.appendleft(counts)
@@ -442,6 +483,7 @@ def track_pairs(
     min_pair_iou: float = _DEFAULTS.min_pair_iou,
     max_daughter_ratio: float = _DEFAULTS.max_daughter_ratio,
     split_min_distance: int = _DEFAULTS.split_min_distance,
+    link: str = _DEFAULTS.link,
     **lineage_kwargs: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Track a whole (small) video in memory: :class:`PairTracker` followed by the lineage step.
@@ -450,7 +492,7 @@ def track_pairs(
         pair_labels: the ``(2, H, W)`` labels of the pairs ``(0, 1), (1, 2), ...`` in order (a list,
             generator or ``(T - 1, 2, H, W)`` array); a one-frame video is one ``(1, H, W)`` item.
         min_iou, max_parent_gap, parent_measure, min_parent_score, parent_dilation, min_size,
-            border_width, min_pair_iou, max_daughter_ratio, split_min_distance: see :class:`PairTracker`.
+            border_width, min_pair_iou, max_daughter_ratio, split_min_distance, link: see :class:`PairTracker`.
         **lineage_kwargs: for :func:`~cosinetrack.tracking.make_lineage_valid` (``max_gap``,
             ``min_track_length``, ``keep_border_fragments``, ``keep_fragments_at_video_ends``,
             ``min_cycle_length``, ``min_daughter_length``).
@@ -469,6 +511,7 @@ def track_pairs(
         min_pair_iou=min_pair_iou,
         max_daughter_ratio=max_daughter_ratio,
         split_min_distance=split_min_distance,
+        link=link,
     )
     frames = [tracker.update(pair) for pair in pair_labels]
     if not frames:

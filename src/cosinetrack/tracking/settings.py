@@ -20,7 +20,10 @@ from cosinetrack.options import check_option_names
 from cosinetrack.tracking.lineage import make_lineage_valid
 from cosinetrack.tracking.matching import PARENT_MEASURES
 
-__all__ = ["LineageSettings", "TrackingSettings", "option_names"]
+__all__ = ["LINKS", "LineageSettings", "TrackingSettings", "option_names"]
+
+#: what a new pair's first frame is matched to (:attr:`TrackingSettings.link`)
+LINKS = ("pair", "frame")
 
 
 def _number(name: str, value: Any) -> float:
@@ -59,6 +62,10 @@ class TrackingSettings:
         split_min_distance: an instance whose distance transform has maxima at least this many pixels
             apart in a frame is split there before matching
             (:func:`~cosinetrack.tracking.split_merged_instances`; 0 = off).
+        link: what the next pair's first frame is matched to: ``"pair"`` (the paper's: the second frame
+            of the previous pair, whose ids the pair's joint clustering carried over) or ``"frame"`` (the
+            previous finalised frame itself, by IoU; instances without such a match fall back to the
+            pair's link).
     """
 
     min_iou: float = 0.25
@@ -71,11 +78,14 @@ class TrackingSettings:
     min_pair_iou: float = 0.0
     max_daughter_ratio: float = 0.0
     split_min_distance: int = 0
+    link: str = "pair"
 
     def __post_init__(self) -> None:
         split = self.split_min_distance
         if isinstance(split, bool) or not isinstance(split, numbers.Integral) or split < 0:
             raise ValueError(f"split_min_distance: expected a whole number of pixels >= 0, got {split!r}")
+        if self.link not in LINKS:
+            raise ValueError(f"link: expected one of {LINKS}, got {self.link!r}")
         ratio = _number("max_daughter_ratio", self.max_daughter_ratio)
         if not 0.0 <= ratio < math.inf:
             raise ValueError(f"max_daughter_ratio: must be a finite number >= 0, got {self.max_daughter_ratio}")
