@@ -108,6 +108,7 @@ def bundle_settings(path: str) -> dict[str, Any]:
         "lineage": cfg["lineage"],
         "clustering_options": cfg["clustering_options"],
         "smooth_sigma": cfg["normalization"]["smooth_sigma"],
+        "smooth_padding": cfg["normalization"].get("smooth_padding", "edge"),
     }
 
     def expression(v: Any) -> bool:  # MONAI config syntax: "$python", "@reference", "%file#key"
@@ -169,7 +170,7 @@ def stream(
         t0 = time.perf_counter()
         result = track_sequence_part(
             net, part, os.path.join(tmp, "01_RES"), size, kwargs, i_min=preset["i_min"], i_max=preset["i_max"],
-            smooth_sigma=settings["smooth_sigma"], resolution=resolution,
+            smooth_sigma=settings["smooth_sigma"], smooth_padding=settings["smooth_padding"], resolution=resolution,
             tile_overlap=args.tile_overlap if resolution == "tiled" else None, tracking=settings["tracking"],
             lineage=settings["lineage"], device=args.device,
         )  # fmt: skip

@@ -102,7 +102,7 @@ PRECISIONS = {"fp32": False, "bf16": True}
 
 def read_frames(
     seq: Mapping[str, Any], frames: Sequence[int], preset: Mapping[str, Any], smooth_sigma: float,
-    timings: dict[str, float],
+    timings: dict[str, float], smooth_padding: str = "edge",
 ) -> Iterator[tuple[int, torch.Tensor]]:  # fmt: skip
     """``(i, normalized frame (C, H, W))`` for ``frames`` of ``seq``, ``i = 0, 1, ...``; the time spent is
     added to ``timings["reading"]``."""
@@ -114,7 +114,7 @@ def read_frames(
             _, image = next(images)
         except StopIteration:
             return
-        x = normalize_frame(image, preset["i_min"], preset["i_max"], smooth_sigma)
+        x = normalize_frame(image, preset["i_min"], preset["i_max"], smooth_sigma, smooth_padding)
         timings["reading"] += time.perf_counter() - t0
         yield i, x
         i += 1
@@ -193,7 +193,7 @@ def run_serial(
     timings = {"reading": 0.0}
     t0 = time.perf_counter()
     with CTCResultWriter(res_dir, digits=seq.digits or 3) as writer:
-        stream = read_frames(seq, frames, preset, settings["smooth_sigma"], timings)
+        stream = read_frames(seq, frames, preset, settings["smooth_sigma"], timings, settings["smooth_padding"])
         result = segment_and_track_video(
             segmenter, stream, writer, settings["tracking"], settings["lineage"], overlap_stages=overlap_stages
         )
@@ -222,7 +222,7 @@ def run_overlapped(
 
     def reader() -> None:
         try:
-            for item in read_frames(seq, frames, preset, settings["smooth_sigma"], timings):
+            for item in read_frames(seq, frames, preset, settings["smooth_sigma"], timings, settings["smooth_padding"]):
                 frames_q.put(item)
         except BaseException as err:  # noqa: BLE001 - re-raised in the main thread
             errors.append(err)
@@ -337,7 +337,9 @@ def find_sequence(dataset: str, name: str) -> dict:
 def embeddings_of(net, seq, frames, preset, settings, image_size, device, amp) -> list[torch.Tensor]:
     """The float32 canvas embeddings ``(D, h, w)`` of every frame, streamed as the pipeline does."""
     seg = ScaledPairSegmenter(net, image_size, {}, device, padding_mode=settings["padding_mode"], amp=amp)
-    return [seg.embed(x) for _, x in read_frames(seq, frames, preset, settings["smooth_sigma"], {"reading": 0.0})]
+    return [seg.embed(x) for _, x in read_frames(
+        seq, frames, preset, settings["smooth_sigma"], {"reading": 0.0}, settings["smooth_padding"]
+    )]
 
 
 # -------------------------------------------------------------------------------------------- report

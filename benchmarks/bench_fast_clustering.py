@@ -89,6 +89,7 @@ def bundle_settings(path: str) -> dict[str, Any]:
         "lineage": dict(cfg["lineage"]),
         "clustering_options": dict(cfg["clustering_options"]),
         "smooth_sigma": float(cfg["normalization"]["smooth_sigma"]),
+        "smooth_padding": str(cfg["normalization"].get("smooth_padding", "edge")),
         "padding_mode": str(cfg["augmentation"].get("padding_mode", "zeros")),
         "canvas_margin": int(cfg.get("canvas_margin", 0)),
     }
@@ -127,7 +128,8 @@ def embeddings_of(net, seq: dict, frames: list[int], preset: Mapping, args, sett
         [os.path.abspath(args.ckpt) if args.ckpt else None,
          os.path.getmtime(args.ckpt) if args.ckpt else None, args.num_levels, args.num_filters,
          seq.image_dir, frames, args.image_size, settings["smooth_sigma"], preset["i_min"], preset["i_max"],
-         settings["padding_mode"], *([settings["canvas_margin"]] if settings.get("canvas_margin") else [])],
+         settings["padding_mode"], *([settings["canvas_margin"]] if settings.get("canvas_margin") else []),
+         *([settings["smooth_padding"]] if settings.get("smooth_padding", "zeros") != "zeros" else [])],
     )  # fmt: skip
     path = os.path.join(args.cache_dir, f"emb_{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy")
     if os.path.isfile(path):
@@ -137,7 +139,9 @@ def embeddings_of(net, seq: dict, frames: list[int], preset: Mapping, args, sett
     )
     out = []
     for _, image in iter_ctc_frames(seq, frames):
-        frame = normalize_frame(image, preset["i_min"], preset["i_max"], settings["smooth_sigma"])
+        frame = normalize_frame(
+            image, preset["i_min"], preset["i_max"], settings["smooth_sigma"], settings.get("smooth_padding", "edge")
+        )
         out.append(segmenter.embed(frame).numpy())
     emb = np.stack(out).astype(np.float32)
     os.makedirs(args.cache_dir, exist_ok=True)

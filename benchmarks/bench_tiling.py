@@ -88,6 +88,7 @@ def bundle_settings(path: str) -> dict[str, Any]:
         "lineage": dict(cfg["lineage"]),
         "clustering_options": dict(cfg["clustering_options"]),
         "smooth_sigma": float(cfg["normalization"]["smooth_sigma"]),
+        "smooth_padding": str(cfg["normalization"].get("smooth_padding", "edge")),
         "padding_mode": str(cfg["augmentation"].get("padding_mode", "zeros")),
     }
 
@@ -139,7 +140,9 @@ def run_case(case: str, net, seq, frames, settings, args, gt_dir: str, tmp: str)
 
     def stream(frame_numbers):
         for i, (_, image) in enumerate(iter_ctc_frames(seq, frame_numbers)):
-            yield i, normalize_frame(image, preset["i_min"], preset["i_max"], settings["smooth_sigma"])
+            yield i, normalize_frame(
+                image, preset["i_min"], preset["i_max"], settings["smooth_sigma"], settings["smooth_padding"]
+            )
 
     warm = list(frames)[:2]  # untimed: oneDNN primitives, allocator
     with CTCResultWriter(os.path.join(tmp, f"warm_{case}_RES"), digits=3) as writer:

@@ -39,6 +39,8 @@ def test_settings_defaults_are_the_consumers_defaults(settings, consumer, skip):
         (TrackingSettings, "tracking", {"min_iou": 0.3}, TrackingSettings(min_iou=0.3)),
         (LineageSettings, "lineage", {"min_cycle_length": 20}, LineageSettings(min_cycle_length=20)),
         (Normalization, "normalization", {"i_min": None, "smooth_sigma": 2}, Normalization(None, 10.0, 2.0)),
+        (Normalization, "normalization", {"smooth_padding": "zeros"}, Normalization(smooth_padding="zeros")),
+        (TrackingSettings, "tracking", {"link": "frame"}, TrackingSettings(link="frame")),
     ],
 )
 def test_sections_become_settings(cls, section, options, expected):
@@ -57,6 +59,8 @@ def test_sections_become_settings(cls, section, options, expected):
         (Normalization, "normalization", {"i_max": 100}, "normalization: i_max: expected a percentage in [0, 100)"),
         (Normalization, "normalization", {"smooth_sigma": float("nan")}, "smooth_sigma: expected a finite number"),
         (Normalization, "normalization", [10, 10], "normalization: expected a dict of options"),
+        (Normalization, "normalization", {"smooth_padding": "reflect"}, "normalization: smooth_padding: expected one"),
+        (TrackingSettings, "tracking", {"link": "frames"}, "tracking: link: expected one of"),
     ],
 )
 def test_bad_sections_fail_naming_section_and_key(cls, section, options, fragment):

@@ -100,23 +100,28 @@ class PairSegmenter(abc.ABC):
         ``(2, H, W)`` int32 of the pair (previous frame, this frame), 0 = background."""
 
 
-def normalize_frame(frame: np.ndarray, i_min: float, i_max: float, smooth_sigma: float = 0.0) -> torch.Tensor:
+def normalize_frame(
+    frame: np.ndarray, i_min: float, i_max: float, smooth_sigma: float = 0.0, smooth_padding: str = "edge"
+) -> torch.Tensor:
     """One raw frame ``(H, W)`` (or ``(C, H, W)``) as the network input ``(C, H, W)`` float32.
 
     The same robust normalization as training and validation (median of the lowest ``i_min`` % and of
-    the highest ``i_max`` % mapped to -1 and 1), after an optional Gaussian smoothing of ``smooth_sigma`` px.
+    the highest ``i_max`` % mapped to -1 and 1), after an optional Gaussian smoothing of ``smooth_sigma`` px
+    (``smooth_padding`` beyond the frame's edges: :class:`~cosinetrack.transforms.SmoothFramesd`).
     """
     x = np.asarray(frame, dtype=np.float32)
     x = x[None] if x.ndim == 2 else x
-    out = _frame_transform(float(i_min), float(i_max), float(smooth_sigma))({"image": x})["image"]
+    out = _frame_transform(float(i_min), float(i_max), float(smooth_sigma), str(smooth_padding))({"image": x})["image"]
     return torch.as_tensor(out, dtype=torch.float32)
 
 
 @functools.lru_cache(maxsize=8)
-def _frame_transform(i_min: float, i_max: float, smooth_sigma: float):
+def _frame_transform(i_min: float, i_max: float, smooth_sigma: float, smooth_padding: str):
     """The evaluation transform of :func:`normalize_frame`, built once per setting (not once per frame)."""
 
-    return clip_eval_transforms(i_min, i_max, per_channel=False, smooth_sigma=smooth_sigma)
+    return clip_eval_transforms(
+        i_min, i_max, per_channel=False, smooth_sigma=smooth_sigma, smooth_padding=smooth_padding
+    )
 
 
 class ScaledPairSegmenter(PairSegmenter):

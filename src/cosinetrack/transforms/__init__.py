@@ -7,7 +7,7 @@ from cosinetrack.transforms.augment import (
     noise_strengths,
     robust_normalization,
 )
-from cosinetrack.transforms.intensity import RandImagingNoised
+from cosinetrack.transforms.intensity import SMOOTH_PADDINGS, RandImagingNoised, SmoothFramesd
 from cosinetrack.transforms.normalize import Normalization, RobustNormalized, robust_scale
 from cosinetrack.transforms.spatial import (
     PAD_MODES,
@@ -20,7 +20,9 @@ from cosinetrack.transforms.spatial import (
 )
 
 __all__ = [
+    "SMOOTH_PADDINGS",
     "RandImagingNoised",
+    "SmoothFramesd",
     "Normalization",
     "RobustNormalized",
     "robust_scale",

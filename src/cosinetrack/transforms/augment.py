@@ -29,7 +29,6 @@ from typing import Any
 from monai.transforms import (
     Compose,
     EnsureTyped,
-    GaussianSmoothd,
     Rand2DElasticd,
     RandAdjustContrastd,
     RandFlipd,
@@ -42,7 +41,7 @@ from monai.transforms import (
 
 from cosinetrack.errors import CosineTrackConfigError
 from cosinetrack.options import check_option_names
-from cosinetrack.transforms.intensity import RandImagingNoised
+from cosinetrack.transforms.intensity import RandImagingNoised, SmoothFramesd
 from cosinetrack.transforms.normalize import RobustNormalized
 from cosinetrack.transforms.spatial import PAD_MODES, FitToSized
 
@@ -88,6 +87,7 @@ def clip_train_transforms(
     padding_mode: str = "zeros",
     augment: bool = True,
     smooth_sigma: float = 0.0,
+    smooth_padding: str = "edge",
     fit: str = "scale",
     crop_size: Sequence[int] | None = None,
     noise_std: float | Mapping[str, float] = 0.0,
@@ -100,7 +100,9 @@ def clip_train_transforms(
     ``i_min`` / ``i_max`` are the fallback of items that carry no ``i_min`` / ``i_max`` of their own
     (:func:`robust_normalization`; ``None``: every item must carry them).
     ``smooth_sigma`` > 0 smooths every frame with a Gaussian of that many pixels first (the paper's cell
-    setting: 2 px), as :func:`clip_eval_transforms` does at inference. ``fit="scale"`` (the paper) scales
+    setting: 2 px), as :func:`clip_eval_transforms` does at inference; ``smooth_padding`` is what lies beyond a
+    frame's edge for it (:class:`~cosinetrack.transforms.SmoothFramesd`: ``"edge"``, or ``"zeros"`` as models
+    trained before it existed saw). ``fit="scale"`` (the paper) scales
     the clip to fit ``image_size``; ``fit="crop"`` keeps the native resolution and takes a random
     ``image_size`` crop (mirror-padded when the frames are smaller), for networks that run in tiles at
     full resolution (:class:`~cosinetrack.inference.TiledPairSegmenter`). ``crop_size`` with ``fit="scale"``
@@ -127,7 +129,7 @@ def clip_train_transforms(
     transforms = [
         EnsureTyped(keys=keys, track_meta=False),
         *(_raw_intensity(gamma, noise_std, noise_prob) if augment else []),
-        *_smoothing(smooth_sigma),
+        *_smoothing(smooth_sigma, smooth_padding),
         robust_normalization(i_min, i_max),
         ShiftIntensityd(keys="label", offset=1),  # label -1 (no loss) becomes 0, so padding means "no loss"
     ]
@@ -201,24 +203,29 @@ def _raw_intensity(gamma: float, noise_std: float | Mapping[str, float], noise_p
     return out
 
 
-def _smoothing(sigma: float) -> list:
-    """Gaussian smoothing of every channel (frame) over the two spatial axes, or nothing for ``sigma <= 0``."""
-    return [GaussianSmoothd(keys="image", sigma=float(sigma))] if sigma and sigma > 0 else []
+def _smoothing(sigma: float, padding: str) -> list:
+    """Gaussian smoothing of every channel (frame) over the spatial axes (:class:`SmoothFramesd`, ``padding``
+    beyond the edges), or nothing for ``sigma <= 0``."""
+    return [SmoothFramesd(keys="image", sigma=float(sigma), padding=padding)] if sigma and sigma > 0 else []
 
 
 def clip_eval_transforms(
-    i_min: float = 10.0, i_max: float = 10.0, per_channel: bool = True, smooth_sigma: float = 0.0
+    i_min: float = 10.0,
+    i_max: float = 10.0,
+    per_channel: bool = True,
+    smooth_sigma: float = 0.0,
+    smooth_padding: str = "edge",
 ) -> Compose:
     """Evaluation pipeline for a whole case ``{"image": (Z, T, H, W), ...}``: per-slice normalization only.
 
     ``per_channel=False`` normalizes the whole item at once, as training does for a clip or for the
-    three color channels of a still image ``(3, H, W)``. ``smooth_sigma`` as in training. Fitting to
-    the network size happens in the inferer, which also scales predictions back.
+    three color channels of a still image ``(3, H, W)``. ``smooth_sigma`` and ``smooth_padding`` as in
+    training. Fitting to the network size happens in the inferer, which also scales predictions back.
     """
     return Compose(
         [
             EnsureTyped(keys=("image", "label"), track_meta=False, allow_missing_keys=True),
-            *_smoothing(smooth_sigma),
+            *_smoothing(smooth_sigma, smooth_padding),
             robust_normalization(i_min, i_max, per_channel=per_channel),
             EnsureTyped(keys="image", dtype="float32", track_meta=False),
         ]
@@ -250,7 +257,7 @@ def check_augmentation(options: Mapping[str, Any] | None, section: str = "augmen
     return checked
 
 
-_NORMALIZATION_KEYS = ("i_min", "i_max", "smooth_sigma")
+_NORMALIZATION_KEYS = ("i_min", "i_max", "smooth_sigma", "smooth_padding")
 #: the names an ``augmentation`` section may hold: clip_train_transforms' options but the size and normalization
 _AUGMENTATION_KEYS = tuple(
     n for n in inspect.signature(clip_train_transforms).parameters if n not in ("image_size", *_NORMALIZATION_KEYS)

@@ -29,6 +29,7 @@ from monai.transforms import MapTransform
 
 from cosinetrack.errors import CosineTrackConfigError
 from cosinetrack.options import check_option_names
+from cosinetrack.transforms.intensity import SMOOTH_PADDINGS
 
 __all__ = ["Normalization", "RobustNormalized", "robust_scale"]
 
@@ -53,11 +54,16 @@ class Normalization:
             preset carries it, see :func:`~cosinetrack.apps.cell.read_ctc_cases`).
         i_max: percentage of the highest values whose median maps to 1; ``None`` as for ``i_min``.
         smooth_sigma: Gaussian smoothing (pixels) before the scaling; 0 for none.
+        smooth_padding: what the smoothing takes beyond a frame's edge
+            (:class:`~cosinetrack.transforms.SmoothFramesd`): ``"edge"`` (the border pixels repeated) or
+            ``"zeros"`` (MONAI's ``GaussianSmooth``: edges of a frame with a bright background come out
+            dark; what the cell models up to 0.3.0 were trained with).
     """
 
     i_min: float | None = 10.0
     i_max: float | None = 10.0
     smooth_sigma: float = 0.0
+    smooth_padding: str = "edge"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "i_min", _percentage("i_min", self.i_min))
@@ -68,10 +74,13 @@ class Normalization:
         if not (math.isfinite(float(sigma)) and float(sigma) >= 0.0):
             raise ValueError(f"smooth_sigma: expected a finite number >= 0, got {sigma}")
         object.__setattr__(self, "smooth_sigma", float(sigma))
+        if self.smooth_padding not in SMOOTH_PADDINGS:
+            raise ValueError(f"smooth_padding: expected one of {SMOOTH_PADDINGS}, got {self.smooth_padding!r}")
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None, section: str = "normalization") -> Normalization:
-        """The section ``options`` (``{"i_min", "i_max", "smooth_sigma"}``, any subset) as a checked value.
+        """The section ``options`` (``{"i_min", "i_max", "smooth_sigma", "smooth_padding"}``, any subset) as a
+        checked value.
 
         Raises:
             CosineTrackConfigError: an unknown (misspelt) name or a bad value, naming the section and key.
@@ -85,7 +94,7 @@ class Normalization:
             raise CosineTrackConfigError(section, str(e)) from e
 
     def as_dict(self) -> dict[str, Any]:
-        """``{"i_min", "i_max", "smooth_sigma"}``, e.g. as keywords of the transforms."""
+        """``{"i_min", "i_max", "smooth_sigma", "smooth_padding"}``, e.g. as keywords of the transforms."""
         return asdict(self)
 
 
