@@ -223,3 +223,27 @@ def test_a_clustering_override_keeps_the_clustering_options(clustering, options,
     seq = CTCSequence("01", "/data", "/data/01", frames=range(3))
     part = VideoPart("01", seq, (0, 1, 2))
     assert clustering_for_part(part, (256, 256), "scaled", None, clustering, options) == expected
+
+
+def test_functional_track_folder_forwards_every_tracker_option(monkeypatch):
+    """``track_folder(...)`` builds the same ``VideoTracker`` as the bundle would: no option is dropped."""
+    import inspect
+
+    from cosinetrack.apps.cell import pipeline
+
+    tracker_options = set(inspect.signature(pipeline.VideoTracker.__init__).parameters) - {"self", "image_size"}
+    seen = {}
+
+    class Recorder:
+        def __init__(self, image_size, **kwargs):
+            seen.update(kwargs, image_size=image_size)
+
+        def track_folder(self, *args, **kwargs):
+            return []
+
+    monkeypatch.setattr(pipeline, "VideoTracker", Recorder)
+    options = {"canvas_margin": 3, "tiling": {"batch_size": 2}, "smooth_padding": "zeros"}
+    pipeline.track_folder(None, "in", "out", None, (32, 32), **options)
+    assert seen["canvas_margin"] == 3 and seen["tiling"] == {"batch_size": 2}
+    assert seen["normalization"]["smooth_padding"] == "zeros"
+    assert tracker_options <= set(seen), f"not forwarded: {tracker_options - set(seen)}"

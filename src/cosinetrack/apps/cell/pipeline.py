@@ -206,6 +206,8 @@ def track_folder(
     padding_mode: str = "zeros",
     amp: bool | str | None = False,
     overlap_stages: bool | str = False,
+    tiling: Mapping[str, Any] | None = None,
+    canvas_margin: int = 0,
 ) -> list[str]:
     """Track every sequence of a CTC-layout folder into ``output_dir/<NN>_RES`` (masks + ``res_track.txt``).
 
@@ -232,6 +234,8 @@ def track_folder(
         device=device,
         amp=amp,
         overlap_stages=overlap_stages,
+        tiling=tiling,
+        canvas_margin=canvas_margin,
     )
     return tracker.track_folder(network, input_dir, output_dir, ckpt_path, overwrite, progress_every=progress_every)
 
