@@ -164,7 +164,8 @@ class PairTracker:
         mappings, tracks = tracker.lineage()  # per-frame {raw id: CTC label}, (N, 4) "L B E P"
 
     Args:
-        min_iou: smallest IoU at which an instance of the shared frame takes a track id.
+        min_iou: smallest IoU at which an instance of the shared frame (``link="frame"``: of the previous
+            finalised frame) passes its track id on.
         max_parent_gap: how many finalised frames back a new track's parent is searched (``0``: no
             parents).
         parent_measure: ``"iou"`` or ``"overlap"`` (fraction of the new instance covered), see

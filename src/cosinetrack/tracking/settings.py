@@ -49,8 +49,9 @@ class TrackingSettings:
     """Options of the pair tracker (:class:`~cosinetrack.tracking.PairTracker`), checked.
 
     Attributes:
-        min_iou: smallest IoU of two instances in the shared frame of consecutive pairs that links them
-            (greedy one-to-one matching; 0.25 in the paper's reference code).
+        min_iou: smallest IoU of two instances in the shared frame of consecutive pairs (``link`` pair) or in
+            consecutive frames (``link`` frame) that links them (greedy one-to-one matching; 0.25 in the paper's
+            reference code).
         max_parent_gap: a new track's mother may have ended at most this many frames before it begins.
         parent_measure: ``"iou"`` or ``"overlap"`` (share of the daughter covered by the mother).
         min_parent_score: smallest score of a mother.
