@@ -109,6 +109,7 @@ def bundle_settings(path: str) -> dict[str, Any]:
         "clustering_options": cfg["clustering_options"],
         "smooth_sigma": cfg["normalization"]["smooth_sigma"],
         "smooth_padding": cfg["normalization"].get("smooth_padding", "edge"),
+        "canvas_margin": int(cfg.get("canvas_margin", 0)),
     }
 
     def expression(v: Any) -> bool:  # MONAI config syntax: "$python", "@reference", "%file#key"
@@ -172,7 +173,7 @@ def stream(
             net, part, os.path.join(tmp, "01_RES"), size, kwargs, i_min=preset["i_min"], i_max=preset["i_max"],
             smooth_sigma=settings["smooth_sigma"], smooth_padding=settings["smooth_padding"], resolution=resolution,
             tile_overlap=args.tile_overlap if resolution == "tiled" else None, tracking=settings["tracking"],
-            lineage=settings["lineage"], device=args.device,
+            lineage=settings["lineage"], device=args.device, canvas_margin=settings["canvas_margin"],
         )  # fmt: skip
         wall = time.perf_counter() - t0
     return {

@@ -336,7 +336,9 @@ def find_sequence(dataset: str, name: str) -> dict:
 
 def embeddings_of(net, seq, frames, preset, settings, image_size, device, amp) -> list[torch.Tensor]:
     """The float32 canvas embeddings ``(D, h, w)`` of every frame, streamed as the pipeline does."""
-    seg = ScaledPairSegmenter(net, image_size, {}, device, padding_mode=settings["padding_mode"], amp=amp)
+    seg = ScaledPairSegmenter(
+        net, image_size, {}, device, padding_mode=settings["padding_mode"], amp=amp, margin=settings["canvas_margin"]
+    )
     return [seg.embed(x) for _, x in read_frames(
         seq, frames, preset, settings["smooth_sigma"], {"reading": 0.0}, settings["smooth_padding"]
     )]
@@ -452,7 +454,10 @@ def main(argv: Sequence[str] | None = None) -> str:
         for mode in args.modes:
             options = {**settings["clustering_options"], "mode": mode}
             kwargs = clustering_parameters(preset, size, frame_size, "scaled", **options)
-            common = {"device": args.device, "padding_mode": settings["padding_mode"], "amp": amp}
+            common = {
+                "device": args.device, "padding_mode": settings["padding_mode"], "amp": amp,
+                "margin": settings["canvas_margin"],
+            }  # fmt: skip
             makers = {
                 "shipped": lambda k=kwargs, c=common: ScaledPairSegmenter(shipped, size, k, **c),
                 "paper": lambda k=kwargs, c=common, e=cached: CachedEmbeddingSegmenter(paper, e, size, k, **c),
