@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import REPO_ROOT
 from monai.bundle import ConfigParser
 
@@ -119,3 +120,28 @@ def test_the_renamed_neighbor_radius_key_still_works(key, caplog):
         os.chdir(cwd)
     assert loss.loss.neighbor_radius == 40.0
     assert ("deprecated" in caplog.text) == (key == "neighbour_radius")
+
+
+@pytest.mark.parametrize("overlay", ["bundles/cell/inference.json", "bundles/cell/evaluate.json"])
+@pytest.mark.parametrize(
+    "record, overrides, expect",
+    [
+        ({"image_size": [384, 384]}, {}, [384, 384]),  # a model trained on a 384 x 384 canvas runs on it
+        ({}, {}, [256, 256]),  # a file that records no canvas: the bundle's image_size
+        ({"image_size": [384, 384]}, {"inference_size": [320, 320]}, [320, 320]),  # the user's override wins
+        ({"image_size": [128, 128], "fit": "crop"}, {"resolution": "tiled"}, [256, 256]),  # tiles: the bundle's
+    ],
+)
+def test_cell_inference_runs_a_model_on_the_canvas_it_was_trained_on(tmp_path, overlay, record, overrides, expect):
+    """Cell evaluation and inference scale frames to the canvas recorded in the model file (``image_size``)."""
+    model = tmp_path / "model.pt"
+    torch.save({"model": {}, **record}, model)
+    parser = ConfigParser()
+    parser.read_config([str(REPO_ROOT / c) for c in (*CELL, overlay)])
+    parser.update({"ckpt_path": str(model), **overrides})
+    cwd = os.getcwd()
+    os.chdir(REPO_ROOT)
+    try:
+        assert list(parser.get_parsed_content("inference_size")) == expect
+    finally:
+        os.chdir(cwd)
