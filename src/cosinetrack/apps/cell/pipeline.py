@@ -29,11 +29,12 @@ from cosinetrack.options import as_flag, check_option_names
 from cosinetrack.tracking.settings import LineageSettings, TrackingSettings
 from cosinetrack.transforms.normalize import Normalization
 from cosinetrack.transforms.spatial import PAD_MODES
-from cosinetrack.workflows.checkpoint import load_weights
+from cosinetrack.workflows.checkpoint import load_weights, stored_image_size
 
 __all__ = [
     "RESOLUTIONS",
     "TILING_OPTIONS",
+    "inference_canvas",
     "make_pair_segmenter",
     "track_sequence_part",
     "clustering_for_part",
@@ -49,6 +50,20 @@ logger = logging.getLogger("cosinetrack")
 RESOLUTIONS = ("scaled", "tiled")
 #: the names a ``tiling`` config section may hold (options of the tiled segmenter; the overlap is ``tile_overlap``)
 TILING_OPTIONS = ("min_iou", "min_overlap", "batch_size", "cluster_stride", "storage_dtype", "storage")
+
+
+def inference_canvas(model_path: str, image_size: Sequence[int], resolution: str = "scaled") -> list[int]:
+    """The network input ``(h, w)`` of cell evaluation and inference for the model file ``model_path``.
+
+    ``resolution="scaled"``: the canvas the model was trained on, as its file records it
+    (:func:`~cosinetrack.workflows.stored_image_size`; ``image_size``, the bundle's, for a file without it).
+    ``"tiled"``: ``image_size`` itself, the tile size (frames stay at native resolution).
+    """
+    if resolution not in RESOLUTIONS:
+        raise CosineTrackConfigError("resolution", f"expected one of {RESOLUTIONS}, got {resolution!r}")
+    if resolution == "tiled":
+        return [int(v) for v in image_size]
+    return stored_image_size(model_path, image_size)
 
 
 def make_pair_segmenter(
