@@ -8,7 +8,7 @@ import torch
 
 from cosinetrack.errors import CosineTrackConfigError, user_error_in_chain
 from cosinetrack.transforms.augment import check_augmentation, clip_train_transforms
-from cosinetrack.transforms.intensity import RandImagingNoised
+from cosinetrack.transforms.intensity import RandImagingNoised, RandInstanceContrastd
 
 
 def _clip():
@@ -133,3 +133,75 @@ def test_noise_per_data_set_refuses_an_item_that_names_no_strength():
     )
     with pytest.raises(ValueError, match="max_std None needs a max_std_key"):
         RandImagingNoised(keys="image", max_std=None)
+
+
+def _two_cells():
+    """A clip with two cells of contrast 200 over a background of 100 (ids 1 and 2 in every frame)."""
+    x = np.full((3, 40, 40), 100.0, np.float32)
+    label = np.zeros((3, 40, 40), np.int64)
+    x[:, 4:14, 4:14], label[:, 4:14, 4:14] = 300.0, 1
+    x[:, 24:34, 24:34], label[:, 24:34, 24:34] = 300.0, 2
+    label[:, 38:, :] = -1  # no label here: never dimmed
+    return x, label
+
+
+@pytest.mark.parametrize(
+    "prob, min_factor, expect",  # contrast of each cell after the transform, per frame
+    [
+        (0.0, 0.2, "unchanged"),
+        (1.0, 1.0, "unchanged"),
+        (1.0, 0.2, "both dimmed"),
+        (1.0, 0.0, "both dimmed"),
+    ],
+)
+def test_instance_contrast_dims_whole_cells_the_same_in_every_frame(prob, min_factor, expect):
+    x, label = _two_cells()
+    t = RandInstanceContrastd(keys="image", prob=prob, min_factor=min_factor, sigma=0.0)
+    t.set_random_state(3)
+    out = t({"image": torch.as_tensor(x), "label": torch.as_tensor(label)})
+    y = out["image"]
+    assert isinstance(y, torch.Tensor) and out["label"] is not None
+    y = y.numpy()
+    np.testing.assert_array_equal(y[label <= 0], x[label <= 0])  # background and unlabelled pixels untouched
+    contrast = [[float(y[f][label[f] == i].mean()) - 100.0 for f in range(3)] for i in (1, 2)]
+    for per_frame in contrast:
+        assert np.ptp(per_frame) < 1e-4  # one draw per cell, not per frame
+        if expect == "unchanged":
+            assert per_frame[0] == pytest.approx(200.0)
+        else:
+            assert 200.0 * min_factor - 1e-3 <= per_frame[0] < 200.0
+
+
+def test_instance_contrast_picks_about_prob_of_the_cells_and_fades_the_rim():
+    x = np.full((1, 200, 200), 10.0, np.float32)
+    label = np.zeros((1, 200, 200), np.int64)
+    for i in range(100):
+        r, c = divmod(i, 10)
+        label[0, 20 * r + 5 : 20 * r + 15, 20 * c + 5 : 20 * c + 15] = i + 1
+    x[label > 0] = 110.0
+    t = RandInstanceContrastd(keys="image", prob=0.3, min_factor=0.5, sigma=2.0)
+    t.set_random_state(0)
+    y = t({"image": x, "label": label})["image"]
+    dimmed = sum(float(y[label == i].max()) < 105.0 for i in range(1, 101))
+    assert 15 <= dimmed <= 45
+    assert np.all(y >= 10.0 - 1e-4) and np.all(y <= 110.0 + 1e-4)  # a blend of 1 and f: never beyond the original
+
+
+@pytest.mark.parametrize("bad", [{"prob": 1.5}, {"prob": -0.1}, {"min_factor": 1.2}, {"sigma": -1.0}, {"prob": True}])
+def test_instance_contrast_bad_arguments_fail_at_construction(bad):
+    with pytest.raises(ValueError):
+        RandInstanceContrastd(keys="image", **bad)
+
+
+def test_instance_contrast_in_the_training_pipeline_and_a_bad_factor():
+    x, label = _two_cells()
+    pipe = clip_train_transforms((32, 32), i_min=20, i_max=1, instance_dim_prob=1.0, instance_dim_min=0.3,
+                                 smooth_sigma=2.0, padding_mode="reflection")  # fmt: skip
+    pipe.set_random_state(0)
+    out = pipe({"image": x, "label": label})
+    assert out["image"].shape == (3, 32, 32) and torch.isfinite(out["image"]).all()
+    assert check_augmentation({"instance_dim_prob": 0.3, "instance_dim_min": 0.2}) == {
+        "instance_dim_prob": 0.3, "instance_dim_min": 0.2,
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="instance_dim_min"):
+        clip_train_transforms((32, 32), instance_dim_prob=0.3, instance_dim_min=1.5)

@@ -7,7 +7,7 @@ from cosinetrack.transforms.augment import (
     noise_strengths,
     robust_normalization,
 )
-from cosinetrack.transforms.intensity import SMOOTH_PADDINGS, RandImagingNoised, SmoothFramesd
+from cosinetrack.transforms.intensity import SMOOTH_PADDINGS, RandImagingNoised, RandInstanceContrastd, SmoothFramesd
 from cosinetrack.transforms.normalize import Normalization, RobustNormalized, robust_scale
 from cosinetrack.transforms.spatial import (
     PAD_MODES,
@@ -22,6 +22,7 @@ from cosinetrack.transforms.spatial import (
 __all__ = [
     "SMOOTH_PADDINGS",
     "RandImagingNoised",
+    "RandInstanceContrastd",
     "SmoothFramesd",
     "Normalization",
     "RobustNormalized",

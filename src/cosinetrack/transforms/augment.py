@@ -41,7 +41,7 @@ from monai.transforms import (
 
 from cosinetrack.errors import CosineTrackConfigError
 from cosinetrack.options import check_option_names
-from cosinetrack.transforms.intensity import RandImagingNoised, SmoothFramesd
+from cosinetrack.transforms.intensity import RandImagingNoised, RandInstanceContrastd, SmoothFramesd
 from cosinetrack.transforms.normalize import RobustNormalized
 from cosinetrack.transforms.spatial import PAD_MODES, FitToSized
 
@@ -93,6 +93,8 @@ def clip_train_transforms(
     noise_std: float | Mapping[str, float] = 0.0,
     noise_prob: float = 0.5,
     gamma: float = 0.0,
+    instance_dim_prob: float = 0.0,
+    instance_dim_min: float = 0.2,
 ) -> Compose:
     """The training pipeline for one clip dict ``{"image": (L, H, W), "label": (L, H, W)}``.
 
@@ -116,7 +118,11 @@ def clip_train_transforms(
     normalization, as real differences between videos arrive. ``noise_std`` may also be a mapping
     ``{data set name: strength}`` (training on several data sets, noise on some only): the items then carry
     their own strength (``noise_std``, put into each case by the data set's reader, e.g.
-    :func:`~cosinetrack.apps.cell.read_ctc_cases`; an item without one gets none).
+    :func:`~cosinetrack.apps.cell.read_ctc_cases`; an item without one gets none). ``instance_dim_prob`` > 0
+    dims each labelled instance with that probability, its contrast to the background multiplied by
+    ``U(instance_dim_min, 1)`` (:class:`~cosinetrack.transforms.intensity.RandInstanceContrastd`; after the gamma,
+    before the noise): nuclei of one frame as unevenly bright as another video's. It needs labels that cover
+    whole cells (a marker-only label dims a disc inside its nucleus).
     """
     if fit not in ("scale", "crop"):
         raise ValueError(f"fit must be 'scale' or 'crop', got {fit!r}")
@@ -128,7 +134,7 @@ def clip_train_transforms(
             raise ValueError(f"crop_size must be (h, w) within image_size {size} and fit 'scale', got {crop_size!r}")
     transforms = [
         EnsureTyped(keys=keys, track_meta=False),
-        *(_raw_intensity(gamma, noise_std, noise_prob) if augment else []),
+        *(_raw_intensity(gamma, noise_std, noise_prob, instance_dim_prob, instance_dim_min) if augment else []),
         *_smoothing(smooth_sigma, smooth_padding),
         robust_normalization(i_min, i_max),
         ShiftIntensityd(keys="label", offset=1),  # label -1 (no loss) becomes 0, so padding means "no loss"
@@ -189,11 +195,21 @@ def noise_strengths(noise_std: float | Mapping[str, float] | None) -> dict[str, 
     return out
 
 
-def _raw_intensity(gamma: float, noise_std: float | Mapping[str, float], noise_prob: float) -> list:
-    """Random gamma and imaging noise on the raw clip (nothing when both are 0)."""
+def _raw_intensity(
+    gamma: float,
+    noise_std: float | Mapping[str, float],
+    noise_prob: float,
+    instance_dim_prob: float = 0.0,
+    instance_dim_min: float = 0.2,
+) -> list:
+    """Random gamma, dimmed instances and imaging noise on the raw clip (nothing when all are off)."""
+    if isinstance(instance_dim_min, bool) or not 0.0 <= float(instance_dim_min) <= 1.0:
+        raise ValueError(f"instance_dim_min: expected a contrast factor in [0, 1], got {instance_dim_min!r}")
     out = []
     if gamma and gamma > 0:
         out.append(RandAdjustContrastd(keys="image", prob=1.0, gamma=(math.exp(-gamma), math.exp(gamma))))
+    if instance_dim_prob and instance_dim_prob > 0:
+        out.append(RandInstanceContrastd(keys="image", prob=instance_dim_prob, min_factor=instance_dim_min))
     per_data_set = noise_strengths(noise_std)
     if per_data_set is not None:  # each item must carry its data set's strength (0: no noise)
         if any(v > 0 for v in per_data_set.values()):

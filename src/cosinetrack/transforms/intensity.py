@@ -8,6 +8,9 @@ smoothing and the robust normalization that inference applies too, so the networ
 the pipeline will show it. Its strength is relative to the clip's contrast (the 99.5th percentile minus
 the median), so one setting serves 8-bit and 16-bit data alike.
 
+:class:`RandInstanceContrastd` dims single cells (their contrast to the background), so that a model trained
+on a video of evenly bright nuclei still finds the dim nuclei of another.
+
 :class:`SmoothFramesd` is the Gaussian smoothing of the paper's cell setting (2 px), MONAI's
 ``GaussianSmooth`` with a choice of what lies beyond the frame: ``"zeros"`` (MONAI's) darkens a band of about
 ``4 sigma`` px along every edge of a frame whose background is not 0 (a cell cut by the frame's edge comes
@@ -24,10 +27,11 @@ import torch
 import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.transforms import GaussianSmooth, MapTransform, RandomizableTransform
+from scipy.ndimage import gaussian_filter
 
 from cosinetrack.errors import CosineTrackConfigError
 
-__all__ = ["SMOOTH_PADDINGS", "RandImagingNoised", "SmoothFramesd"]
+__all__ = ["SMOOTH_PADDINGS", "RandImagingNoised", "RandInstanceContrastd", "SmoothFramesd"]
 
 #: what :class:`SmoothFramesd` takes beyond a frame's edge: zeros (MONAI's ``GaussianSmooth``) or the edge pixels
 SMOOTH_PADDINGS = ("zeros", "edge")
@@ -162,5 +166,86 @@ class RandImagingNoised(RandomizableTransform, MapTransform):
             if self._poisson:
                 std = std * np.sqrt(np.clip(x - low, 0.0, None) / s + 0.1)
             x += (self.R.standard_normal(x.shape) * std).astype(np.float32)
+            d[key] = torch.as_tensor(x) if is_tensor else x
+        return d
+
+
+class RandInstanceContrastd(RandomizableTransform, MapTransform):
+    """Dim single instances of raw clips ``(L, H, W)``: each cell its own brightness, as in real videos.
+
+    Nuclei of one video differ in brightness, and a model trained on a video whose nuclei are all bright
+    misses the dim ones of another (Fluo-N2DH-SIM+ to GOWT1, ``docs/results_cell.md``); a global gamma or gain
+    cannot teach that, since the robust normalization undoes it. Here each instance id of ``label_key`` (the same
+    id in every frame of the clip: one cell, one draw) is picked with probability ``prob`` and its contrast to
+    the clip's background level ``b`` (the clip's median) multiplied by ``f ~ U(min_factor, 1)``:
+    ``x <- b + (x - b) * g``, where ``g`` is the per-pixel factor map (``f`` inside a picked instance, 1
+    elsewhere) smoothed by a Gaussian of ``sigma`` px, so the nucleus' rim outside its label fades with it.
+
+    Args:
+        keys: image keys (raw intensities, before smoothing and normalization).
+        label_key: the instance labels ``(L, H, W)`` (``> 0`` instances; ``0`` background and ``< 0`` no label
+            are never changed).
+        prob: probability that an instance is dimmed.
+        min_factor: the smallest contrast factor, in ``[0, 1]``.
+        sigma: smoothing of the factor map in pixels (``0``: hard edges).
+    """
+
+    backend = [np.ndarray.__name__]
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        label_key: str = "label",
+        prob: float = 0.3,
+        min_factor: float = 0.2,
+        sigma: float = 2.0,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        for name, value, high in (("prob", prob, 1.0), ("min_factor", min_factor, 1.0), ("sigma", sigma, np.inf)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= high:
+                raise ValueError(f"{name}: expected a number in [0, {high}], got {value!r}")
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, 1.0)
+        self.label_key = label_key
+        self.instance_prob = float(prob)
+        self.min_factor = float(min_factor)
+        self.sigma = float(sigma)
+
+    def factor_map(self, label: np.ndarray) -> np.ndarray:
+        """The per-pixel contrast factor ``(L, H, W)`` float32 for ``label`` (a fresh random draw)."""
+        ids = np.unique(label)
+        ids = ids[ids > 0]
+        picked = ids[self.R.uniform(size=ids.size) < self.instance_prob]
+        g = np.ones(label.shape, dtype=np.float32)
+        if picked.size == 0:
+            return g
+        factors = self.R.uniform(self.min_factor, 1.0, size=picked.size).astype(np.float32)
+        lookup = np.ones(int(ids.max()) + 1, dtype=np.float32)
+        lookup[picked] = factors
+        inside = label > 0
+        g[inside] = lookup[label[inside]]
+        if self.sigma > 0:
+            g = np.stack([gaussian_filter(frame, self.sigma) for frame in g]).astype(np.float32)
+        return g
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        if self.label_key not in d:
+            raise KeyError(f"RandInstanceContrastd: the item has no {self.label_key!r} (instance labels)")
+        label_value = d[self.label_key]
+        label = label_value.detach().cpu().numpy() if isinstance(label_value, torch.Tensor) else np.asarray(label_value)
+        label = label.astype(np.int64, copy=False)
+        g = self.factor_map(label)
+        if np.all(g == 1.0):
+            return d
+        for key in self.key_iterator(d):
+            value = d[key]
+            is_tensor = isinstance(value, torch.Tensor)
+            x = value.detach().cpu().numpy() if is_tensor else np.asarray(value)
+            x = x.astype(np.float32, copy=True)
+            if x.shape != label.shape:
+                raise ValueError(f"{key}: shape {x.shape} differs from {self.label_key} {label.shape}")
+            b = float(np.median(x))
+            x = b + (x - b) * g
             d[key] = torch.as_tensor(x) if is_tensor else x
         return d
