@@ -343,7 +343,7 @@ def fast_cases() -> dict[str, tuple[np.ndarray, np.ndarray, dict]]:
 FAST_CASES = fast_cases()
 
 
-@pytest.mark.parametrize("assign", ["nearest_sample", "mean_direction"])
+@pytest.mark.parametrize("assign", ["nearest_sample", "mean_direction", "local_direction"])
 @pytest.mark.parametrize(
     "sample_points, m_pts",
     [(100000, 10), (150, 20)],  # every pixel / a grid of stride >= 2 (m_pts 20 -> 5 on the sample)
@@ -384,6 +384,26 @@ def test_fast_mode_min_similarity_leaves_mixed_borders_as_background():
     assert ((cores > 0) <= (all_pixels > 0)).all()
     assert all_pixels.max() == cores.max() == 5
     assert mean_best_iou(all_pixels, lab) > 0.8 and mean_best_iou(cores, lab) > 0.6  # cores: rims left out
+
+
+@pytest.mark.parametrize("assign, expect_kept", [("mean_direction", 0), ("local_direction", 6)])
+def test_fast_mode_local_direction_keeps_the_cells_of_a_cluster_of_several_directions(monkeypatch, assign, expect_kept):
+    """HDBSCAN may put cells of different directions into one cluster (a small ``c``; ``split_components``
+    separates them later). ``mean_direction`` then tests ``min_similarity`` against a mean that matches none of
+    them and drops them all; ``local_direction`` also tests against the cluster's grid pixels around each pixel."""
+    from cosinetrack.clustering import embedding_clustering
+
+    lab = blobs(n=6, seed=15)[0]
+    emb = synthetic_embeddings(lab, dim=D, directions=directions(7), noise=0.01, smooth=0.0, seed=15)
+    one_cluster = lambda points, *args, **kwargs: np.zeros(len(points), dtype=np.int64)  # noqa: E731
+    monkeypatch.setattr(embedding_clustering, "_run_hdbscan", one_cluster)
+    out = cluster_embeddings(
+        emb, mode="fast", assign=assign, coordinate_scale=0.0, sample_points=300, min_samples=20,
+        split_components=True, min_size=10,
+    )  # fmt: skip
+    assert out.max() == expect_kept
+    if expect_kept:
+        assert same_partition(out, lab) or mean_best_iou(out, lab) > 0.9
 
 
 def test_fast_mode_is_a_bundle_option():

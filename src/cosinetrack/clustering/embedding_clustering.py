@@ -451,6 +451,17 @@ def _fast_point_labels(
             point_labels = _mean_direction_labels(feats, coords, centers_dir, centers_pos)
             if min_similarity is not None:
                 cos = np.einsum("nd,nd->n", feats, centers_dir[point_labels])
+                if assign == "local_direction":  # or like a grid pixel of the same cluster around it
+                    label_grid = np.full(grid_fg.shape, -2, dtype=np.int64)
+                    label_grid[gt, gi, gj] = sample_labels
+                    i0 = np.clip((yy - o) // s, 0, gy.size - 1)
+                    j0 = np.clip((xx - o) // s, 0, gx.size - 1)
+                    i1 = np.minimum(i0 + 1, gy.size - 1)
+                    j1 = np.minimum(j0 + 1, gx.size - 1)
+                    for ii, jj in ((i0, j0), (i0, j1), (i1, j0), (i1, j1)):
+                        same = label_grid[tt, ii, jj] == point_labels
+                        local = np.einsum("nd,nd->n", feats, grid_unit[tt, :, ii, jj])
+                        cos = np.where(same, np.maximum(cos, local), cos)
                 point_labels = np.where(cos >= min_similarity, point_labels, -1)
     if max_background_similarity is not None and bg_vector is not None and num > 0:
         sums = _cluster_sums(point_labels, feats, num)

@@ -35,7 +35,7 @@ NOISE_RULES = ("background", "nearest")
 #: ones) and ``"fast"`` (HDBSCAN on a spatial grid sample, every pixel labeled from the sample).
 CLUSTERING_MODES = ("exact", "fast")
 #: names accepted by ``assign=`` (how ``mode="fast"`` labels the pixels that were not sampled).
-ASSIGN_RULES = ("nearest_sample", "mean_direction")
+ASSIGN_RULES = ("nearest_sample", "mean_direction", "local_direction")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,14 +179,20 @@ class ClusteringOptions:
     the nearest, in data-point space, of the (up to four) foreground grid pixels of the same frame that
     surround the pixel, which is what ``max_points`` does with all sampled pixels; a pixel without a
     foreground grid pixel around it falls back to ``"mean_direction"``. On the CPU-budget cell model
-    ``"mean_direction"`` was closer to the exact path (``docs/benchmarks_cell_inference.md``)."""
+    ``"mean_direction"`` was closer to the exact path (``docs/benchmarks_cell_inference.md``).
+    ``"local_direction"``: the cluster as ``"mean_direction"``, but ``min_similarity`` is tested against the
+    best of the cluster's mean direction and the directions of the cluster's grid pixels around the pixel, so a
+    cluster that holds cells of several directions (a small ``c`` lets far cells share one cluster until
+    ``split_components``) does not lose the pixels that match none of its mean (``docs/results_cell.md``,
+    session 15)."""
 
     min_similarity: float | None = 0.97
-    """``mode="fast"``, ``assign="mean_direction"``: a pixel whose cosine similarity to its cluster's mean
-    direction is below this (in ``[-1, 1]``) becomes background, like the mixed border pixels that HDBSCAN
-    leaves as noise in the exact path (default ``0.97``, chosen on held-out Fluo-N2DH-SIM+ frames: 0.9 /
-    0.93 / 0.95 / 0.97 gave SEG 0.732 / 0.743 / 0.746 / 0.756 against 0.757 exact;
-    ``docs/benchmarks_cell_inference.md``). ``None``: off."""
+    """``mode="fast"``, ``assign="mean_direction"`` or ``"local_direction"``: a pixel whose cosine similarity
+    to its cluster's mean direction (and, ``"local_direction"``, to each grid pixel of its cluster around it)
+    is below this (in ``[-1, 1]``) becomes background, like the mixed border pixels that HDBSCAN leaves as
+    noise in the exact path (default ``0.97``, chosen on held-out Fluo-N2DH-SIM+ frames: 0.9 / 0.93 / 0.95 /
+    0.97 gave SEG 0.732 / 0.743 / 0.746 / 0.756 against 0.757 exact; ``docs/benchmarks_cell_inference.md``).
+    ``None``: off."""
 
     def __post_init__(self) -> None:
         """Check the values (the one place where they are checked); raises ``ValueError`` naming the option."""
