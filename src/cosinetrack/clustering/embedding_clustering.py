@@ -365,6 +365,18 @@ def _mean_direction_labels(
     return np.argmax(score, axis=1).astype(np.int64)
 
 
+def _surrounding_grid_pixels(
+    yy: np.ndarray, xx: np.ndarray, offset: int, stride: int, rows: int, cols: int
+) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Grid indices ``(i, j)`` of the (up to) four grid pixels around each pixel ``(yy, xx)`` of a grid with rows
+    and columns ``offset + k * stride`` (``rows`` x ``cols`` of them), clipped at the grid's edges."""
+    i0 = np.clip((yy - offset) // stride, 0, rows - 1)
+    j0 = np.clip((xx - offset) // stride, 0, cols - 1)
+    i1 = np.minimum(i0 + 1, rows - 1)
+    j1 = np.minimum(j0 + 1, cols - 1)
+    return (i0, j0), (i0, j1), (i1, j0), (i1, j1)
+
+
 def _fast_point_labels(
     unit: np.ndarray,
     fg: np.ndarray,
@@ -432,12 +444,8 @@ def _fast_point_labels(
             # the (up to) four grid pixels around each pixel, in the same frame
             label_grid = np.full(grid_fg.shape, -2, dtype=np.int64)  # -2: not a foreground grid pixel
             label_grid[gt, gi, gj] = sample_labels
-            i0 = np.clip((yy - o) // s, 0, gy.size - 1)
-            j0 = np.clip((xx - o) // s, 0, gx.size - 1)
-            i1 = np.minimum(i0 + 1, gy.size - 1)
-            j1 = np.minimum(j0 + 1, gx.size - 1)
             best = np.full(n, np.inf)
-            for ii, jj in ((i0, j0), (i0, j1), (i1, j0), (i1, j1)):
+            for ii, jj in _surrounding_grid_pixels(yy, xx, o, s, gy.size, gx.size):
                 lab = label_grid[tt, ii, jj]
                 ref = grid_unit[tt, :, ii, jj]
                 dist = -2.0 * np.einsum("nd,nd->n", feats, ref) + c * c * ((yy - gy[ii]) ** 2 + (xx - gx[jj]) ** 2)
@@ -454,11 +462,7 @@ def _fast_point_labels(
                 if assign == "local_direction":  # or like a grid pixel of the same cluster around it
                     label_grid = np.full(grid_fg.shape, -2, dtype=np.int64)
                     label_grid[gt, gi, gj] = sample_labels
-                    i0 = np.clip((yy - o) // s, 0, gy.size - 1)
-                    j0 = np.clip((xx - o) // s, 0, gx.size - 1)
-                    i1 = np.minimum(i0 + 1, gy.size - 1)
-                    j1 = np.minimum(j0 + 1, gx.size - 1)
-                    for ii, jj in ((i0, j0), (i0, j1), (i1, j0), (i1, j1)):
+                    for ii, jj in _surrounding_grid_pixels(yy, xx, o, s, gy.size, gx.size):
                         same = label_grid[tt, ii, jj] == point_labels
                         local = np.einsum("nd,nd->n", feats, grid_unit[tt, :, ii, jj])
                         cos = np.where(same, np.maximum(cos, local), cos)
