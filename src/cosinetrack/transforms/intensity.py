@@ -37,6 +37,13 @@ __all__ = ["SMOOTH_PADDINGS", "RandImagingNoised", "RandInstanceContrastd", "Smo
 SMOOTH_PADDINGS = ("zeros", "edge")
 
 
+def _float32_copy(value: object) -> tuple[np.ndarray, bool]:
+    """A float32 numpy copy of an image (tensor or array) and whether it was a tensor (to hand back the same kind)."""
+    is_tensor = isinstance(value, torch.Tensor)
+    x = value.detach().cpu().numpy() if is_tensor else np.asarray(value)
+    return x.astype(np.float32, copy=True), is_tensor
+
+
 class SmoothFramesd(MapTransform):
     """Gaussian smoothing of ``(C, *spatial)`` images over their spatial axes (one sigma for all).
 
@@ -156,10 +163,7 @@ class RandImagingNoised(RandomizableTransform, MapTransform):
         if not self._do_transform or self._k == 0.0:
             return d
         for key in self.key_iterator(d):
-            value = d[key]
-            is_tensor = isinstance(value, torch.Tensor)
-            x = value.detach().cpu().numpy() if is_tensor else np.asarray(value)
-            x = x.astype(np.float32, copy=True)
+            x, is_tensor = _float32_copy(d[key])
             low, mid, high = np.percentile(x, [1.0, 50.0, 99.5])
             s = max(float(high - mid), 1e-6)
             std = self._k * s
@@ -239,10 +243,7 @@ class RandInstanceContrastd(RandomizableTransform, MapTransform):
         if np.all(g == 1.0):
             return d
         for key in self.key_iterator(d):
-            value = d[key]
-            is_tensor = isinstance(value, torch.Tensor)
-            x = value.detach().cpu().numpy() if is_tensor else np.asarray(value)
-            x = x.astype(np.float32, copy=True)
+            x, is_tensor = _float32_copy(d[key])
             if x.shape != label.shape:
                 raise ValueError(f"{key}: shape {x.shape} differs from {self.label_key} {label.shape}")
             b = float(np.median(x))
