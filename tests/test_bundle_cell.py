@@ -75,3 +75,29 @@ def test_training_reads_fluo_sim_by_override(shared_data, tmp_path):
     assert "Validation after 1 iterations" in proc.stdout and "val_SEG" in proc.stdout
     res = tmp_path / "run" / "tracking" / "01_63_65_RES"  # the held-out last 2 frames, tracked and scored
     assert validate_ctc_result(str(res)) and len(list(res.glob("mask*.tif"))) == 2
+
+
+@pytest.mark.parametrize("recorded, expected", [(None, "percentile"), ({"upper": "foreground"}, "foreground")])
+def test_evaluation_and_inference_normalize_as_the_model_file_records(trained, tmp_path, recorded, expected):
+    """``model_final.pt`` records the run's ``normalization#upper``; evaluate.json and inference.json run a
+    model file with what it records (a file without the entry: the bundle's section)."""
+    import os
+
+    import torch
+    from monai.bundle import ConfigParser
+
+    _, _, out, _ = trained
+    state = torch.load(out / "model_final.pt", weights_only=True)
+    assert state["normalization"] == {"upper": "percentile"}  # the training run's, recorded
+    if recorded is None:
+        del state["normalization"]
+    else:
+        state["normalization"] = recorded
+    model = tmp_path / "model.pt"
+    torch.save(state, model)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for overlay in ("evaluate.json", "inference.json"):
+        parser = ConfigParser()
+        parser.read_config([os.path.join(root, "bundles", "cell", f) for f in ("train.json", overlay)])
+        parser.update({"project_root": root, "ckpt_path": str(model), "input_dir": str(tmp_path)})
+        assert parser.get_parsed_content("tracker").normalization.upper == expected, overlay

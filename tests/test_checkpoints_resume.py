@@ -231,12 +231,38 @@ def test_stored_clustering_prefers_what_the_model_file_records(tmp_path, record,
         assert got == pytest.approx(expect)
 
 
+BUNDLE_NORMALIZATION = {"i_min": 20.0, "i_max": None, "smooth_sigma": 2.0, "smooth_padding": "edge", "upper": "percentile"}
+
+
+@pytest.mark.parametrize(
+    "record, expect",
+    [
+        ({}, BUNDLE_NORMALIZATION),  # nothing recorded (models before 0.8.0): the bundle's section
+        ({"normalization": {"upper": "foreground"}}, {**BUNDLE_NORMALIZATION, "upper": "foreground"}),
+        ({"normalization": {}}, BUNDLE_NORMALIZATION),
+        ({"normalization": {"upper": "max"}}, "normalization: expected"),
+        ({"normalization": "foreground"}, "normalization: expected"),
+    ],
+)
+def test_stored_normalization_prefers_what_the_model_file_records(tmp_path, record, expect):
+    from cosinetrack.workflows.checkpoint import stored_normalization
+
+    path = tmp_path / "m.pt"
+    torch.save({"model": RecurrentStackedHourglass(**NET).state_dict(), **record}, path)
+    if isinstance(expect, str):
+        with pytest.raises(CosineTrackDataError, match=expect):
+            stored_normalization(str(path), BUNDLE_NORMALIZATION)
+    else:
+        assert stored_normalization(str(path), BUNDLE_NORMALIZATION) == expect
+
+
 @pytest.mark.parametrize(
     "kwargs, problem",
     [
         ({"fit": "tiles"}, "fit must be 'scale' or 'crop'"),
         ({"image_size": [0, 8]}, "image_size"),
         ({"clustering": {"min_sample": 25}}, "min_sample"),
+        ({"normalization": {"upper": "max"}}, "normalization#upper: expected one of"),
     ],
 )
 def test_training_checkpoint_checks_the_canvas_it_records(tmp_path, kwargs, problem):

@@ -90,3 +90,54 @@ def test_inference_frame_normalization_matches_monai():
     frame = torch.as_tensor(np.random.default_rng(5).gamma(2.0, 40.0, size=(1, 69, 63)).astype(np.float32))
     out = clip_eval_transforms(20.0, 1.0, per_channel=False)({"image": frame.clone()})["image"]
     torch.testing.assert_close(out, _monai(frame, 20.0, 1.0, per_channel=False), rtol=1e-5, atol=1e-5)
+
+
+def _nuclei_frame(coverage: float, seed: int = 0) -> np.ndarray:
+    """A 128 x 128 fluorescence-like frame: background 100 with noise (std 5), nuclei of 1000 covering
+    about ``coverage`` of it (a band of rows, so the covered fraction is exact up to one row)."""
+    rng = np.random.default_rng(seed)
+    frame = 100.0 + 5.0 * rng.standard_normal((128, 128))
+    frame[: round(coverage * 128)] += 900.0
+    return frame.astype(np.float32)
+
+
+@pytest.mark.parametrize("coverage", [0.03, 0.08, 0.2, 0.4])
+def test_foreground_level_does_not_depend_on_how_much_the_objects_cover(coverage):
+    from cosinetrack.transforms.normalize import foreground_level
+
+    assert foreground_level(_nuclei_frame(coverage)) == pytest.approx(1000.0, abs=2.0)
+
+
+@pytest.mark.parametrize(
+    "coverage, upper, object_value, background_value",
+    [
+        (0.03, "foreground", 1.0, -1.0),  # nuclei at 1, background near -1, however sparse
+        (0.4, "foreground", 1.0, -1.0),
+        (0.2, "percentile", 1.0, -1.0),  # nuclei cover more than i_max 10 %: the percentile is a nucleus
+        (0.03, "percentile", None, 0.0),  # 3 % < i_max 10 %: the background noise is stretched to [-1, 1]
+    ],
+)
+def test_upper_reference_maps_the_nuclei_to_one(coverage, upper, object_value, background_value):
+    frame = _nuclei_frame(coverage)
+    out = robust_normalization(20.0, 10.0, upper=upper)({"image": torch.as_tensor(frame[None])})["image"][0]
+    rows = round(coverage * 128)
+    if object_value is None:  # nuclei far beyond 1 (about 100 here)
+        assert float(out[:rows].median()) > 50.0
+    else:
+        assert float(out[:rows].median()) == pytest.approx(object_value, rel=0.1)
+    assert float(out[rows:].median()) == pytest.approx(background_value, abs=0.25)
+    same = clip_eval_transforms(20.0, 10.0, per_channel=False, upper=upper)({"image": frame[None]})["image"]
+    assert torch.allclose(torch.as_tensor(same), out[None])
+
+
+def test_foreground_reference_of_a_flat_image_and_bad_names():
+    from cosinetrack.transforms.normalize import foreground_level
+
+    flat = np.full((8, 8), 7.0, np.float32)
+    assert foreground_level(flat) == 7.0  # nothing above the threshold: the maximum
+    out = robust_scale(flat[None], 10.0, 95.0, upper_reference="foreground")
+    assert torch.equal(out, torch.full((1, 8, 8), -1.0))  # shifted only, as the percentile reference does
+    with pytest.raises(ValueError, match="upper_reference: expected one of"):
+        robust_scale(flat, 10.0, 95.0, upper_reference="max")
+    with pytest.raises(ValueError, match="upper: expected one of"):
+        RobustNormalized(keys="image", upper="max")

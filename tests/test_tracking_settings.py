@@ -40,6 +40,7 @@ def test_settings_defaults_are_the_consumers_defaults(settings, consumer, skip):
         (LineageSettings, "lineage", {"min_cycle_length": 20}, LineageSettings(min_cycle_length=20)),
         (Normalization, "normalization", {"i_min": None, "smooth_sigma": 2}, Normalization(None, 10.0, 2.0)),
         (Normalization, "normalization", {"smooth_padding": "zeros"}, Normalization(smooth_padding="zeros")),
+        (Normalization, "normalization", {"upper": "foreground"}, Normalization(upper="foreground")),
         (TrackingSettings, "tracking", {"link": "frame"}, TrackingSettings(link="frame")),
     ],
 )
@@ -58,6 +59,7 @@ def test_sections_become_settings(cls, section, options, expected):
         (LineageSettings, "lineage", {"min_track_length": 0}, "lineage: min_track_length"),
         (Normalization, "normalization", {"i_max": 100}, "normalization: i_max: expected a percentage in [0, 100)"),
         (Normalization, "normalization", {"smooth_sigma": float("nan")}, "smooth_sigma: expected a finite number"),
+        (Normalization, "normalization", {"upper": "fg"}, "normalization: upper: expected one of ('percentile'"),
         (Normalization, "normalization", [10, 10], "normalization: expected a dict of options"),
         (Normalization, "normalization", {"smooth_padding": "reflect"}, "normalization: smooth_padding: expected one"),
         (TrackingSettings, "tracking", {"link": "frames"}, "tracking: link: expected one of"),

@@ -101,26 +101,33 @@ class PairSegmenter(abc.ABC):
 
 
 def normalize_frame(
-    frame: np.ndarray, i_min: float, i_max: float, smooth_sigma: float = 0.0, smooth_padding: str = "edge"
+    frame: np.ndarray,
+    i_min: float,
+    i_max: float,
+    smooth_sigma: float = 0.0,
+    smooth_padding: str = "edge",
+    upper: str = "percentile",
 ) -> torch.Tensor:
     """One raw frame ``(H, W)`` (or ``(C, H, W)``) as the network input ``(C, H, W)`` float32.
 
     The same robust normalization as training and validation (median of the lowest ``i_min`` % and of
     the highest ``i_max`` % mapped to -1 and 1), after an optional Gaussian smoothing of ``smooth_sigma`` px
-    (``smooth_padding`` beyond the frame's edges: :class:`~cosinetrack.transforms.SmoothFramesd`).
+    (``smooth_padding`` beyond the frame's edges: :class:`~cosinetrack.transforms.SmoothFramesd`); ``upper``:
+    what maps to 1 (:class:`~cosinetrack.transforms.Normalization`).
     """
     x = np.asarray(frame, dtype=np.float32)
     x = x[None] if x.ndim == 2 else x
-    out = _frame_transform(float(i_min), float(i_max), float(smooth_sigma), str(smooth_padding))({"image": x})["image"]
+    transform = _frame_transform(float(i_min), float(i_max), float(smooth_sigma), str(smooth_padding), str(upper))
+    out = transform({"image": x})["image"]
     return torch.as_tensor(out, dtype=torch.float32)
 
 
 @functools.lru_cache(maxsize=8)
-def _frame_transform(i_min: float, i_max: float, smooth_sigma: float, smooth_padding: str):
+def _frame_transform(i_min: float, i_max: float, smooth_sigma: float, smooth_padding: str, upper: str):
     """The evaluation transform of :func:`normalize_frame`, built once per setting (not once per frame)."""
 
     return clip_eval_transforms(
-        i_min, i_max, per_channel=False, smooth_sigma=smooth_sigma, smooth_padding=smooth_padding
+        i_min, i_max, per_channel=False, smooth_sigma=smooth_sigma, smooth_padding=smooth_padding, upper=upper
     )
 
 

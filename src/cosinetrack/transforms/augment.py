@@ -58,7 +58,11 @@ _NUMPY_PAD = {"zeros": "constant", "reflection": "reflect", "border": "edge"}
 
 
 def robust_normalization(
-    i_min: float | None = 10.0, i_max: float | None = 10.0, key: str = "image", per_channel: bool = False
+    i_min: float | None = 10.0,
+    i_max: float | None = 10.0,
+    key: str = "image",
+    per_channel: bool = False,
+    upper: str = "percentile",
 ) -> RobustNormalized:
     """Map intensities to ``[-1, 1]`` using the medians of the lowest ``i_min`` % / highest ``i_max`` %.
 
@@ -67,9 +71,10 @@ def robust_normalization(
     :func:`~cosinetrack.apps.cell.read_ctc_cases`) is normalized with those; ``None`` here means every item must
     carry them. The numbers are MONAI ``ScaleIntensityRangePercentilesd``'s (lower ``i_min / 2``, upper
     ``100 - i_max / 2``, to -1 / 1, no clipping), computed with one partial sort
-    (:class:`~cosinetrack.transforms.normalize.RobustNormalized`).
+    (:class:`~cosinetrack.transforms.normalize.RobustNormalized`). ``upper="foreground"`` maps the median of
+    the foreground to 1 instead (:func:`~cosinetrack.transforms.normalize.foreground_level`; ``i_max`` unused).
     """
-    return RobustNormalized(keys=key, i_min=i_min, i_max=i_max, per_channel=per_channel)
+    return RobustNormalized(keys=key, i_min=i_min, i_max=i_max, per_channel=per_channel, upper=upper)
 
 
 def clip_train_transforms(
@@ -88,6 +93,7 @@ def clip_train_transforms(
     augment: bool = True,
     smooth_sigma: float = 0.0,
     smooth_padding: str = "edge",
+    upper: str = "percentile",
     fit: str = "scale",
     crop_size: Sequence[int] | None = None,
     noise_std: float | Mapping[str, float] = 0.0,
@@ -104,7 +110,8 @@ def clip_train_transforms(
     ``smooth_sigma`` > 0 smooths every frame with a Gaussian of that many pixels first (the paper's cell
     setting: 2 px), as :func:`clip_eval_transforms` does at inference; ``smooth_padding`` is what lies beyond a
     frame's edge for it (:class:`~cosinetrack.transforms.SmoothFramesd`: ``"edge"``, or ``"zeros"`` as models
-    trained before it existed saw). ``fit="scale"`` (the paper) scales
+    trained before it existed saw). ``upper``: what the normalization maps to 1
+    (:class:`~cosinetrack.transforms.Normalization`). ``fit="scale"`` (the paper) scales
     the clip to fit ``image_size``; ``fit="crop"`` keeps the native resolution and takes a random
     ``image_size`` crop (mirror-padded when the frames are smaller), for networks that run in tiles at
     full resolution (:class:`~cosinetrack.inference.TiledPairSegmenter`). ``crop_size`` with ``fit="scale"``
@@ -136,7 +143,7 @@ def clip_train_transforms(
         EnsureTyped(keys=keys, track_meta=False),
         *(_raw_intensity(gamma, noise_std, noise_prob, instance_dim_prob, instance_dim_min) if augment else []),
         *_smoothing(smooth_sigma, smooth_padding),
-        robust_normalization(i_min, i_max),
+        robust_normalization(i_min, i_max, upper=upper),
         ShiftIntensityd(keys="label", offset=1),  # label -1 (no loss) becomes 0, so padding means "no loss"
     ]
     if fit == "scale":
@@ -231,18 +238,19 @@ def clip_eval_transforms(
     per_channel: bool = True,
     smooth_sigma: float = 0.0,
     smooth_padding: str = "edge",
+    upper: str = "percentile",
 ) -> Compose:
     """Evaluation pipeline for a whole case ``{"image": (Z, T, H, W), ...}``: per-slice normalization only.
 
     ``per_channel=False`` normalizes the whole item at once, as training does for a clip or for the
-    three color channels of a still image ``(3, H, W)``. ``smooth_sigma`` and ``smooth_padding`` as in
+    three color channels of a still image ``(3, H, W)``. ``smooth_sigma``, ``smooth_padding`` and ``upper`` as in
     training. Fitting to the network size happens in the inferer, which also scales predictions back.
     """
     return Compose(
         [
             EnsureTyped(keys=("image", "label"), track_meta=False, allow_missing_keys=True),
             *_smoothing(smooth_sigma, smooth_padding),
-            robust_normalization(i_min, i_max, per_channel=per_channel),
+            robust_normalization(i_min, i_max, per_channel=per_channel, upper=upper),
             EnsureTyped(keys="image", dtype="float32", track_meta=False),
         ]
     )

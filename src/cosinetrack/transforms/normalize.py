@@ -31,7 +31,15 @@ from cosinetrack.errors import CosineTrackConfigError
 from cosinetrack.options import check_option_names
 from cosinetrack.transforms.intensity import SMOOTH_PADDINGS
 
-__all__ = ["Normalization", "RobustNormalized", "robust_scale"]
+__all__ = ["Normalization", "RobustNormalized", "UPPER_REFERENCES", "foreground_level", "robust_scale"]
+
+#: What maps to 1 (``normalization#upper``): the median of the highest ``i_max`` % (the paper's), or the median
+#: of the frame's foreground (:func:`foreground_level`; ``i_max`` unused).
+UPPER_REFERENCES = ("percentile", "foreground")
+
+#: Foreground of :func:`foreground_level`: brighter than the median by more than this many robust standard
+#: deviations (1.4826 MAD), the threshold of the classical pipeline (``benchmarks/bench_ctc_baseline.py``).
+FOREGROUND_MADS = 4.0
 
 
 def _percentage(name: str, value: Any) -> float | None:
@@ -58,12 +66,16 @@ class Normalization:
             (:class:`~cosinetrack.transforms.SmoothFramesd`): ``"edge"`` (the border pixels repeated) or
             ``"zeros"`` (MONAI's ``GaussianSmooth``: edges of a frame with a bright background come out
             dark; what the cell models up to 0.3.0 were trained with).
+        upper: what maps to 1: ``"percentile"`` (the median of the highest ``i_max`` %, the paper's) or
+            ``"foreground"`` (the median of the frame's foreground, :func:`foreground_level`; ``i_max`` is
+            then unused): a frame whose objects cover less than ``i_max`` % is not stretched to its background.
     """
 
     i_min: float | None = 10.0
     i_max: float | None = 10.0
     smooth_sigma: float = 0.0
     smooth_padding: str = "edge"
+    upper: str = "percentile"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "i_min", _percentage("i_min", self.i_min))
@@ -76,10 +88,12 @@ class Normalization:
         object.__setattr__(self, "smooth_sigma", float(sigma))
         if self.smooth_padding not in SMOOTH_PADDINGS:
             raise ValueError(f"smooth_padding: expected one of {SMOOTH_PADDINGS}, got {self.smooth_padding!r}")
+        if self.upper not in UPPER_REFERENCES:
+            raise ValueError(f"upper: expected one of {UPPER_REFERENCES}, got {self.upper!r}")
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None, section: str = "normalization") -> Normalization:
-        """The section ``options`` (``{"i_min", "i_max", "smooth_sigma", "smooth_padding"}``, any subset) as a
+        """The section ``options`` (``{"i_min", "i_max", "smooth_sigma", "smooth_padding", "upper"}``, any subset) as a
         checked value.
 
         Raises:
@@ -94,14 +108,35 @@ class Normalization:
             raise CosineTrackConfigError(section, str(e)) from e
 
     def as_dict(self) -> dict[str, Any]:
-        """``{"i_min", "i_max", "smooth_sigma", "smooth_padding"}``, e.g. as keywords of the transforms."""
+        """``{"i_min", "i_max", "smooth_sigma", "smooth_padding", "upper"}``, e.g. as keywords of the transforms."""
         return asdict(self)
 
 
 
-def _scale(x: torch.Tensor, lower: float, upper: float, b_min: float, b_max: float) -> torch.Tensor:
-    """One image (any shape, float32) scaled so that its ``lower`` / ``upper`` percentiles map to b_min / b_max."""
-    values = np.percentile(x.detach().cpu().numpy(), [lower, upper])  # linear interpolation, as torch.quantile
+def foreground_level(values: np.ndarray, mads: float = FOREGROUND_MADS) -> float:
+    """The median of the foreground of ``values`` (any shape): the values above ``median + mads * 1.4826 * MAD``.
+
+    A level that does not depend on how much of the image the objects cover (a percentile does: the median
+    of the highest 10 % of a frame whose nuclei cover 4 % is background). The image's maximum when nothing is
+    above the threshold (a flat image).
+    """
+    flat = np.asarray(values, dtype=np.float32).reshape(-1)
+    median = float(np.median(flat))
+    mad = float(np.median(np.abs(flat - median)))
+    above = flat[flat > median + mads * 1.4826 * mad]
+    return float(np.median(above)) if above.size else float(flat.max())
+
+
+def _scale(
+    x: torch.Tensor, lower: float, upper: float, b_min: float, b_max: float, upper_reference: str = "percentile"
+) -> torch.Tensor:
+    """One image (any shape, float32) scaled so that its ``lower`` / ``upper`` percentiles map to b_min / b_max
+    (``upper_reference="foreground"``: its :func:`foreground_level` maps to b_max, ``upper`` unused)."""
+    array = x.detach().cpu().numpy()
+    if upper_reference == "foreground":
+        values = np.array([np.percentile(array, lower), foreground_level(array)])
+    else:
+        values = np.percentile(array, [lower, upper])  # linear interpolation, as torch.quantile
     a_min, a_max = (torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in values.astype(np.float32))
     if float(a_max - a_min) == 0.0:  # a flat image: shifted only, as MONAI's ScaleIntensityRange does
         return x - a_min + b_min
@@ -115,6 +150,7 @@ def robust_scale(
     b_min: float = -1.0,
     b_max: float = 1.0,
     channel_wise: bool = False,
+    upper_reference: str = "percentile",
 ) -> torch.Tensor:
     """``image`` (array or tensor, e.g. ``(C, H, W)``) linearly mapped so that its ``lower`` and ``upper``
     percentiles become ``b_min`` and ``b_max``; no clipping. Returns float32 ``torch.Tensor`` of the same shape.
@@ -122,14 +158,18 @@ def robust_scale(
     The numbers of MONAI's ``ScaleIntensityRangePercentiles(lower, upper, b_min, b_max, clip=False,
     relative=False, channel_wise=channel_wise)`` (a flat image is shifted so that its value becomes
     ``b_min``); ``channel_wise=True`` takes the percentiles of each leading index ``image[i]`` separately.
+    ``upper_reference="foreground"`` maps the :func:`foreground_level` to ``b_max`` instead of the ``upper``
+    percentile.
     """
     if not 0.0 <= lower <= upper <= 100.0:
         raise ValueError(f"percentiles must satisfy 0 <= lower <= upper <= 100, got {lower}, {upper}")
+    if upper_reference not in UPPER_REFERENCES:
+        raise ValueError(f"upper_reference: expected one of {UPPER_REFERENCES}, got {upper_reference!r}")
     x = torch.as_tensor(image)
     x = x.as_subclass(torch.Tensor).to(torch.float32)  # a MetaTensor's metadata is not needed here
     if channel_wise:
-        return torch.stack([_scale(c, lower, upper, b_min, b_max) for c in x])
-    return _scale(x, lower, upper, b_min, b_max)
+        return torch.stack([_scale(c, lower, upper, b_min, b_max, upper_reference) for c in x])
+    return _scale(x, lower, upper, b_min, b_max, upper_reference)
 
 
 class RobustNormalized(MapTransform):
@@ -147,6 +187,8 @@ class RobustNormalized(MapTransform):
         per_channel: normalize each leading index (``image[i]``) separately, e.g. each slice of a case.
         i_min_key, i_max_key: the item keys holding per-item percentages.
         allow_missing_keys: skip ``keys`` an item lacks.
+        upper: what maps to 1 (:class:`Normalization`): ``"percentile"`` (``i_max``) or ``"foreground"``
+            (:func:`foreground_level`; ``i_max`` unused).
     """
 
     def __init__(
@@ -158,8 +200,12 @@ class RobustNormalized(MapTransform):
         i_min_key: str = "i_min",
         i_max_key: str = "i_max",
         allow_missing_keys: bool = False,
+        upper: str = "percentile",
     ) -> None:
         super().__init__(keys, allow_missing_keys)
+        if upper not in UPPER_REFERENCES:
+            raise ValueError(f"upper: expected one of {UPPER_REFERENCES}, got {upper!r}")
+        self.upper = upper
         for name, value in (("i_min", i_min), ("i_max", i_max)):
             if value is not None and not 0.0 <= float(value) <= 100.0:
                 raise ValueError(f"{name} must be a percentage in [0, 100] or None, got {value}")
@@ -184,5 +230,7 @@ class RobustNormalized(MapTransform):
         d = dict(data)
         i_min, i_max = self.percentages(d)
         for key in self.key_iterator(d):
-            d[key] = robust_scale(d[key], i_min / 2.0, 100.0 - i_max / 2.0, channel_wise=self.per_channel)
+            d[key] = robust_scale(
+                d[key], i_min / 2.0, 100.0 - i_max / 2.0, channel_wise=self.per_channel, upper_reference=self.upper
+            )
         return d

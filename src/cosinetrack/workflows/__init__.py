@@ -14,6 +14,7 @@ from cosinetrack.workflows.checkpoint import (
     stored_image_size,
     stored_inference_size,
     stored_network_settings,
+    stored_normalization,
 )
 from cosinetrack.workflows.crossval import TABLE_NAME, cross_validate, fold_dir_name, run_training, summarize_folds
 from cosinetrack.workflows.report import format_table, report_evaluation, report_training
@@ -26,6 +27,7 @@ __all__ = [
     "stored_image_size",
     "stored_inference_size",
     "stored_clustering",
+    "stored_normalization",
     "resolve_model",
     "network_for_model",
     "RNGState",

@@ -35,6 +35,7 @@ from cosinetrack.io.atomic import atomic_file
 from cosinetrack.io.paths import require_file
 from cosinetrack.networks.stacked import RecurrentStackedHourglass
 from cosinetrack.options import as_flag
+from cosinetrack.transforms.normalize import UPPER_REFERENCES
 
 __all__ = [
     "network_settings",
@@ -44,6 +45,7 @@ __all__ = [
     "stored_image_size",
     "stored_inference_size",
     "stored_clustering",
+    "stored_normalization",
     "resolve_model",
     "network_for_model",
     "RNGState",
@@ -186,6 +188,29 @@ def stored_clustering(
         raise CosineTrackDataError(path, f"clustering: {err}") from err
 
 
+def stored_normalization(path: str, default: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``normalization`` section to run a model file with: ``default`` (the bundle's), with what the file
+    records of its training normalization taken over it (its ``"normalization"`` entry, written by
+    :class:`TrainingCheckpoint`: ``upper``, what mapped to 1). The percentages ``i_min`` / ``i_max`` stay the
+    data set's (its preset), as the smoothing stays the bundle's. To run a model otherwise, override the
+    tracker's ``normalization``.
+
+    Raises:
+        CosineTrackDataError: the recorded entry is not a mapping with a valid ``upper``.
+    """
+    state = _read_checkpoint(require_file(path, "ckpt_path"))
+    stored = state.get("normalization") if isinstance(state, dict) else None
+    out = dict(default)
+    if stored is None:
+        return out
+    if not isinstance(stored, Mapping) or stored.get("upper", "percentile") not in UPPER_REFERENCES:
+        expected = f"{{'upper': one of {UPPER_REFERENCES}}}"
+        raise CosineTrackDataError(path, f"normalization: expected {expected}, got {stored!r}")
+    if "upper" in stored:
+        out["upper"] = stored["upper"]
+    return out
+
+
 def resolve_model(ckpt_path: str | None, bundle_root: str, preset: Mapping[str, Any] | None = None) -> str:
     """The model file to run: ``ckpt_path`` when given, else the trained model the bundle ships.
 
@@ -291,6 +316,9 @@ class TrainingCheckpoint:
             in the final weights so that inference clusters the model's embeddings the same way
             (:func:`stored_clustering`); ``None`` (a semantic task, or options chosen per data set at
             inference): not recorded.
+        normalization: the run's ``normalization`` section; its ``upper`` (what maps to 1) is recorded in the
+            final weights, so that inference normalizes frames the same way (:func:`stored_normalization`);
+            ``None``: not recorded.
     """
 
     def __init__(
@@ -306,6 +334,7 @@ class TrainingCheckpoint:
         image_size: Sequence[int] | None = None,
         fit: str = "scale",
         clustering: Mapping[str, Any] | None = None,
+        normalization: Mapping[str, Any] | None = None,
     ) -> None:
         if int(save_interval) < 0:
             raise ValueError(f"save_interval must be >= 0, got {save_interval}")
@@ -316,6 +345,11 @@ class TrainingCheckpoint:
         self.canvas = {} if image_size is None else {"image_size": [int(v) for v in image_size], "fit": fit}
         if clustering is not None:
             self.canvas["clustering"] = dict(check_cluster_kwargs(clustering, "clustering"))
+        if normalization is not None:
+            upper = normalization.get("upper", "percentile")
+            if upper not in UPPER_REFERENCES:
+                raise ValueError(f"normalization#upper: expected one of {UPPER_REFERENCES}, got {upper!r}")
+            self.canvas["normalization"] = {"upper": upper}
         self.save_dir = os.path.abspath(save_dir)
         if isinstance(network, torch.nn.parallel.DistributedDataParallel):
             network = network.module  # the files hold the plain network's weights and settings
@@ -371,7 +405,8 @@ class TrainingCheckpoint:
         raise CosineTrackDataError(self.save_dir, f"--resume: no readable training checkpoint ({'; '.join(errors)})")
 
     def completed(self, engine: Engine) -> None:
-        """Save the final state and ``model_final.pt`` (weights, network settings, canvas, clustering), atomically."""
+        """Save the final state and ``model_final.pt`` (weights, network settings, canvas, clustering,
+        normalization), atomically."""
         if self.save_interval > 0 and engine.state.iteration % self.save_interval:
             self.checkpoint(engine)  # Ignite's DiskSaver writes on rank 0 only
         if not is_rank0():  # under torchrun, rank 0 alone writes

@@ -104,6 +104,7 @@ def track_sequence_part(
     i_max: float = 10.0,
     smooth_sigma: float = 0.0,
     smooth_padding: str = "edge",
+    upper: str = "percentile",
     resolution: str = "scaled",
     tile_overlap: int | None = None,
     tracking: Mapping[str, Any] | TrackingSettings | None = None,
@@ -143,7 +144,7 @@ def track_sequence_part(
     keeper = FrameKeeper(len(frames), num_figure_frames) if num_figure_frames > 0 else None
     inputs = [seq.image_dir, seq.gt_dir]
     stream = (
-        (i, normalize_frame(image, i_min, i_max, smooth_sigma, smooth_padding))
+        (i, normalize_frame(image, i_min, i_max, smooth_sigma, smooth_padding, upper))
         for i, (_, image) in enumerate(iter_ctc_frames(seq, frames))
     )
     if progress is not None:
@@ -215,6 +216,7 @@ def track_folder(
     i_max: float | None = 10.0,
     smooth_sigma: float = 0.0,
     smooth_padding: str = "edge",
+    upper: str = "percentile",
     tile_overlap: int | None = None,
     tracking: Mapping[str, Any] | None = None,
     lineage: Mapping[str, Any] | None = None,
@@ -227,8 +229,9 @@ def track_folder(
     """Track every sequence of a CTC-layout folder into ``output_dir/<NN>_RES`` (masks + ``res_track.txt``).
 
     The functional form of :meth:`VideoTracker.track_folder`: builds the tracker from these arguments (the
-    bundle's sections under the same names; ``i_min`` / ``i_max`` / ``smooth_sigma`` / ``smooth_padding`` are
-    its ``normalization``) and runs it; see there for the checks, the atomic output folder and ``torchrun``.
+    bundle's sections under the same names; ``i_min`` / ``i_max`` / ``smooth_sigma`` / ``smooth_padding`` /
+    ``upper`` are its ``normalization``) and runs it; see there for the checks, the atomic output folder and
+    ``torchrun``.
 
     Returns:
         the written result folders (all of them, on every rank).
@@ -243,7 +246,8 @@ def track_folder(
         tracking=tracking,
         lineage=lineage,
         normalization={
-            "i_min": i_min, "i_max": i_max, "smooth_sigma": smooth_sigma, "smooth_padding": smooth_padding
+            "i_min": i_min, "i_max": i_max, "smooth_sigma": smooth_sigma, "smooth_padding": smooth_padding,
+            "upper": upper,
         },  # fmt: skip
         padding_mode=padding_mode,
         device=device,
@@ -355,8 +359,8 @@ class VideoTracker:
         )
 
     def normalization_for(self, part: VideoPart) -> dict[str, Any]:
-        """``{"i_min", "i_max", "smooth_sigma", "smooth_padding"}`` of ``part``: the ``normalization`` section's
-        values, a ``None`` one taken from the part's preset.
+        """``{"i_min", "i_max", "smooth_sigma", "smooth_padding", "upper"}`` of ``part``: the ``normalization``
+        section's values, a ``None`` one taken from the part's preset.
 
         Raises:
             ValueError: a value is ``None`` and the part's data set has no preset value (the part is named).
