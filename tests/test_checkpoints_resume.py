@@ -231,7 +231,13 @@ def test_stored_clustering_prefers_what_the_model_file_records(tmp_path, record,
         assert got == pytest.approx(expect)
 
 
-BUNDLE_NORMALIZATION = {"i_min": 20.0, "i_max": None, "smooth_sigma": 2.0, "smooth_padding": "edge", "upper": "percentile"}
+BUNDLE_NORMALIZATION = {
+    "i_min": 20.0,
+    "i_max": None,
+    "smooth_sigma": 2.0,
+    "smooth_padding": "edge",
+    "upper": "percentile",
+}
 
 
 @pytest.mark.parametrize(
