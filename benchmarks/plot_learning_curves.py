@@ -80,12 +80,12 @@ def main() -> None:
             for x, s, v in zip(minutes, steps, values):
                 ax.annotate(str(s), (x, v), textcoords="offset points", xytext=(0, 5), fontsize=7, ha="center")
             print(f"| {prefix} | {name} | " + " | ".join(f"{s}: {v:.3f} @ {x:.0f} min" for x, s, v in points) + " |")
-        unit = "CPU" if args.cpu_minutes is not None else "wall"
-        ax.set_xlabel(f"training minutes (1 thread, {unit}; labels: iteration)")
+        unit = "CPU minutes, all threads" if args.cpu_minutes is not None else "wall minutes"
+        ax.set_xlabel(f"training {unit} (labels: iteration)")
         ax.set_ylabel("held-out score")
         ax.set_title(args.titles[i] if args.titles else prefix)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(args.out, dpi=90)
     print(f"wrote {args.out}")

@@ -205,6 +205,54 @@ def test_bad_canvas_margin_is_refused(margin):
         VideoTracker((4, 5), canvas_margin=margin)
 
 
+class _StatefulRecorder(torch.nn.Module):
+    """A stand-in network that returns its input as a 1-d embedding and counts its steps per batch item."""
+
+    def step(self, x, state):
+        self.seen = x.clone()
+        state = torch.zeros(x.shape[0]) if state is None else state
+        return [x], state + 1
+
+
+def test_test_time_flips_run_four_views_with_their_own_state_and_merge_them():
+    """Each frame runs as a batch of four views (as is, left-right, upside down, both), each view's GRU
+    state carried separately; the views are flipped back, so for a network that returns its input every
+    view's part of the merged embedding is the (unit-length) canvas itself."""
+    frame = torch.linspace(0.5, 1, 4 * 5).reshape(1, 4, 5)
+    seg = ScaledPairSegmenter(_StatefulRecorder(), (4, 5), {"min_samples": 2}, test_time_flips=True)
+    emb = seg.embed(frame)
+    seen = seg.network.seen[:, 0]
+    assert seen.shape == (4, 4, 5)
+    for view, dims in zip(seen, [(), (-1,), (-2,), (-2, -1)]):
+        torch.testing.assert_close(view, frame[0].flip(dims) if dims else frame[0])
+    assert emb.shape == (4, 4, 5)
+    torch.testing.assert_close(emb, torch.full_like(emb, 0.5))  # 1-d unit embeddings, four views, / sqrt(4)
+    seg.embed(frame)
+    torch.testing.assert_close(seg.state, torch.full((4,), 2.0))
+
+
+def test_test_time_flips_track_a_video(cell_video, tmp_path):
+    root, *_ = cell_video
+    (seq,) = find_ctc_sequences(root)
+    torch.manual_seed(0)
+    net = RecurrentStackedHourglass(1, 4, num_levels=2, num_filters=4)
+    part = VideoPart("tail", seq, (6, 7, 8, 9))
+    res = track_sequence_part(net, part, str(tmp_path / "RES"), (32, 32), {"min_samples": 5}, test_time_flips=True)
+    assert validate_ctc_result(str(tmp_path / "RES")) and res["num_frames"] == 4
+
+
+@pytest.mark.parametrize(
+    "options, problem",
+    [
+        ({"test_time_flips": "sometimes"}, "test_time_flips"),
+        ({"test_time_flips": True, "resolution": "tiled"}, "scaled"),
+    ],
+)
+def test_bad_test_time_flips_are_refused_at_parse_time(options, problem):
+    with pytest.raises(CosineTrackConfigError, match=problem):
+        VideoTracker((32, 32), **options)
+
+
 def test_unknown_padding_mode_fails_at_construction():
     with pytest.raises(ValueError, match="padding_mode"):
         ScaledPairSegmenter(_Recorder(), (4, 5), {"min_samples": 2}, padding_mode="mirror")

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from cosinetrack.clustering.embedding_clustering import cluster_embeddings
 from cosinetrack.clustering.options import check_cluster_kwargs
 from cosinetrack.inference.amp import Amp, resolve_amp
+from cosinetrack.inference.inferer import flip_views_batch, merge_flip_views
 from cosinetrack.inference.stepping import State, check_stack, step_network
 from cosinetrack.transforms.augment import clip_eval_transforms
 from cosinetrack.transforms.spatial import fit_to_size, restore_label_size
@@ -153,6 +154,11 @@ class ScaledPairSegmenter(PairSegmenter):
             CPU; ``"auto"``: where the CPU has native bfloat16, see
             :func:`~cosinetrack.inference.resolve_amp`); the embeddings handed to clustering are
             float32 either way.
+        test_time_flips: run every frame in the four flipped views of
+            :data:`~cosinetrack.inference.inferer.FLIP_VIEWS` (one batch of four, each view with its own
+            GRU state) and cluster their merged embeddings (:func:`~cosinetrack.inference.merge_flip_views`:
+            ``(4 D, h, w)``, unit length; a pixel pair's cosine similarity is the mean of the views'):
+            four times the network's work.
 
     ``push(frame)`` takes a normalized frame ``(C, H, W)`` and returns ``None`` for the first frame,
     then the labels ``(2, H, W)`` int32 of the pair (previous frame, this frame), 0 = background.
@@ -168,8 +174,12 @@ class ScaledPairSegmenter(PairSegmenter):
         padding_mode: str = "zeros",
         amp: Amp = False,
         margin: int = 0,
+        test_time_flips: bool = False,
     ) -> None:
         super().__init__(network, cluster_kwargs, device=device, stack=stack, amp=amp)
+        if not isinstance(test_time_flips, bool):
+            raise ValueError(f"test_time_flips: expected true or false, got {test_time_flips!r}")
+        self.test_time_flips = test_time_flips
         self.padding_mode = padding_mode
         self.image_size = tuple(int(s) for s in image_size)
         if isinstance(margin, bool) or not isinstance(margin, int) or not 0 <= margin < min(self.image_size):
@@ -192,7 +202,11 @@ class ScaledPairSegmenter(PairSegmenter):
         m = self.margin
         if m:
             x = F.pad(x.float(), (m, m, m, m), mode="reflect").to(x.dtype)
-        out, self.state = self.step_batch(x, self.state)  # float32 for the clustering, also under amp
+        if self.test_time_flips:
+            out, self.state = self.step_batch(flip_views_batch(x), self.state)
+            out = merge_flip_views(out)
+        else:
+            out, self.state = self.step_batch(x, self.state)  # float32 for the clustering, also under amp
         self.timings["network"] += time.perf_counter() - t0
         return out[0, :, m : out.shape[-2] - m, m : out.shape[-1] - m]
 

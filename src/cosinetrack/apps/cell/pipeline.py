@@ -77,15 +77,20 @@ def make_pair_segmenter(
     amp: bool | str | None = False,
     tiling: Mapping[str, Any] | None = None,
     canvas_margin: int = 0,
+    test_time_flips: bool = False,
 ) -> PairSegmenter:
     """A :class:`ScaledPairSegmenter` (``resolution="scaled"``, the paper) or a tiled one (``"tiled"``);
     ``amp``: bfloat16 autocast of the network on CPU (see :class:`ScaledPairSegmenter`); ``tiling``:
     further options of :class:`~cosinetrack.inference.TiledPairSegmenter` (:data:`TILING_OPTIONS`);
-    ``canvas_margin``: the scaled segmenter's ``margin`` (unused by the tiled one, whose tiles overlap)."""
+    ``canvas_margin``: the scaled segmenter's ``margin`` (unused by the tiled one, whose tiles overlap);
+    ``test_time_flips``: the scaled segmenter's (four flipped views per frame; not for tiles)."""
     if resolution == "scaled":
         return ScaledPairSegmenter(
-            network, image_size, cluster_kwargs, device, padding_mode=padding_mode, amp=amp, margin=canvas_margin
-        )
+            network, image_size, cluster_kwargs, device, padding_mode=padding_mode, amp=amp, margin=canvas_margin,
+            test_time_flips=test_time_flips,
+        )  # fmt: skip
+    if test_time_flips:
+        raise CosineTrackConfigError("test_time_flips", "only for resolution 'scaled', not for tiles")
     if resolution == "tiled":
         kwargs = check_option_names("tiling", tiling, TILING_OPTIONS)
         if tile_overlap is not None:
@@ -118,6 +123,7 @@ def track_sequence_part(
     overlap_stages: bool | str = False,
     tiling: Mapping[str, Any] | None = None,
     canvas_margin: int = 0,
+    test_time_flips: bool = False,
 ) -> dict[str, Any]:
     """Segment and track the frames ``part.frames`` of a CTC sequence into the result folder ``res_dir``.
 
@@ -128,7 +134,8 @@ def track_sequence_part(
     network on CPU (the bundles' ``amp``, see :func:`~cosinetrack.inference.resolve_amp`).
     ``progress``: counts every frame tracked (:class:`~cosinetrack.inference.FrameProgress`).
     ``overlap_stages``: reading, the network and the rest in three threads (same result; see
-    :func:`segment_and_track_video`). ``canvas_margin``: see :class:`ScaledPairSegmenter` (``margin``).
+    :func:`segment_and_track_video`). ``canvas_margin``: see :class:`ScaledPairSegmenter` (``margin``);
+    ``test_time_flips``: see :class:`ScaledPairSegmenter`.
 
     Returns:
         ``{"res_dir", "tracks", "num_frames", "timings", "sample"}`` (``sample``: kept frames for the
@@ -139,7 +146,8 @@ def track_sequence_part(
     frames = list(part.frames)
     network.eval()
     segmenter = make_pair_segmenter(
-        network, image_size, cluster_kwargs, resolution, tile_overlap, device, padding_mode, amp, tiling, canvas_margin
+        network, image_size, cluster_kwargs, resolution, tile_overlap, device, padding_mode, amp, tiling, canvas_margin,
+        test_time_flips,
     )
     keeper = FrameKeeper(len(frames), num_figure_frames) if num_figure_frames > 0 else None
     inputs = [seq.image_dir, seq.gt_dir]
@@ -225,6 +233,7 @@ def track_folder(
     overlap_stages: bool | str = False,
     tiling: Mapping[str, Any] | None = None,
     canvas_margin: int = 0,
+    test_time_flips: bool | str = False,
 ) -> list[str]:
     """Track every sequence of a CTC-layout folder into ``output_dir/<NN>_RES`` (masks + ``res_track.txt``).
 
@@ -255,6 +264,7 @@ def track_folder(
         overlap_stages=overlap_stages,
         tiling=tiling,
         canvas_margin=canvas_margin,
+        test_time_flips=test_time_flips,
     )
     return tracker.track_folder(network, input_dir, output_dir, ckpt_path, overwrite, progress_every=progress_every)
 
@@ -294,11 +304,14 @@ class VideoTracker:
             ``min_iou`` / ``min_overlap``, ``batch_size``, ``cluster_stride``, ``storage_dtype``, ``storage``).
         canvas_margin: canvas pixels mirrored around the canvas at inference and cropped after the network
             (``resolution="scaled"``; :class:`ScaledPairSegmenter`'s ``margin``); 0: none (the paper).
+        test_time_flips: every frame also runs mirrored left-right, upside down and both, each view with its
+            own GRU state, and the pairs are clustered on the merged embeddings (``resolution="scaled"``
+            only; :class:`ScaledPairSegmenter`); four times the network's work. Off: the paper.
 
     Raises:
         CosineTrackConfigError: a misspelt name or a refused value in a section, naming the section, or a
-            bad ``image_size``, ``resolution``, ``tile_overlap``, ``padding_mode``, ``amp``, ``overlap_stages``
-            or ``canvas_margin``.
+            bad ``image_size``, ``resolution``, ``tile_overlap``, ``padding_mode``, ``amp``, ``overlap_stages``,
+            ``canvas_margin`` or ``test_time_flips`` (which needs ``resolution="scaled"``).
     """
 
     def __init__(
@@ -318,6 +331,7 @@ class VideoTracker:
         overlap_stages: bool | str = False,
         tiling: Mapping[str, Any] | None = None,
         canvas_margin: int = 0,
+        test_time_flips: bool | str = False,
     ) -> None:
         size = tuple(image_size) if isinstance(image_size, Sequence) and not isinstance(image_size, str) else ()
         if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
@@ -348,8 +362,11 @@ class VideoTracker:
         try:
             resolve_amp(amp, device)  # checks the value
             self.overlap_stages = as_flag(overlap_stages, "overlap_stages")
+            self.test_time_flips = as_flag(test_time_flips, "test_time_flips")
         except ValueError as e:
             raise CosineTrackConfigError(str(e).split(":")[0], str(e).split(": ", 1)[-1]) from e
+        if self.test_time_flips and resolution != "scaled":
+            raise CosineTrackConfigError("test_time_flips", f"only for resolution 'scaled', not {resolution!r}")
         self.amp = amp
 
     def clustering_for(self, part: VideoPart) -> dict[str, Any]:
@@ -407,6 +424,7 @@ class VideoTracker:
             overlap_stages=self.overlap_stages,
             tiling=self.tiling,
             canvas_margin=self.canvas_margin,
+            test_time_flips=self.test_time_flips,
             **self.normalization_for(part),
         )
 
