@@ -231,6 +231,68 @@ def test_foreground_mask_alone_and_combined():
     assert cluster_embeddings(emb, background=None, coordinate_scale=0.01, **FAST).max() == 4
 
 
+def four_views(lab: np.ndarray, stray_views: int) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings ``(4 * D, H, W)`` of four views of ``lab`` (each its own direction palette, as the
+    flipped views of a network are), unit length like ``merge_flip_views``; a background patch points at
+    a direction of its own in the first ``stray_views`` views (noise one view reads as a cell). Also
+    returns the patch's mask."""
+    patch = np.zeros(lab.shape, bool)
+    patch[2:12, 28:40] = True
+    assert not lab[patch].any()
+    views = []
+    for v in range(4):
+        dirs = np.roll(np.eye(D), v, axis=1)[:5]  # view v: background e_(1+v), instances further on
+        view_lab = lab.copy()
+        if v < stray_views:
+            view_lab[patch] = 4
+        emb = synthetic_embeddings(view_lab, dim=D, directions=dirs, noise=0.02, smooth=0.0, seed=v)
+        views.append(emb / np.linalg.norm(emb, axis=0, keepdims=True))
+    return np.concatenate(views) / 2.0, patch
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+@pytest.mark.parametrize("stray_views, patch_is_background", [(0, True), (1, True), (2, True), (3, False)])
+def test_views_decide_the_background_by_majority(stray_views, patch_is_background, mode):
+    lab = two_twins_and_disc()
+    emb, patch = four_views(lab, stray_views)
+    kw = dict(coordinate_scale=0.01, max_background_similarity=None, mode=mode, **FAST)
+    pred = cluster_embeddings(emb, views=4, **kw)
+    assert mean_best_iou(pred, lab) > 0.95
+    assert (not pred[patch].any()) == patch_is_background
+    assert pred.max() == (3 if patch_is_background else 4)
+    if stray_views:  # one threshold on the views' mean similarity: a patch any view strays on is clustered
+        assert cluster_embeddings(emb, **kw)[patch].all()
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+@pytest.mark.parametrize("leaning_views, disc_is_background", [(1, False), (2, True), (4, True)])
+def test_views_decide_the_cluster_background_rule_by_majority(leaning_views, disc_is_background, mode):
+    """The disc points halfway to the background (cosine 0.71) in ``leaning_views`` views and away from it in
+    the others: with ``views`` it becomes background when at least half of the views see it so; the mean
+    similarity of one merged view would keep it up to four leaning views' 0.71."""
+    lab = two_twins_and_disc()
+    views = []
+    for v in range(4):
+        dirs = np.eye(D)[:4].copy()
+        if v < leaning_views:
+            dirs[3] = (dirs[0] + dirs[3]) / np.sqrt(2.0)
+        emb = synthetic_embeddings(lab, dim=D, directions=dirs, noise=0.01, smooth=0.0, seed=v)
+        views.append(emb / np.linalg.norm(emb, axis=0, keepdims=True))
+    emb = np.concatenate(views) / 2.0
+    kw = dict(coordinate_scale=0.01, max_background_similarity=0.5, mode=mode, **FAST)
+    pred = cluster_embeddings(emb, views=4, **kw)
+    assert (not pred[lab == 3].any()) == disc_is_background
+    assert mean_best_iou(np.where(lab == 3, 0, lab), np.where(lab == 3, 0, pred)) > 0.95  # the twins stay
+    merged_mean = 0.71 * leaning_views / 4
+    assert (not cluster_embeddings(emb, **kw)[lab == 3].any()) == (merged_mean >= 0.5)
+
+
+def test_views_must_split_the_channels():
+    emb, _ = four_views(two_twins_and_disc(), 0)
+    with pytest.raises(ValueError, match="views: 3 views do not split the 32 embedding channels"):
+        cluster_embeddings(emb, views=3, **FAST)
+
+
 def three_discs() -> np.ndarray:
     lab = np.zeros((H, W), np.int32)
     for i, center in enumerate([(13, 13), (13, 50), (34, 31)], 1):

@@ -26,6 +26,7 @@ H, W, D = 32, 40, 6
         {"allow_single_cluster": False, "cluster_selection_epsilon": 0.3, "hdbscan_kwargs": {"leaf_size": 20}},
         {"mode": "fast", "sample_points": 2, "assign": "nearest_sample", "min_similarity": None},
         {"mode": "fast", "sample_points": np.int64(500), "min_similarity": -1.0},
+        {"views": 4, "background": "median"},
     ],
 )
 def test_good_option_sets(mapping):
@@ -57,6 +58,10 @@ def test_good_option_sets(mapping):
         ({"sample_points": 1}, ValueError, "sample_points: must be an integer >= 2"),
         ({"sample_points": 2.5}, ValueError, "sample_points"),
         ({"sample_points": True}, ValueError, "sample_points"),
+        ({"views": 0}, ValueError, "views: must be an integer >= 1, got 0"),
+        ({"views": 2.0}, ValueError, "views: must be an integer"),
+        ({"views": 4, "background": [1.0, 0.0]}, ValueError, "views: a background vector is for one view"),
+        ({"views": 4, "background": "largest"}, ValueError, "views: background 'largest' has no per-view rule"),
         ({"background": "mode"}, ValueError, r"background: expected one of .*'auto'.*, got 'mode'"),
         ({"min_sample": 5}, TypeError, r"clustering_options#min_sample: unknown option 'min_sample' \(did you mean"),
         ({"foreground_mask": None}, TypeError, "clustering_options#foreground_mask: unknown option"),

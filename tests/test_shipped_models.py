@@ -39,7 +39,7 @@ def test_shipped_model_is_small_records_its_network_and_is_described_in_metadata
 @pytest.mark.parametrize(
     "data_set, frames",
     [
-        ("Fluo-N2DH-SIM+", [60, 61, 62]),  # models/Fluo-N2DH-SIM+.pt, picked by the preset
+        ("Fluo-N2DH-SIM+", [60, 61, 62]),  # models/model.pt serves every video (no models/<preset>.pt ships)
         ("Fluo-N2DH-GOWT1", [88, 89, 90]),  # models/model.pt, run with the normalization it records
     ],
 )

@@ -229,6 +229,13 @@ def test_test_time_flips_run_four_views_with_their_own_state_and_merge_them():
     torch.testing.assert_close(emb, torch.full_like(emb, 0.5))  # 1-d unit embeddings, four views, / sqrt(4)
     seg.embed(frame)
     torch.testing.assert_close(seg.state, torch.full((4,), 2.0))
+    assert seg.cluster_kwargs["views"] == 4  # the clustering decides the background per view
+
+
+def test_views_are_the_segmenters_to_set():
+    assert "views" not in ScaledPairSegmenter(_Recorder(), (4, 5), {"min_samples": 2}).cluster_kwargs
+    with pytest.raises(ValueError, match="'views' is set by the segmenter from test_time_flips"):
+        ScaledPairSegmenter(_Recorder(), (4, 5), {"min_samples": 2, "views": 4}, test_time_flips=True)
 
 
 def test_test_time_flips_track_a_video(cell_video, tmp_path):

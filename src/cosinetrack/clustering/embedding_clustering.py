@@ -161,6 +161,51 @@ def estimate_background_embedding(
     return normalize_embeddings(close.mean(axis=0), axis=-1)
 
 
+def _background_by_views(
+    unit: np.ndarray, source: np.ndarray, rule: str, o: ClusteringOptions
+) -> tuple[np.ndarray, np.ndarray]:
+    """The background of embeddings made of ``o.views`` views (:attr:`ClusteringOptions.views`).
+
+    Args:
+        unit: ``(T, V * d, H, W)`` embeddings, unit length over all channels.
+        source: ``unit`` or a subsample of its pixels, ``(T, V * d, h, w)``, to estimate from.
+        rule: ``"dominant"`` or ``"median"``.
+        o: the options (``views``, ``background_threshold``, ``seed``).
+
+    Returns:
+        The views' unit background embeddings concatenated and scaled to unit length ``(V * d,)``, and the
+        foreground ``(T, H, W)``: pixels that fewer than half of the views find background.
+    """
+    t, dd, h, w = unit.shape
+    views = int(o.views)
+    if dd % views:
+        raise ValueError(f"views: {views} views do not split the {dd} embedding channels evenly")
+    d = dd // views
+    vectors = []
+    votes = np.zeros((t, h, w), dtype=np.int32)
+    for v in range(views):
+        part = normalize_embeddings(unit[:, v * d : (v + 1) * d], axis=1, eps=o.eps)
+        vec = estimate_background_embedding(source[:, v * d : (v + 1) * d], rule, o.background_threshold, seed=o.seed)
+        votes += np.tensordot(vec, part, axes=([0], [1])) >= o.background_threshold
+        vectors.append(vec)
+    return np.concatenate(vectors) / views**0.5, 2 * votes < views
+
+
+def _clusters_at_background(sums: np.ndarray, bg_vector: np.ndarray, threshold: float, views: int) -> np.ndarray:
+    """Which clusters point at the background (``max_background_similarity``): bool ``(K,)``.
+
+    ``sums``: ``(K, V * d)`` sums of the clusters' unit embeddings; ``bg_vector``: ``(V * d,)`` unit. One view:
+    the cosine similarity of the cluster's mean direction to the background is at least ``threshold``. Several
+    views: that holds for at least half of the views, each view's mean direction against its own background.
+    """
+    k, dd = sums.shape
+    parts = sums.reshape(k, views, dd // views)
+    bg = bg_vector.reshape(views, dd // views)
+    sim = np.einsum("kvd,vd->kv", parts, bg)
+    sim /= np.maximum(np.linalg.norm(parts, axis=2) * np.linalg.norm(bg, axis=1), 1e-12)
+    return 2 * np.count_nonzero(sim >= threshold, axis=1) >= views
+
+
 def embedding_data_points(unit_embeddings: np.ndarray, mask: np.ndarray, coordinate_scale: float) -> np.ndarray:
     """Data points ``[e_p, c * y_p, c * x_p]`` of the pixels in ``mask``, in raster order ``(t, y, x)``.
 
@@ -392,6 +437,7 @@ def _fast_point_labels(
     max_background_similarity: float | None,
     largest_is_background: bool,
     min_similarity: float | None = None,
+    views: int = 1,
 ) -> np.ndarray:
     """``mode="fast"`` of :func:`cluster_embeddings`: labels (``-1`` = background) of the pixels of ``fg``
     in raster order, before the ``min_size`` filter. See :func:`cluster_embeddings` for the method."""
@@ -469,8 +515,8 @@ def _fast_point_labels(
                 point_labels = np.where(cos >= min_similarity, point_labels, -1)
     if max_background_similarity is not None and bg_vector is not None and num > 0:
         sums = _cluster_sums(point_labels, feats, num)
-        sim = (sums @ bg_vector) / np.maximum(np.linalg.norm(sums, axis=1), 1e-12)
-        drop = np.append(sim >= max_background_similarity, False)  # index -1: noise stays noise
+        at_background = _clusters_at_background(sums, bg_vector, max_background_similarity, views)
+        drop = np.append(at_background, False)  # index -1: noise stays noise
         point_labels = np.where(drop[point_labels], -1, point_labels)
     if largest_is_background and (point_labels >= 0).any():
         largest = np.argmax(np.bincount(point_labels[point_labels >= 0]))
@@ -564,14 +610,18 @@ def cluster_embeddings(
         if rule in ("dominant", "median"):
             # fast: the estimate from every fourth row and column (1/16 of the pixels)
             source = unit if o.mode == "exact" else unit[:, :, ::4, ::4]
-            bg_vector = estimate_background_embedding(source, rule, o.background_threshold, seed=o.seed)
+            if o.views > 1:
+                bg_vector, view_fg = _background_by_views(unit, source, rule, o)
+                fg &= view_fg
+            else:
+                bg_vector = estimate_background_embedding(source, rule, o.background_threshold, seed=o.seed)
     else:
         rule = "vector"
         vec = _to_numpy(o.background, "background").astype(np.float32).ravel()
         if vec.shape != (d,) or not np.isfinite(vec).all() or not np.any(vec):
             raise ValueError(f"background: a vector must be finite, non-zero and of shape ({d},), got {vec.shape}")
         bg_vector = normalize_embeddings(vec, axis=-1)
-    if bg_vector is not None:
+    if bg_vector is not None and o.views == 1:
         if o.mode == "exact":
             fg &= np.einsum("tdhw,d->thw", unit, bg_vector) < o.background_threshold
         else:
@@ -583,7 +633,7 @@ def cluster_embeddings(
     if o.mode == "fast":
         point_labels = _fast_point_labels(
             unit, fg, coordinate_scale, min_samples, min_cluster_size, o.sample_points, o.assign, o.noise, hdbscan_args,
-            o.hdbscan_kwargs, bg_vector, o.max_background_similarity, rule == "largest", o.min_similarity,
+            o.hdbscan_kwargs, bg_vector, o.max_background_similarity, rule == "largest", o.min_similarity, o.views,
         )  # fmt: skip
         labels = np.zeros((t, h, w), dtype=np.int64)
         labels[fg] = point_labels + 1
@@ -631,8 +681,8 @@ def cluster_embeddings(
         ids = point_labels >= 0
         sums = np.zeros((int(point_labels.max()) + 1, d))
         np.add.at(sums, point_labels[ids], points[ids, :d])
-        sim = (sums @ bg_vector) / np.maximum(np.linalg.norm(sums, axis=1), 1e-12)
-        drop = ids & (sim[np.maximum(point_labels, 0)] >= o.max_background_similarity)
+        at_background = _clusters_at_background(sums, bg_vector, o.max_background_similarity, o.views)
+        drop = ids & at_background[np.maximum(point_labels, 0)]
         point_labels = np.where(drop, -1, point_labels)
     if rule == "largest" and (point_labels >= 0).any():
         largest = np.argmax(np.bincount(point_labels[point_labels >= 0]))

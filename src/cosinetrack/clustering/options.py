@@ -94,6 +94,18 @@ class ClusteringOptions:
     """Cosine similarity to the background embedding at and above which a pixel is background (reference
     code: 0.95)."""
 
+    views: int = 1
+    """Number of views the embeddings are made of: ``D = views * d``, each view's ``d`` channels one
+    embedding of the same pixel (the four test-time flips of
+    :func:`~cosinetrack.inference.merge_flip_views`; the segmenter sets it). With ``views > 1`` a background
+    rule that estimates an embedding (``"dominant"``, ``"median"``, also through ``"auto"``) runs per view,
+    each view with its own background embedding and ``background_threshold``, and a pixel is background
+    when at least half of the views find it background; likewise a cluster becomes background
+    (``max_background_similarity``) when at least half of the views' mean directions point at their view's
+    background. With one threshold on the merged embedding instead, one view that strays (e.g. in noisy
+    background) lowers a pixel's mean similarity below the threshold and the pixel is clustered.
+    ``1``: one embedding per pixel."""
+
     max_background_similarity: float | None = 0.5
     """A cluster whose mean unit embedding has a cosine similarity of at least this to the background
     embedding becomes background (default ``0.5``). These are the rings of mixed background/instance
@@ -221,6 +233,13 @@ class ClusteringOptions:
         sample_points = self.sample_points
         if isinstance(sample_points, bool) or not isinstance(sample_points, (int, np.integer)) or sample_points < 2:
             raise ValueError(f"sample_points: must be an integer >= 2, got {sample_points!r}")
+        views = self.views
+        if isinstance(views, bool) or not isinstance(views, (int, np.integer)) or views < 1:
+            raise ValueError(f"views: must be an integer >= 1, got {views!r}")
+        if views > 1 and not (self.background is None or isinstance(self.background, str)):
+            raise ValueError("views: a background vector is for one view; use 'dominant' or 'median' with views > 1")
+        if views > 1 and self.background == "largest":
+            raise ValueError("views: background 'largest' has no per-view rule; use 'dominant' or 'median'")
         if isinstance(self.background, str) and self.background not in BACKGROUND_RULES:
             raise ValueError(
                 f"background: expected one of {BACKGROUND_RULES}, None or a (D,) vector, got {self.background!r}"

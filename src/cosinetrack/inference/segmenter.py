@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from cosinetrack.clustering.embedding_clustering import cluster_embeddings
 from cosinetrack.clustering.options import check_cluster_kwargs
 from cosinetrack.inference.amp import Amp, resolve_amp
-from cosinetrack.inference.inferer import flip_views_batch, merge_flip_views
+from cosinetrack.inference.inferer import FLIP_VIEWS, flip_views_batch, merge_flip_views
 from cosinetrack.inference.stepping import State, check_stack, step_network
 from cosinetrack.transforms.augment import clip_eval_transforms
 from cosinetrack.transforms.spatial import fit_to_size, restore_label_size
@@ -158,7 +158,10 @@ class ScaledPairSegmenter(PairSegmenter):
             :data:`~cosinetrack.inference.inferer.FLIP_VIEWS` (one batch of four, each view with its own
             GRU state) and cluster their merged embeddings (:func:`~cosinetrack.inference.merge_flip_views`:
             ``(4 D, h, w)``, unit length; a pixel pair's cosine similarity is the mean of the views'):
-            four times the network's work.
+            four times the network's work. The clustering then decides the background per view, a pixel
+            being background where at least half of the views find it so (``views=4`` of
+            :class:`~cosinetrack.clustering.options.ClusteringOptions`, set here; a ``views`` in
+            ``cluster_kwargs`` is refused).
 
     ``push(frame)`` takes a normalized frame ``(C, H, W)`` and returns ``None`` for the first frame,
     then the labels ``(2, H, W)`` int32 of the pair (previous frame, this frame), 0 = background.
@@ -180,6 +183,10 @@ class ScaledPairSegmenter(PairSegmenter):
         if not isinstance(test_time_flips, bool):
             raise ValueError(f"test_time_flips: expected true or false, got {test_time_flips!r}")
         self.test_time_flips = test_time_flips
+        if "views" in self.cluster_kwargs:
+            raise ValueError("cluster_kwargs: 'views' is set by the segmenter from test_time_flips, not by hand")
+        if test_time_flips:
+            self.cluster_kwargs = check_cluster_kwargs({**self.cluster_kwargs, "views": len(FLIP_VIEWS)})
         self.padding_mode = padding_mode
         self.image_size = tuple(int(s) for s in image_size)
         if isinstance(margin, bool) or not isinstance(margin, int) or not 0 <= margin < min(self.image_size):

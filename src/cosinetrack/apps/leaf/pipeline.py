@@ -23,7 +23,7 @@ from cosinetrack.clustering.embedding_clustering import cluster_embeddings
 from cosinetrack.clustering.handlers import EmbeddingClusteringHandler
 from cosinetrack.clustering.options import check_cluster_kwargs
 from cosinetrack.distributed import init_distributed, rank_device, shard
-from cosinetrack.inference.inferer import resolve_amp, stream_frames
+from cosinetrack.inference.inferer import FLIP_VIEWS, resolve_amp, stream_frames
 from cosinetrack.inference.progress import FrameProgress
 from cosinetrack.io.atomic import refuse_output_over_inputs, shared_atomic_directory
 from cosinetrack.io.png import InstancePNGWriter
@@ -63,14 +63,18 @@ def segment_image_instances(
         amp: bfloat16 autocast of the network on CPU (:func:`~cosinetrack.inference.resolve_amp`);
             the embeddings are clustered in float32 either way.
         test_time_flips: test-time flips (:func:`~cosinetrack.inference.stream_frames`): the four flipped views'
-            embeddings concatenated, four times the network's work.
+            embeddings concatenated, four times the network's work; the background is then decided per view
+            (``views=4`` of :class:`~cosinetrack.clustering.options.ClusteringOptions`, set here).
     """
     x = clip_eval_transforms(i_min, i_max, per_channel=False)({"image": image})["image"]
     x = torch.as_tensor(x, dtype=torch.float32)[None, None].to(device)  # (1, 1, C, H, W)
     network.eval()
     emb = stream_frames(network, x, image_size, restore_size=False, amp=amp, test_time_flips=test_time_flips)
     emb = emb[0, 0]  # (D, h, w) float32; (4 * D, h, w) with test-time flips
-    labels = cluster_embeddings(emb.float().cpu(), **dict(cluster_kwargs))
+    kwargs = dict(cluster_kwargs)
+    if test_time_flips:
+        kwargs["views"] = len(FLIP_VIEWS)
+    labels = cluster_embeddings(emb.float().cpu(), **kwargs)
     return restore_label_size(labels, image.shape[-2:]).numpy()
 
 
