@@ -71,3 +71,26 @@ def test_model_and_baseline_rows_on_a_shifted_window(tmp_path):
     assert all(0.0 <= r[k] <= 1.0 for r in rows for k in ("SEG", "TRA", "DET", "OP_CTB"))
     assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before  # inputs only read
     assert len(list(find_ctc_sequences(data)[0].frames)) == 5 and read_ctc_frame(data / "01" / "t000.tif").ndim == 2
+
+
+def test_instance_audit_tells_background_texture_from_cells_and_counts_splits():
+    path = REPO_ROOT / "benchmarks" / "audit_cell_instances.py"
+    spec = importlib.util.spec_from_file_location("audit_cell_instances", path)
+    audit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(audit)
+    image = np.full((40, 40), 10.0) + np.random.default_rng(0).normal(0, 1, (40, 40))
+    image[5:15, 5:15] += 100.0  # a bright nucleus (marker 1) ...
+    image[25:35, 5:15] += 100.0  # ... and another (marker 2), missed
+    markers = np.zeros((40, 40), int)
+    markers[9:11, 9:11] = 1
+    markers[29:31, 9:11] = 2
+    labels = np.zeros((40, 40), int)
+    labels[5:15, 5:10] = 1  # the first nucleus split in two instances
+    labels[5:15, 10:15] = 2
+    labels[25:35, 25:35] = 3  # background texture read as a cell
+    row = audit.audit_frame(labels, markers, image)
+    assert row["on_marker"].tolist() == [True, True, False]
+    assert row["share"][2] == 0.0 and row["share"][:2].min() > 0.5
+    assert (row["splits"], row["missed"], row["markers"]) == (1, 1, 2)
+    with pytest.raises(ValueError, match="shapes differ"):
+        audit.audit_frame(labels[:-1], markers, image)

@@ -145,3 +145,25 @@ def test_cell_inference_runs_a_model_on_the_canvas_it_was_trained_on(tmp_path, o
         assert list(parser.get_parsed_content("inference_size")) == expect
     finally:
         os.chdir(cwd)
+
+
+@pytest.mark.parametrize(
+    "overrides, flips",
+    [
+        ({}, True),  # the default: four flipped views on the scaled canvas
+        ({"resolution": "tiled"}, False),  # tiles have no flips; no second flag needed
+        ({"test_time_flips": False}, False),
+    ],
+)
+def test_cell_test_time_flips_follow_the_resolution_unless_set(overrides, flips):
+    parser = ConfigParser()
+    parser.read_config([str(REPO_ROOT / c) for c in CELL_INFER])
+    parser.update(overrides)
+    cwd = os.getcwd()
+    os.chdir(REPO_ROOT)
+    try:
+        tracker = parser.get_parsed_content("tracker")
+    finally:
+        os.chdir(cwd)
+    assert parser.get_parsed_content("test_time_flips") is flips
+    assert tracker.test_time_flips is flips

@@ -141,3 +141,12 @@ def test_foreground_reference_of_a_flat_image_and_bad_names():
         robust_scale(flat, 10.0, 95.0, upper_reference="max")
     with pytest.raises(ValueError, match="upper: expected one of"):
         RobustNormalized(keys="image", upper="max")
+
+
+def test_bright_foreground_is_the_same_after_a_linear_intensity_change():
+    from cosinetrack.transforms import bright_foreground
+
+    frame = _nuclei_frame(0.1)
+    mask = bright_foreground(frame)
+    assert mask.dtype == bool and mask.shape == frame.shape and 0 < mask.mean() < 0.5
+    np.testing.assert_array_equal(bright_foreground(frame * 2.0 + 8.0), mask)

@@ -17,7 +17,7 @@ from cosinetrack.tracking.lineage import (
     tracks_table_from_labels,
 )
 from cosinetrack.tracking.matching import best_overlapping_instance, greedy_iou_matching, iou_pairs
-from cosinetrack.tracking.pair_tracker import PairTracker, track_pairs
+from cosinetrack.tracking.pair_tracker import PairTracker, drop_dim_instances, track_pairs
 
 H = W = 32
 
@@ -449,3 +449,30 @@ def test_tracker_result_does_not_depend_on_the_size_of_cluster_ids():
     labels_huge, tracks_huge = track_pairs(huge, parent_dilation=1)
     np.testing.assert_array_equal(labels, labels_huge)
     np.testing.assert_array_equal(tracks, tracks_huge)
+
+
+@pytest.mark.parametrize("fraction, kept", [(0.0, {1, 2}), (0.25, {1, 2}), (0.3, {2}), (1.0, {2})])
+def test_drop_dim_instances_keeps_instances_with_enough_bright_pixels(fraction, kept):
+    labels = np.zeros((2, 10, 10), np.int64)
+    labels[:, :4, :4] = 1  # 4 of its 16 pixels bright in frame 0, none in frame 1
+    labels[:, 6:9, 6:9] = 2  # all bright in both frames
+    fg = np.zeros((2, 10, 10), bool)
+    fg[0, :4, 0] = True
+    fg[:, 6:9, 6:9] = True
+    out = drop_dim_instances(labels, fg, fraction)
+    assert set(np.unique(out[0])) - {0} == kept
+    assert set(np.unique(out[1])) - {0} == ({1, 2} if fraction == 0.0 else {2})
+    with pytest.raises(ValueError, match="foreground: expected the labels' shape"):
+        drop_dim_instances(labels, fg[:1], fraction)
+
+
+def test_tracker_with_min_foreground_fraction_needs_the_foreground():
+    labels = np.zeros((2, 8, 8), np.int64)
+    labels[:, 1:4, 1:4] = 1
+    labels[:, 5:7, 5:7] = 2
+    fg = np.zeros_like(labels, dtype=bool)
+    fg[:, 1:4, 1:4] = True
+    with pytest.raises(ValueError, match="needed with min_foreground_fraction"):
+        PairTracker(min_foreground_fraction=0.5).update(labels)
+    out, tracks = track_pairs([labels], min_foreground_fraction=0.5, foregrounds=[fg], min_track_length=1)
+    assert len(tracks) == 1 and not out[:, 5:7, 5:7].any() and out[:, 1:4, 1:4].all()

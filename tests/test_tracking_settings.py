@@ -24,7 +24,7 @@ def _defaults(fn, skip=()) -> dict:
     "settings, consumer, skip",
     [
         (TrackingSettings, PairTracker.__init__, ()),
-        (TrackingSettings, track_pairs, ()),
+        (TrackingSettings, track_pairs, ("foregrounds",)),
         (LineageSettings, make_lineage_valid, ("parents", "num_frames", "border_tracks")),
     ],
 )
@@ -42,6 +42,7 @@ def test_settings_defaults_are_the_consumers_defaults(settings, consumer, skip):
         (Normalization, "normalization", {"smooth_padding": "zeros"}, Normalization(smooth_padding="zeros")),
         (Normalization, "normalization", {"upper": "foreground"}, Normalization(upper="foreground")),
         (TrackingSettings, "tracking", {"link": "frame"}, TrackingSettings(link="frame")),
+        (TrackingSettings, "tracking", {"min_foreground_fraction": 0.5}, TrackingSettings(min_foreground_fraction=0.5)),
     ],
 )
 def test_sections_become_settings(cls, section, options, expected):
@@ -63,6 +64,8 @@ def test_sections_become_settings(cls, section, options, expected):
         (Normalization, "normalization", [10, 10], "normalization: expected a dict of options"),
         (Normalization, "normalization", {"smooth_padding": "reflect"}, "normalization: smooth_padding: expected one"),
         (TrackingSettings, "tracking", {"link": "frames"}, "tracking: link: expected one of"),
+        (TrackingSettings, "tracking", {"min_foreground_fraction": 1.5}, "min_foreground_fraction: must be in"),
+        (TrackingSettings, "tracking", {"min_foreground_fraction": -0.1}, "min_foreground_fraction"),
     ],
 )
 def test_bad_sections_fail_naming_section_and_key(cls, section, options, fragment):

@@ -84,6 +84,32 @@ def test_oracle_pairs_give_a_valid_result_that_scores_one(cell_video, tmp_path):
     assert scores["num_divisions"] == int((np.bincount(tracks[tracks[:, 3] > 0, 3]) >= 2).sum())
 
 
+@pytest.mark.parametrize("overlap_stages", [False, True])
+def test_min_foreground_fraction_drops_instances_in_the_dark_background(cell_video, tmp_path, overlap_stages):
+    """A false cell added in the frames' dark background (no pixel of it bright) is gone from the result with
+    ``tracking#min_foreground_fraction``, and the real cells stay; without it, it is tracked."""
+    root, images, labels, _ = cell_video
+    fake = labels.copy()
+    dark = np.argwhere((labels == 0).all(0) & (np.asarray(images) < np.median(images)).all(0))
+    y, x = dark[len(dark) // 2]
+    box = (slice(None), slice(max(y - 1, 0), y + 2), slice(max(x - 1, 0), x + 2))
+    fake[box] = np.where(labels[box] == 0, fake.max() + 1, labels[box])
+    counts = {}
+    for fraction in (0.0, 0.5):
+        res = tmp_path / f"{fraction}_{overlap_stages}" / "01_RES"
+        with CTCResultWriter(str(res)) as writer:
+            out = segment_and_track_video(
+                OracleSegmenter(fake), _frames(images), writer, tracking={"min_foreground_fraction": fraction},
+                lineage={"min_track_length": 1}, overlap_stages=overlap_stages,
+            )  # fmt: skip
+            writer.close(out["tracks"])
+        assert validate_ctc_result(str(res))
+        counts[fraction] = len(out["tracks"])
+        if fraction:
+            assert ctc_scores(str(res), str(root / "01_GT"))["SEG"] == pytest.approx(1.0)
+    assert counts[0.0] == counts[0.5] + 1
+
+
 def test_single_frame_video_and_frame_gaps(cell_video, tmp_path):
     _, images, labels, _ = cell_video
     with CTCResultWriter(str(tmp_path / "one")) as writer:

@@ -27,6 +27,7 @@ from cosinetrack.clustering.embedding_clustering import cluster_embeddings
 from cosinetrack.inference.segmenter import PairSegmenter
 from cosinetrack.tracking.pair_tracker import PairTracker
 from cosinetrack.tracking.settings import LineageSettings, TrackingSettings
+from cosinetrack.transforms.normalize import bright_foreground
 from cosinetrack.transforms.spatial import restore_label_size
 
 __all__ = ["segment_and_track_video", "FrameKeeper"]
@@ -73,7 +74,11 @@ def segment_and_track_video(
         "writing"} seconds}``.
     """
     segmenter.reset()
-    tracker = PairTracker(**TrackingSettings.from_mapping(tracking).as_dict())
+    settings = TrackingSettings.from_mapping(tracking)
+    tracker = PairTracker(**settings.as_dict())
+    # the frames' bright foreground, only when the tracker drops instances outside it
+    brightness = settings.min_foreground_fraction > 0
+    foregrounds: list[np.ndarray] = []
     timings = {"tracking": 0.0, "writing": 0.0}
     expected = 0
     pending: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []  # frames waiting for the tracker
@@ -97,10 +102,12 @@ def segment_and_track_video(
             expected += 1
             size = tuple(frame.shape[-2:])
             pending.append((t, frame if keep else None, emb))
+            if brightness:
+                foregrounds = [*foregrounds[-1:], bright_foreground(frame.float().mean(0).cpu().numpy())]
             if pair is None:
                 continue
             t0 = time.perf_counter()
-            done = tracker.update(pair)
+            done = tracker.update(pair, np.stack(foregrounds) if brightness else None)
             timings["tracking"] += time.perf_counter() - t0
             emit(done)
     finally:
@@ -114,7 +121,7 @@ def segment_and_track_video(
         else:
             labels = cluster_embeddings(segmenter.last_embedding[None], **getattr(segmenter, "cluster_kwargs", {}))
             single = restore_label_size(labels, size).numpy()
-        emit(tracker.update(single))
+        emit(tracker.update(single, np.stack(foregrounds) if brightness else None))
     last = tracker.finish()
     timings["tracking"] += time.perf_counter() - t0
     if last is not None:

@@ -150,6 +150,25 @@ def _remove_small(frame: np.ndarray, min_size: int) -> np.ndarray:
 _DEFAULTS = TrackingSettings()  # the one home of the tracking defaults
 
 
+def drop_dim_instances(labels: np.ndarray, foreground: Any, min_fraction: float) -> np.ndarray:
+    """``labels`` ``(T, H, W)`` with every instance that has less than ``min_fraction`` of its pixels in
+    ``foreground`` (bool, same shape) set to background, frame by frame (an instance may stay in one frame
+    of a pair and go in the other)."""
+    fg = np.asarray(foreground, dtype=bool)
+    if fg.shape != labels.shape:
+        raise ValueError(f"foreground: expected the labels' shape {labels.shape}, got {fg.shape}")
+    out = labels.copy()
+    for k in range(labels.shape[0]):
+        lab = np.where(labels[k] > 0, labels[k], 0)
+        total = np.bincount(lab.ravel())
+        bright = np.bincount(lab.ravel(), weights=fg[k].ravel(), minlength=total.size)
+        dim = (total > 0) & (bright < min_fraction * total)
+        dim[0] = False
+        if dim.any():
+            out[k][dim[lab]] = 0
+    return out
+
+
 class PairTracker:
     """Online tracking of a video from the labels of its overlapping frame pairs.
 
@@ -205,6 +224,7 @@ class PairTracker:
         max_daughter_ratio: float = _DEFAULTS.max_daughter_ratio,
         split_min_distance: int = _DEFAULTS.split_min_distance,
         link: str = _DEFAULTS.link,
+        min_foreground_fraction: float = _DEFAULTS.min_foreground_fraction,
     ) -> None:
         settings = TrackingSettings(  # checks every value (ValueError naming the option)
             min_iou=min_iou,
@@ -218,6 +238,7 @@ class PairTracker:
             max_daughter_ratio=max_daughter_ratio,
             split_min_distance=split_min_distance,
             link=link,
+            min_foreground_fraction=min_foreground_fraction,
         )
         self.settings = settings
         self.min_iou = settings.min_iou
@@ -231,6 +252,7 @@ class PairTracker:
         self.max_daughter_ratio = settings.max_daughter_ratio
         self.split_min_distance = settings.split_min_distance
         self.link = settings.link
+        self.min_foreground_fraction = settings.min_foreground_fraction
         self._pending: np.ndarray | None = None  # second frame of the last pair, in track ids
         self._reference: np.ndarray | None = None  # the last finalised frame (link "frame")
         self._history: deque[np.ndarray] = deque(maxlen=self.max_parent_gap)  # finalised, nearest first
@@ -290,13 +312,15 @@ class PairTracker:
             pair = np.stack([_remove_small(f, self.min_size) for f in pair])
         return pair
 
-    def update(self, pair_labels: Any) -> np.ndarray:
+    def update(self, pair_labels: Any, foreground: Any = None) -> np.ndarray:
         """Add the labels of the next frame pair and return the frame that is now final.
 
         Args:
             pair_labels: ``(2, H, W)`` integer labels of frames ``(t, t + 1)`` (``t`` = number of
                 earlier calls), one label per instance consistent across the two frames, ``<= 0`` =
                 background; ``(1, H, W)`` only as the single input of a one-frame video.
+            foreground: bool, the frames' bright foreground, shaped as ``pair_labels``; needed when
+                ``min_foreground_fraction > 0`` (instances mostly outside it become background first).
 
         Returns:
             int32 ``(H, W)`` labels of frame ``t`` with raw track ids (``0`` = background).
@@ -307,6 +331,10 @@ class PairTracker:
         if pair.shape[0] == 1 and self._num_frames > 0:
             raise ValueError("pair_labels: (1, H, W) is only accepted as the whole video (one frame)")
         self._shape = pair.shape[1:]
+        if self.min_foreground_fraction > 0:
+            if foreground is None:
+                raise ValueError("foreground: needed with min_foreground_fraction > 0 (the frames' bright foreground)")
+            pair = drop_dim_instances(pair, foreground, self.min_foreground_fraction)
         if pair.shape[0] == 2 and self.min_pair_iou > 0:
             pair = _split_jumps(pair, self.min_pair_iou)
         matched = {} if self._pending is None else self._match_pending(pair[0])
@@ -485,6 +513,8 @@ def track_pairs(
     max_daughter_ratio: float = _DEFAULTS.max_daughter_ratio,
     split_min_distance: int = _DEFAULTS.split_min_distance,
     link: str = _DEFAULTS.link,
+    min_foreground_fraction: float = _DEFAULTS.min_foreground_fraction,
+    foregrounds: Iterable[Any] | None = None,
     **lineage_kwargs: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Track a whole (small) video in memory: :class:`PairTracker` followed by the lineage step.
@@ -493,7 +523,10 @@ def track_pairs(
         pair_labels: the ``(2, H, W)`` labels of the pairs ``(0, 1), (1, 2), ...`` in order (a list,
             generator or ``(T - 1, 2, H, W)`` array); a one-frame video is one ``(1, H, W)`` item.
         min_iou, max_parent_gap, parent_measure, min_parent_score, parent_dilation, min_size,
-            border_width, min_pair_iou, max_daughter_ratio, split_min_distance, link: see :class:`PairTracker`.
+            border_width, min_pair_iou, max_daughter_ratio, split_min_distance, link, min_foreground_fraction:
+            see :class:`PairTracker`.
+        foregrounds: the pairs' bright foreground (bool, one item per pair, shaped as it), needed with
+            ``min_foreground_fraction > 0``.
         **lineage_kwargs: for :func:`~cosinetrack.tracking.make_lineage_valid` (``max_gap``,
             ``min_track_length``, ``keep_border_fragments``, ``keep_fragments_at_video_ends``,
             ``min_cycle_length``, ``min_daughter_length``).
@@ -513,8 +546,12 @@ def track_pairs(
         max_daughter_ratio=max_daughter_ratio,
         split_min_distance=split_min_distance,
         link=link,
+        min_foreground_fraction=min_foreground_fraction,
     )
-    frames = [tracker.update(pair) for pair in pair_labels]
+    if foregrounds is None:
+        frames = [tracker.update(pair) for pair in pair_labels]
+    else:
+        frames = [tracker.update(pair, fg) for pair, fg in zip(pair_labels, foregrounds, strict=True)]
     if not frames:
         raise ValueError("pair_labels: no frame pair given")
     last = tracker.finish()

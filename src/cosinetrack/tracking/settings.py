@@ -67,6 +67,11 @@ class TrackingSettings:
             of the previous pair, whose ids the pair's joint clustering carried over) or ``"frame"`` (the
             previous finalised frame itself, by IoU; instances without such a match fall back to the
             pair's link).
+        min_foreground_fraction: an instance with less than this share of its pixels in its frame's bright
+            foreground (:func:`~cosinetrack.transforms.bright_foreground` of the network input: brighter
+            than the frame's median by 4 robust standard deviations) becomes background before tracking
+            (0 = off). For fluorescence, where cells are brighter than the background; not for
+            transmitted light.
     """
 
     min_iou: float = 0.25
@@ -80,6 +85,7 @@ class TrackingSettings:
     max_daughter_ratio: float = 0.0
     split_min_distance: int = 0
     link: str = "pair"
+    min_foreground_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         split = self.split_min_distance
@@ -93,6 +99,8 @@ class TrackingSettings:
         pair_iou = _number("min_pair_iou", self.min_pair_iou)
         if not 0.0 <= pair_iou <= 1.0:
             raise ValueError(f"min_pair_iou: must be in [0, 1], got {self.min_pair_iou}")
+        if not 0.0 <= _number("min_foreground_fraction", self.min_foreground_fraction) <= 1.0:
+            raise ValueError(f"min_foreground_fraction: must be in [0, 1], got {self.min_foreground_fraction}")
         if not 0.0 < _number("min_iou", self.min_iou) <= 1.0:
             raise ValueError(f"min_iou: must be in (0, 1], got {self.min_iou}")
         if int(self.max_parent_gap) < 0:
@@ -106,7 +114,7 @@ class TrackingSettings:
         for name, kind in (("min_iou", float), ("max_parent_gap", int), ("min_parent_score", float),
                            ("parent_dilation", int), ("min_size", int), ("border_width", int),
                            ("min_pair_iou", float), ("max_daughter_ratio", float),
-                           ("split_min_distance", int)):  # fmt: skip
+                           ("split_min_distance", int), ("min_foreground_fraction", float)):  # fmt: skip
             object.__setattr__(self, name, kind(getattr(self, name)))
 
     @classmethod

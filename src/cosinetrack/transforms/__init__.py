@@ -8,7 +8,7 @@ from cosinetrack.transforms.augment import (
     robust_normalization,
 )
 from cosinetrack.transforms.intensity import SMOOTH_PADDINGS, RandImagingNoised, RandInstanceContrastd, SmoothFramesd
-from cosinetrack.transforms.normalize import Normalization, RobustNormalized, robust_scale
+from cosinetrack.transforms.normalize import Normalization, RobustNormalized, bright_foreground, robust_scale
 from cosinetrack.transforms.spatial import (
     PAD_MODES,
     FitGeometry,
@@ -26,6 +26,7 @@ __all__ = [
     "SmoothFramesd",
     "Normalization",
     "RobustNormalized",
+    "bright_foreground",
     "robust_scale",
     "PAD_MODES",
     "FitGeometry",

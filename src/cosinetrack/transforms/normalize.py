@@ -31,7 +31,14 @@ from cosinetrack.errors import CosineTrackConfigError
 from cosinetrack.options import check_option_names
 from cosinetrack.transforms.intensity import SMOOTH_PADDINGS
 
-__all__ = ["Normalization", "RobustNormalized", "UPPER_REFERENCES", "foreground_level", "robust_scale"]
+__all__ = [
+    "Normalization",
+    "RobustNormalized",
+    "UPPER_REFERENCES",
+    "bright_foreground",
+    "foreground_level",
+    "robust_scale",
+]
 
 #: What maps to 1 (``normalization#upper``): the median of the highest ``i_max`` % (the paper's), or the median
 #: of the frame's foreground (:func:`foreground_level`; ``i_max`` unused).
@@ -113,6 +120,19 @@ class Normalization:
 
 
 
+def bright_foreground(values: np.ndarray, mads: float = FOREGROUND_MADS) -> np.ndarray:
+    """The bright foreground of an image (any shape): bool, where ``values > median + mads * 1.4826 * MAD``.
+
+    The threshold of the classical pipeline (``benchmarks/bench_ctc_baseline.py``) and of
+    :func:`foreground_level`; it does not change under a linear intensity change, so it gives the same mask
+    on a raw frame and on its robustly normalized network input.
+    """
+    arr = np.asarray(values, dtype=np.float32)
+    median = float(np.median(arr))
+    mad = float(np.median(np.abs(arr - median)))
+    return arr > median + mads * 1.4826 * mad
+
+
 def foreground_level(values: np.ndarray, mads: float = FOREGROUND_MADS) -> float:
     """The median of the foreground of ``values`` (any shape): the values above ``median + mads * 1.4826 * MAD``.
 
@@ -121,9 +141,7 @@ def foreground_level(values: np.ndarray, mads: float = FOREGROUND_MADS) -> float
     above the threshold (a flat image).
     """
     flat = np.asarray(values, dtype=np.float32).reshape(-1)
-    median = float(np.median(flat))
-    mad = float(np.median(np.abs(flat - median)))
-    above = flat[flat > median + mads * 1.4826 * mad]
+    above = flat[bright_foreground(flat, mads)]
     return float(np.median(above)) if above.size else float(flat.max())
 
 
