@@ -49,13 +49,12 @@ def audit_frame(labels: np.ndarray, markers: np.ndarray, image: np.ndarray) -> d
     bright = bright_foreground(ndi.gaussian_filter(np.asarray(image, dtype=np.float32), 2.0))
     share = np.asarray(ndi.mean(bright, labels, ids)) if ids.size else np.zeros(0)
     on_marker = np.asarray(ndi.maximum(markers > 0, labels, ids), dtype=bool) if ids.size else np.zeros(0, bool)
-    covered: dict[int, set[int]] = {}
     both = (labels > 0) & (markers > 0)
-    for m, i in zip(markers[both], labels[both]):
-        covered.setdefault(int(m), set()).add(int(i))
+    pairs = np.unique(np.stack([markers[both], labels[both]]), axis=1)  # (marker, instance) overlaps, once each
+    covering = np.unique(pairs[0], return_counts=True)[1]  # instances per covered marker
     marker_ids = np.unique(markers[markers > 0])
-    splits = sum(len(v) - 1 for v in covered.values())
-    missed = int(sum(1 for m in marker_ids if int(m) not in covered))
+    splits = int((covering - 1).sum())
+    missed = int(marker_ids.size - covering.size)
     return {"on_marker": on_marker, "share": share, "splits": splits, "missed": missed, "markers": marker_ids.size}
 
 

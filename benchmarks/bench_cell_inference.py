@@ -166,6 +166,8 @@ def stream(
     size = (args.image_size,) * 2 if resolution == "scaled" else (args.tile_size,) * 2
     options = {**settings["clustering_options"], "max_points": args.max_points}
     kwargs = clustering_parameters(preset, size, frame_size, resolution, **options)
+    # the bundle's rule: test-time flips with the scaled canvas (tiles have none)
+    flips = resolution == "scaled" if args.test_time_flips == "bundle" else args.test_time_flips == "true"
     part = VideoPart(f"{seq.name}[{frames[0]}:{frames[-1] + 1}]", seq, tuple(frames))
     with tempfile.TemporaryDirectory(prefix="bench_cell_inference_") as tmp:
         t0 = time.perf_counter()
@@ -174,6 +176,7 @@ def stream(
             smooth_sigma=settings["smooth_sigma"], smooth_padding=settings["smooth_padding"], resolution=resolution,
             tile_overlap=args.tile_overlap if resolution == "tiled" else None, tracking=settings["tracking"],
             lineage=settings["lineage"], device=args.device, canvas_margin=settings["canvas_margin"],
+            test_time_flips=flips,
         )  # fmt: skip
         wall = time.perf_counter() - t0
     return {
@@ -183,6 +186,7 @@ def stream(
         "tracks": int(len(result["tracks"])),
         "frame_size": list(frame_size),
         "preset": preset["name"],
+        "test_time_flips": flips,
         "cluster_kwargs": {k: v for k, v in kwargs.items() if k in ("min_samples", "coordinate_scale", "max_points")},
     }
 
@@ -212,6 +216,7 @@ def config_name(resolution: str, res: Mapping[str, Any], args: argparse.Namespac
         grid = tile_grid((h, w), (args.tile_size,) * 2, args.tile_overlap)
         where = f"tiled {args.tile_size}², overlap {grid.overlap[0]} ({grid.num_tiles} tiles)"
     ck = res["cluster_kwargs"]
+    where += ", test-time flips" if res.get("test_time_flips") else ""
     return f"{where}, {net}; m_pts {ck['min_samples']}, c {ck['coordinate_scale']:g}, max_points {ck['max_points']}"
 
 
@@ -306,6 +311,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a("--image_size", "--image-size", type=int, default=256, help="square network canvas, scaled mode (paper: 256)")
     a("--tile_size", "--tile-size", type=int, default=256, help="square tile size, tiled mode")
     a("--tile_overlap", "--tile-overlap", type=int, default=None, help="tile overlap px (default tile_size // 2)")
+    a(
+        "--test_time_flips",
+        "--test-time-flips",
+        choices=["bundle", "true", "false"],
+        default="bundle",
+        help="four flipped views per frame (bundle: on with the scaled canvas, as the cell bundle)",
+    )
     a("--max_points", "--max-points", type=int, default=20000, help="HDBSCAN subsampling cap (bundle: 20000)")
     a("--warmup-frames", type=int, default=2, help="untimed frames through the pipeline before each run (0: none)")
     a("--memory-dataset", default=os.path.join(DATA, "Fluo-N2DH-GOWT1"), help="CTC data set of the memory runs")

@@ -24,16 +24,21 @@ LEAF = ["bundles/leaf/train.json"]
 LV = ["bundles/lv_mri/train.json"]
 
 
-def _initialize(configs: list[str], overrides: dict) -> None:
+def _parsed(configs: list[str], overrides: dict, key: str):
+    """``key`` of the bundle ``configs`` with ``overrides``, parsed from the repository root."""
     parser = ConfigParser()
     parser.read_config([str(REPO_ROOT / c) for c in configs])
     parser.update(overrides)
     cwd = os.getcwd()
     os.chdir(REPO_ROOT)  # the bundles' macros are relative to the repository root
     try:
-        parser.get_parsed_content("initialize")
+        return parser.get_parsed_content(key)
     finally:
         os.chdir(cwd)
+
+
+def _initialize(configs: list[str], overrides: dict) -> None:
+    _parsed(configs, overrides, "initialize")
 
 
 @pytest.mark.parametrize(
@@ -109,15 +114,7 @@ def test_command_line_typo_is_the_last_line_printed(tmp_path):
 @pytest.mark.parametrize("key", ["neighbour_radius", "neighbor_radius"])
 def test_the_renamed_neighbor_radius_key_still_works(key, caplog):
     """``--neighbour_radius`` (the spelling of earlier versions) is a deprecated alias of ``--neighbor_radius``."""
-    parser = ConfigParser()
-    parser.read_config([str(REPO_ROOT / c) for c in CELL])
-    parser.update({key: 40.0})
-    cwd = os.getcwd()
-    os.chdir(REPO_ROOT)
-    try:
-        loss = parser.get_parsed_content("loss")
-    finally:
-        os.chdir(cwd)
+    loss = _parsed(CELL, {key: 40.0}, "loss")
     assert loss.loss.neighbor_radius == 40.0
     assert ("deprecated" in caplog.text) == (key == "neighbour_radius")
 
@@ -136,15 +133,7 @@ def test_cell_inference_runs_a_model_on_the_canvas_it_was_trained_on(tmp_path, o
     """Cell evaluation and inference scale frames to the canvas recorded in the model file (``image_size``)."""
     model = tmp_path / "model.pt"
     torch.save({"model": {}, **record}, model)
-    parser = ConfigParser()
-    parser.read_config([str(REPO_ROOT / c) for c in (*CELL, overlay)])
-    parser.update({"ckpt_path": str(model), **overrides})
-    cwd = os.getcwd()
-    os.chdir(REPO_ROOT)
-    try:
-        assert list(parser.get_parsed_content("inference_size")) == expect
-    finally:
-        os.chdir(cwd)
+    assert list(_parsed([*CELL, overlay], {"ckpt_path": str(model), **overrides}, "inference_size")) == expect
 
 
 @pytest.mark.parametrize(
@@ -156,14 +145,5 @@ def test_cell_inference_runs_a_model_on_the_canvas_it_was_trained_on(tmp_path, o
     ],
 )
 def test_cell_test_time_flips_follow_the_resolution_unless_set(overrides, flips):
-    parser = ConfigParser()
-    parser.read_config([str(REPO_ROOT / c) for c in CELL_INFER])
-    parser.update(overrides)
-    cwd = os.getcwd()
-    os.chdir(REPO_ROOT)
-    try:
-        tracker = parser.get_parsed_content("tracker")
-    finally:
-        os.chdir(cwd)
-    assert parser.get_parsed_content("test_time_flips") is flips
-    assert tracker.test_time_flips is flips
+    assert _parsed(CELL_INFER, overrides, "test_time_flips") is flips
+    assert _parsed(CELL_INFER, overrides, "tracker").test_time_flips is flips
