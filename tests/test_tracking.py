@@ -476,3 +476,12 @@ def test_tracker_with_min_foreground_fraction_needs_the_foreground():
         PairTracker(min_foreground_fraction=0.5).update(labels)
     out, tracks = track_pairs([labels], min_foreground_fraction=0.5, foregrounds=[fg], min_track_length=1)
     assert len(tracks) == 1 and not out[:, 5:7, 5:7].any() and out[:, 1:4, 1:4].all()
+
+
+def test_drop_dim_instances_takes_ids_of_any_size():
+    labels = np.zeros((1, 6, 6), np.int64)
+    labels[0, :2, :2] = 10**12  # no bright pixel
+    labels[0, 3:, 3:] = 7
+    fg = np.zeros_like(labels, dtype=bool)
+    fg[0, 3:, 3:] = True
+    assert set(np.unique(drop_dim_instances(labels, fg, 0.5))) == {0, 7}

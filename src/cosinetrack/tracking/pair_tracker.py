@@ -159,13 +159,14 @@ def drop_dim_instances(labels: np.ndarray, foreground: Any, min_fraction: float)
         raise ValueError(f"foreground: expected the labels' shape {labels.shape}, got {fg.shape}")
     out = labels.copy()
     for k in range(labels.shape[0]):
-        lab = np.where(labels[k] > 0, labels[k], 0)
-        total = np.bincount(lab.ravel())
-        bright = np.bincount(lab.ravel(), weights=fg[k].ravel(), minlength=total.size)
-        dim = (total > 0) & (bright < min_fraction * total)
-        dim[0] = False
+        # ids of any size: counted over their index among the frame's ids (0 first: background)
+        ids, index = np.unique(np.where(labels[k] > 0, labels[k], 0), return_inverse=True)
+        index = index.reshape(labels.shape[1:])
+        total = np.bincount(index.ravel(), minlength=ids.size)
+        bright = np.bincount(index.ravel(), weights=fg[k].ravel(), minlength=ids.size)
+        dim = (bright < min_fraction * total) & (ids > 0)
         if dim.any():
-            out[k][dim[lab]] = 0
+            out[k][dim[index]] = 0
     return out
 
 
