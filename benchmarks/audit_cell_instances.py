@@ -11,9 +11,9 @@ found that the SIM+-only model's false instances on GOWT1 are background texture
 Usage (from the repository root)::
 
     python benchmarks/bench_cell_robustness.py --ckpt MODEL --config configs/cell_cpu.json \\
-        --dataset ../shared/data/ctc/Fluo-N2DH-GOWT1 --frames 40:77 --shifts none --workdir /tmp/w
-    python benchmarks/audit_cell_instances.py --result /tmp/w/<run>/eval/.../01_RES \\
-        --video ../shared/data/ctc/Fluo-N2DH-GOWT1/01 --first 40
+        --dataset ../shared/data/ctc/Fluo-N2DH-GOWT1 --frames 40:77 --shifts none --workdir /tmp/w --keep
+    python benchmarks/audit_cell_instances.py --result /tmp/w/<kept>/eval/tracking/01_RES \\
+        --video /tmp/w/<kept>/Fluo-N2DH-GOWT1/01 --first 40
 
 ``--first``: the video frame of the result's ``mask000.tif`` (the robustness benchmark renumbers a window from 0).
 Prints the counts and, for thresholds of the bright-foreground share, how many instances on a marker and how many

@@ -32,11 +32,14 @@ Usage (from the repository root; a checkpoint trained on frames 0-49 of SIM+/01)
 ``--cross`` adds the other video(s), every frame (or ``--cross-frames``), unshifted (the model never saw
 them; the baseline's parameters were chosen on SIM+/01). ``--shifts none,gain2`` picks shifts; without
 ``--ckpt`` only the baseline is scored. Rows: method, data, shift, SEG, TRA, DET, OP_CTB, seconds.
+``--keep`` keeps each window's working folder under ``--workdir`` (its path is printed): the shifted frames
+in ``<name>/01``, the model's CTC result in ``eval/tracking/01_RES``, for ``benchmarks/audit_cell_instances.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -151,7 +154,12 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             span = "all" if frames == list(seq.frames) else f"{frames[0]}-{frames[-1]}"
             jobs.append((f"{name}/{seq.name} {span}", "none", seq, frames, name))
     for label, shift, seq, frames, name in jobs:
-        with tempfile.TemporaryDirectory(prefix="cell-robustness-", dir=args.workdir) as work:
+        if args.keep:  # the shifted frames and the model's result stay for benchmarks/audit_cell_instances.py
+            folder: Any = contextlib.nullcontext(tempfile.mkdtemp(prefix="cell-robustness-", dir=args.workdir))
+            print(f"kept: {label} {shift} in {folder.enter_result}", flush=True)
+        else:
+            folder = tempfile.TemporaryDirectory(prefix="cell-robustness-", dir=args.workdir)
+        with folder as work:
             root = os.path.join(work, name)
             shifted_copy(seq, frames, shift, root)
             t0 = time.perf_counter()
@@ -192,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shifts", default=",".join(SHIFTS), type=lambda s: [x for x in s.split(",") if x])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--keep", action="store_true", help="keep each window's working folder (frames, result)")
     parser.add_argument("--json", default=None, help="append the rows to this JSON list file")
     parser.add_argument("--table", default=None, help="only print the table of a JSON list file")
     args = parser.parse_args(argv)

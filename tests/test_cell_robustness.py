@@ -50,7 +50,8 @@ def test_unknown_shift_is_an_error():
         _bench().shift_function("darker", REF)
 
 
-def test_model_and_baseline_rows_on_a_shifted_window(tmp_path):
+@pytest.mark.parametrize("keep", [False, True])
+def test_model_and_baseline_rows_on_a_shifted_window(tmp_path, keep):
     images, labels, tracks = generate_cell_video(0, num_frames=5, image_size=(64, 64), num_cells=(2, 3))
     data = tmp_path / "Fluo-N2DH-SIM+"
     write_ctc_sequence(data, "01", images, labels, tracks)
@@ -60,9 +61,10 @@ def test_model_and_baseline_rows_on_a_shifted_window(tmp_path):
     torch.save(RecurrentStackedHourglass(1, 16, num_levels=2, num_filters=4).state_dict(), ckpt)
     overrides = '{"num_levels": 2, "num_filters": 4, "image_size": [32, 32], "clustering_options": {"max_points": 500}}'
     bench = _bench()
+    (tmp_path / "work").mkdir()
     rows = bench.run(bench.main.__globals__["argparse"].Namespace(
         ckpt=str(ckpt), model_name="tiny", config=[], overrides=overrides, dataset=str(data), sequence="01",
-        frames="1:4", cross=[], shifts=["gain2"], threads=1, workdir=str(tmp_path),
+        frames="1:4", cross=[], shifts=["gain2"], threads=1, workdir=str(tmp_path / "work"), keep=keep,
     ))  # fmt: skip
     assert [(r["method"], r["shift"], r["data"]) for r in rows] == [
         ("classical (mad)", "gain2", "Fluo-N2DH-SIM+/01 1-3"),
@@ -71,6 +73,14 @@ def test_model_and_baseline_rows_on_a_shifted_window(tmp_path):
     assert all(0.0 <= r[k] <= 1.0 for r in rows for k in ("SEG", "TRA", "DET", "OP_CTB"))
     assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before  # inputs only read
     assert len(list(find_ctc_sequences(data)[0].frames)) == 5 and read_ctc_frame(data / "01" / "t000.tif").ndim == 2
+    kept = list((tmp_path / "work").iterdir())
+    if not keep:
+        assert kept == []  # the working folder is gone
+        return
+    assert len(kept) == 1  # the window's frames (shifted, renumbered from 0) and the model's CTC result stay
+    frames = sorted(p.name for p in (kept[0] / "Fluo-N2DH-SIM+" / "01").glob("t*.tif"))
+    masks = sorted(p.name for p in (kept[0] / "eval" / "tracking" / "01_RES").glob("mask*.tif"))
+    assert frames == ["t000.tif", "t001.tif", "t002.tif"] and masks == ["mask000.tif", "mask001.tif", "mask002.tif"]
 
 
 def test_instance_audit_tells_background_texture_from_cells_and_counts_splits():

@@ -147,3 +147,18 @@ def test_cell_inference_runs_a_model_on_the_canvas_it_was_trained_on(tmp_path, o
 def test_cell_test_time_flips_follow_the_resolution_unless_set(overrides, flips):
     assert _parsed(CELL_INFER, overrides, "test_time_flips") is flips
     assert _parsed(CELL_INFER, overrides, "tracker").test_time_flips is flips
+
+
+@pytest.mark.parametrize(
+    "overrides, halo",
+    [
+        ({"input_dir": "/data/Fluo-N2DH-GOWT1"}, 0.25),  # fluorescence: the halo filter is on
+        ({"input_dir": "/data/my_videos"}, 0.25),  # unknown folders take the default (fluorescence-like) preset
+        ({"input_dir": "/data/PhC-C2DH-U373/01"}, 0.0),  # transmitted light: off
+        ({"dataset_preset": "DIC-C2DH-HeLa"}, 0.0),
+        ({"input_dir": "/data/Fluo-N2DH-SIM+", "tracking#halo_distance": 0.5}, 0.5),  # set by the user
+    ],
+)
+def test_cell_halo_filter_follows_the_preset_unless_set(overrides, halo):
+    assert _parsed(CELL_INFER, overrides, "tracking")["halo_distance"] == halo
+    assert _parsed(CELL_INFER, overrides, "tracker").tracking.halo_distance == halo

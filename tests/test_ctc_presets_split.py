@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cosinetrack.apps.cell.datasets import split_video_frames
-from cosinetrack.apps.cell.presets import clustering_parameters, ctc_preset
+from cosinetrack.apps.cell.presets import clustering_parameters, ctc_preset, is_fluorescence
 from cosinetrack.apps.cell.sequence import CTCSequence
 
 
@@ -64,3 +64,21 @@ def test_split_by_sequence_and_errors():
         split_video_frames([_seq("01", 10)], None, ["03"])
     with pytest.raises(ValueError, match="leaves"):
         split_video_frames([_seq("01", 10)], ":")  # everything held out: nothing to train on
+
+
+@pytest.mark.parametrize(
+    "preset, fluorescence",
+    [
+        ({"name": "Fluo-N2DH-SIM+"}, True),
+        ({"name": "Fluo-N2DH-GOWT1"}, True),
+        ({"name": "DIC-C2DH-HeLa"}, False),
+        ({"name": "PhC-C2DH-U373"}, False),
+        ({"name": "BF-C2DL-HSC"}, False),
+        ({"name": "default"}, True),  # the synthetic default and unknown folders: fluorescence-like
+        ({}, True),
+        ({"name": "Fluo-N2DH-SIM++Fluo-N2DH-GOWT1"}, True),  # a joint preset
+        ({"name": "Fluo-N2DH-GOWT1+PhC-C2DH-U373"}, False),  # any transmitted-light part
+    ],
+)
+def test_is_fluorescence_by_the_ctc_name_prefix(preset, fluorescence):
+    assert is_fluorescence(preset) is fluorescence

@@ -8,7 +8,12 @@ import torch
 
 from cosinetrack.errors import CosineTrackConfigError, user_error_in_chain
 from cosinetrack.transforms.augment import check_augmentation, clip_train_transforms
-from cosinetrack.transforms.intensity import RandImagingNoised, RandInstanceContrastd
+from cosinetrack.transforms.intensity import (
+    RandBackgroundTextured,
+    RandGlowd,
+    RandImagingNoised,
+    RandInstanceContrastd,
+)
 
 
 def _clip():
@@ -205,3 +210,114 @@ def test_instance_contrast_in_the_training_pipeline_and_a_bad_factor():
     }  # fmt: skip
     with pytest.raises(ValueError, match="instance_dim_min"):
         clip_train_transforms((32, 32), instance_dim_prob=0.3, instance_dim_min=1.5)
+
+
+def _nucleus_clip():
+    """Three frames of a 30x30 bright square nucleus (400) on a 100 background, 96x96."""
+    x = np.full((3, 96, 96), 100.0, np.float32)
+    x[:, 33:63, 33:63] = 400.0
+    return x
+
+
+@pytest.mark.parametrize(
+    "prob, max_amount, expect",
+    [
+        (0.0, 1.0, "unchanged"),
+        (1.0, 0.0, "unchanged"),
+        (1.0, 1.0, "halo"),
+        (1.0, 3.0, "halo"),
+    ],
+)
+def test_glow_adds_a_halo_around_bright_objects_and_keeps_the_far_background(prob, max_amount, expect):
+    x = _nucleus_clip()
+    label = np.zeros(x.shape, np.int64)
+    label[:, 33:63, 33:63] = 1
+    t = RandGlowd(keys="image", prob=prob, max_amount=max_amount, sigma=4.0)
+    t.set_random_state(1)
+    out = t({"image": torch.as_tensor(x), "label": torch.as_tensor(label)})
+    y = out["image"]
+    assert isinstance(y, torch.Tensor) and y.dtype == torch.float32
+    np.testing.assert_array_equal(out["label"].numpy(), label)  # the halo is background
+    y = y.numpy()
+    if expect == "unchanged":
+        np.testing.assert_array_equal(y, x)
+        return
+    assert 0.0 < t._amount <= max_amount and 2.0 <= t._blur <= 6.0
+    rim = y[:, 48, 64:67]  # 1-3 px outside the nucleus' right edge
+    assert np.all(rim > 100.0 + 1.0)  # a dim halo ...
+    assert np.all(rim < y[:, 48, 48:49] - 1.0)  # ... dimmer than the nucleus
+    np.testing.assert_allclose(y[:, :4, :4], 100.0, atol=1e-3)  # far background (the median) unchanged
+    np.testing.assert_allclose(np.ptp(y, axis=0), 0.0, atol=1e-3)  # one draw for the whole clip
+
+
+def test_glow_amount_scales_the_halo():
+    x = _nucleus_clip()
+    t = RandGlowd(keys="image", sigma=4.0)
+    weak, strong = t.glow(x, 0.2, 4.0), t.glow(x, 0.8, 4.0)
+    halo = (slice(None), 48, 65)
+    assert strong[halo].min() - 100.0 == pytest.approx(4 * (weak[halo].min() - 100.0), rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"prob": 1.5}, {"prob": -0.1}, {"max_amount": -1.0}, {"sigma": 0.0}, {"sigma": True}, {"prob": None}]
+)
+def test_glow_bad_arguments_fail_at_construction(bad):
+    with pytest.raises(ValueError):
+        RandGlowd(keys="image", **bad)
+
+
+def test_glow_in_the_training_pipeline_and_its_config_names():
+    x, label = _two_cells()
+    pipe = clip_train_transforms((32, 32), i_min=20, i_max=1, glow_prob=1.0, glow_amount=0.5, glow_sigma=3.0,
+                                 smooth_sigma=2.0, padding_mode="reflection")  # fmt: skip
+    assert any(isinstance(t, RandGlowd) for t in pipe.transforms)
+    assert not any(isinstance(t, RandGlowd) for t in clip_train_transforms((32, 32)).transforms)  # off by default
+    pipe.set_random_state(0)
+    out = pipe({"image": x, "label": label})
+    assert out["image"].shape == (3, 32, 32) and torch.isfinite(out["image"]).all()
+    options = {"glow_prob": 0.5, "glow_amount": 1.0, "glow_sigma": 12.0}
+    assert check_augmentation(options) == options
+    with pytest.raises(ValueError, match="sigma"):
+        clip_train_transforms((32, 32), glow_prob=0.5, glow_sigma=-2.0)
+
+
+@pytest.mark.parametrize("prob, max_amount, changed", [(0.0, 0.1, False), (1.0, 0.0, False), (1.0, 0.1, True)])
+def test_background_texture_is_one_smooth_field_for_the_whole_clip(prob, max_amount, changed):
+    x = _nucleus_clip()
+    label = np.zeros(x.shape, np.int64)
+    label[:, 33:63, 33:63] = 1
+    t = RandBackgroundTextured(keys="image", prob=prob, max_amount=max_amount, sigma=3.0)
+    t.set_random_state(2)
+    out = t({"image": torch.as_tensor(x), "label": torch.as_tensor(label)})
+    np.testing.assert_array_equal(out["label"].numpy(), label)  # the texture is background
+    y = out["image"].numpy()
+    assert out["image"].dtype == torch.float32
+    if not changed:
+        np.testing.assert_array_equal(y, x)
+        return
+    added = y - x
+    np.testing.assert_allclose(np.ptp(added, axis=0), 0.0, atol=1e-3)  # the same texture in every frame
+    contrast = 300.0  # 99.5th percentile 400 minus median 100
+    assert 0.0 < t._amount <= 0.1 and 1.5 <= t._blur <= 4.5
+    assert added[0].std() == pytest.approx(t._amount * contrast, rel=1e-3)  # unit-variance field times a * c
+    # smooth: neighbouring pixels are strongly correlated (white noise would not be)
+    assert np.corrcoef(added[0, :, :-1].ravel(), added[0, :, 1:].ravel())[0, 1] > 0.8
+
+
+@pytest.mark.parametrize("bad", [{"prob": 2.0}, {"max_amount": -0.1}, {"sigma": -3.0}, {"sigma": False}])
+def test_background_texture_bad_arguments_fail_at_construction(bad):
+    with pytest.raises(ValueError):
+        RandBackgroundTextured(keys="image", **bad)
+
+
+def test_background_texture_in_the_training_pipeline_and_its_config_names():
+    x, label = _two_cells()
+    pipe = clip_train_transforms((32, 32), i_min=20, i_max=1, texture_prob=1.0, texture_amount=0.05,
+                                 texture_sigma=4.0, smooth_sigma=2.0, padding_mode="reflection")  # fmt: skip
+    assert any(isinstance(t, RandBackgroundTextured) for t in pipe.transforms)
+    assert not any(isinstance(t, RandBackgroundTextured) for t in clip_train_transforms((32, 32)).transforms)
+    pipe.set_random_state(0)
+    out = pipe({"image": x, "label": label})
+    assert out["image"].shape == (3, 32, 32) and torch.isfinite(out["image"]).all()
+    options = {"texture_prob": 0.5, "texture_amount": 0.05, "texture_sigma": 10.0}
+    assert check_augmentation(options) == options

@@ -17,7 +17,7 @@ from cosinetrack.tracking.lineage import (
     tracks_table_from_labels,
 )
 from cosinetrack.tracking.matching import best_overlapping_instance, greedy_iou_matching, iou_pairs
-from cosinetrack.tracking.pair_tracker import PairTracker, drop_dim_instances, track_pairs
+from cosinetrack.tracking.pair_tracker import PairTracker, drop_dim_instances, drop_halo_instances, track_pairs
 
 H = W = 32
 
@@ -485,3 +485,51 @@ def test_drop_dim_instances_takes_ids_of_any_size():
     fg = np.zeros_like(labels, dtype=bool)
     fg[0, 3:, 3:] = True
     assert set(np.unique(drop_dim_instances(labels, fg, 0.5))) == {0, 7}
+
+
+def _halo_frame():
+    """One 40x40 frame: a bright nucleus (1, 8x8), a dim piece 2 px from it (2), a dim blob 20 px away (3),
+    an instance (4) with a quarter of its pixels bright (neither dim nor bright) 2 px below the nucleus; the
+    nucleus' equivalent diameter is 9.03 px."""
+    labels = np.zeros((1, 40, 40), np.int64)
+    labels[0, 10:18, 10:18] = 1
+    labels[0, 10:18, 20:22] = 2  # 3 px right of the nucleus' last column
+    labels[0, 30:34, 30:34] = 3  # far from it
+    labels[0, 20:22, 10:18] = 4
+    fg = np.zeros_like(labels, dtype=bool)
+    fg[0, 10:18, 10:18] = True
+    fg[0, 20, 10:14] = True
+    return labels, fg
+
+
+@pytest.mark.parametrize(
+    "distance, dropped",
+    [
+        (0.0, set()),
+        (0.1, set()),  # 0.9 px: the piece is 3 px away
+        (0.4, {2}),  # 3.6 px: the piece goes; the far blob (18.4 px away) and instance 4 (not dim) stay
+        (2.0, {2}),  # 18.1 px
+        (2.5, {2, 3}),  # 22.6 px: the far blob too
+    ],
+)
+def test_drop_halo_instances_drops_dim_instances_near_bright_ones(distance, dropped):
+    labels, fg = _halo_frame()
+    out = drop_halo_instances(labels, fg, distance)
+    assert {1, 2, 3, 4} - set(np.unique(out)) == dropped
+    np.testing.assert_array_equal(out[np.isin(labels, [1, 4])], labels[np.isin(labels, [1, 4])])
+
+
+def test_drop_halo_instances_without_a_bright_instance_and_with_a_bad_foreground():
+    labels, fg = _halo_frame()
+    np.testing.assert_array_equal(drop_halo_instances(labels, np.zeros_like(fg), 5.0), labels)
+    with pytest.raises(ValueError, match="foreground: expected the labels' shape"):
+        drop_halo_instances(labels, fg[0], 1.0)
+
+
+def test_tracker_with_halo_distance_needs_the_foreground_and_drops_the_halo():
+    labels, fg = _halo_frame()
+    pair, fgs = np.repeat(labels, 2, axis=0), np.repeat(fg, 2, axis=0)
+    with pytest.raises(ValueError, match="needed with min_foreground_fraction > 0 or halo_distance > 0"):
+        PairTracker(halo_distance=0.4).update(pair)
+    out, tracks = track_pairs([pair], halo_distance=0.4, foregrounds=[fgs], min_track_length=1)
+    assert len(tracks) == 3 and not out[:, 10:18, 20:22].any() and out[:, 30:34, 30:34].all()

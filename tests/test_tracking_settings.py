@@ -43,6 +43,7 @@ def test_settings_defaults_are_the_consumers_defaults(settings, consumer, skip):
         (Normalization, "normalization", {"upper": "foreground"}, Normalization(upper="foreground")),
         (TrackingSettings, "tracking", {"link": "frame"}, TrackingSettings(link="frame")),
         (TrackingSettings, "tracking", {"min_foreground_fraction": 0.5}, TrackingSettings(min_foreground_fraction=0.5)),
+        (TrackingSettings, "tracking", {"halo_distance": 1}, TrackingSettings(halo_distance=1.0)),
     ],
 )
 def test_sections_become_settings(cls, section, options, expected):
@@ -66,6 +67,9 @@ def test_sections_become_settings(cls, section, options, expected):
         (TrackingSettings, "tracking", {"link": "frames"}, "tracking: link: expected one of"),
         (TrackingSettings, "tracking", {"min_foreground_fraction": 1.5}, "min_foreground_fraction: must be in"),
         (TrackingSettings, "tracking", {"min_foreground_fraction": -0.1}, "min_foreground_fraction"),
+        (TrackingSettings, "tracking", {"halo_distance": -0.5}, "halo_distance: must be a finite number >= 0"),
+        (TrackingSettings, "tracking", {"halo_distance": float("inf")}, "halo_distance"),
+        (TrackingSettings, "tracking", {"halo_distance": "near"}, "halo_distance: expected a number"),
     ],
 )
 def test_bad_sections_fail_naming_section_and_key(cls, section, options, fragment):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tifffile
 import torch
+from scipy import ndimage
 
 from cosinetrack.apps.cell.pipeline import (
     VideoTracker,
@@ -108,6 +110,32 @@ def test_min_foreground_fraction_drops_instances_in_the_dark_background(cell_vid
         if fraction:
             assert ctc_scores(str(res), str(root / "01_GT"))["SEG"] == pytest.approx(1.0)
     assert counts[0.0] == counts[0.5] + 1
+
+
+def test_halo_distance_drops_a_dim_instance_next_to_a_cell_and_keeps_the_cells(cell_video, tmp_path):
+    """A false instance in the dark background a few pixels from a real cell, in every frame (a nucleus'
+    halo read as a cell), is gone with ``tracking#halo_distance``; the real cells stay (SEG 1)."""
+    root, images, labels, _ = cell_video
+    fake, boxes = labels.copy(), []
+    for t in range(len(labels)):
+        near = ndimage.distance_transform_edt(labels[t] == 0)  # px to the nearest cell
+        dark = np.argwhere((near >= 5) & (near <= 6) & (images[t] < np.median(images[t])))
+        y, x = dark[len(dark) // 2]
+        boxes.append((t, slice(y - 1, y + 2), slice(x - 1, x + 2)))
+        fake[boxes[-1]] = labels.max() + 1 + t  # 3x3, at least 4 px from every cell
+    for distance in (0.0, 2.0):  # the cells are 3-5 px across: 2 typical diameters reach the false instance
+        res = tmp_path / f"halo_{distance}" / "01_RES"
+        with CTCResultWriter(str(res)) as writer:
+            out = segment_and_track_video(
+                OracleSegmenter(fake), _frames(images), writer, tracking={"halo_distance": distance},
+                lineage={"min_track_length": 1},
+            )  # fmt: skip
+            writer.close(out["tracks"])
+        assert validate_ctc_result(str(res))
+        found = [bool(tifffile.imread(res / f"mask{t:03d}.tif")[tuple(box)].all()) for t, *box in boxes]
+        assert found == [not distance] * len(boxes)
+        if distance:
+            assert ctc_scores(str(res), str(root / "01_GT"))["SEG"] == pytest.approx(1.0)
 
 
 def test_single_frame_video_and_frame_gaps(cell_video, tmp_path):

@@ -77,7 +77,7 @@ def segment_and_track_video(
     settings = TrackingSettings.from_mapping(tracking)
     tracker = PairTracker(**settings.as_dict())
     # the frames' bright foreground, only when the tracker drops instances outside it
-    brightness = settings.min_foreground_fraction > 0
+    brightness = settings.min_foreground_fraction > 0 or settings.halo_distance > 0
     foregrounds: list[np.ndarray] = []
     timings = {"tracking": 0.0, "writing": 0.0}
     expected = 0

@@ -66,6 +66,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from cosinetrack.tracking.lineage import make_lineage_valid, remap_labels
 from cosinetrack.tracking.matching import best_overlapping_instance, greedy_iou_matching
@@ -170,6 +171,57 @@ def drop_dim_instances(labels: np.ndarray, foreground: Any, min_fraction: float)
     return out
 
 
+#: a halo candidate has less than this share of its pixels in the bright foreground (``halo_distance``)
+HALO_DIM_SHARE = 0.02
+#: a nucleus that may have a halo has at least this share of its pixels in the bright foreground
+HALO_BRIGHT_SHARE = 0.5
+
+
+def drop_halo_instances(labels: np.ndarray, foreground: Any, distance: float) -> np.ndarray:
+    """``labels`` ``(T, H, W)`` with every dim instance near a bright one set to background, frame by frame.
+
+    An instance is *dim* with less than :data:`HALO_DIM_SHARE` of its pixels in ``foreground`` (bool, same
+    shape: the frame's bright foreground), *bright* with at least :data:`HALO_BRIGHT_SHARE`. A dim instance
+    whose nearest pixel lies within ``distance`` times the frame's typical diameter (the median equivalent
+    diameter of its bright instances) of a bright instance's pixels is taken for that nucleus' halo.
+    Frames without a bright or a dim instance are returned as they are. The distances are measured in a
+    window around each dim instance reaching that far, which gives the same decision as over the whole frame.
+    """
+    fg = np.asarray(foreground, dtype=bool)
+    if fg.shape != labels.shape:
+        raise ValueError(f"foreground: expected the labels' shape {labels.shape}, got {fg.shape}")
+    out = labels.copy()
+    for k in range(labels.shape[0]):
+        inside = labels[k] > 0
+        values = labels[k][inside]
+        if values.size == 0:
+            continue
+        ids, inverse = np.unique(values, return_inverse=True)  # ids of any size, by their index
+        total = np.bincount(inverse, minlength=ids.size)
+        share = np.bincount(inverse, weights=fg[k][inside], minlength=ids.size) / total
+        dim, bright = share < HALO_DIM_SHARE, share >= HALO_BRIGHT_SHARE
+        if not dim.any() or not bright.any():
+            continue
+        reach = distance * float(np.median(np.sqrt(4.0 * total[bright] / np.pi)))
+        bright_pixels = np.zeros(labels.shape[1:], dtype=bool)
+        bright_pixels[inside] = bright[inverse]
+        dim_index = np.zeros(labels.shape[1:], dtype=np.int64)  # 1 + index of the dim instance, 0 elsewhere
+        dim_index[inside] = np.where(dim[inverse], inverse + 1, 0)
+        pad = int(np.ceil(reach)) + 1
+        halo = np.zeros(ids.size, dtype=bool)
+        for j, box in enumerate(ndi.find_objects(dim_index)):
+            if box is None:
+                continue
+            window = tuple(slice(max(b.start - pad, 0), b.stop + pad) for b in box)
+            near = bright_pixels[window]
+            if near.any():
+                to_bright = ndi.distance_transform_edt(~near)
+                halo[j] = to_bright[dim_index[window] == j + 1].min() <= reach
+        if halo.any():
+            out[k][inside] = np.where(halo[inverse], 0, values)
+    return out
+
+
 class PairTracker:
     """Online tracking of a video from the labels of its overlapping frame pairs.
 
@@ -206,6 +258,11 @@ class PairTracker:
         link: ``"pair"`` (the paper's: a pair's first frame takes the ids of the previous pair's second
             frame) or ``"frame"`` (it takes the ids of the previous finalised frame by IoU, the pair's link
             where that finds none; see "Linking to the previous frame" in the module docstring).
+        min_foreground_fraction: instances with less than this share of their pixels in the frame's bright
+            foreground become background before matching (:func:`drop_dim_instances`; ``0``: off).
+        halo_distance: dim instances within this many typical diameters of a bright one become background
+            before matching (:func:`drop_halo_instances`; ``0``: off). Both need ``foreground`` in
+            :meth:`update`; see :class:`~cosinetrack.tracking.TrackingSettings`.
 
     Attributes (read-only properties): ``num_frames`` (frames finalised so far), ``track_frames``,
     ``parents``, ``border_tracks`` and ``tracks`` (the raw ``(N, 4)`` table ``L B E P``, not yet CTC
@@ -226,6 +283,7 @@ class PairTracker:
         split_min_distance: int = _DEFAULTS.split_min_distance,
         link: str = _DEFAULTS.link,
         min_foreground_fraction: float = _DEFAULTS.min_foreground_fraction,
+        halo_distance: float = _DEFAULTS.halo_distance,
     ) -> None:
         settings = TrackingSettings(  # checks every value (ValueError naming the option)
             min_iou=min_iou,
@@ -240,6 +298,7 @@ class PairTracker:
             split_min_distance=split_min_distance,
             link=link,
             min_foreground_fraction=min_foreground_fraction,
+            halo_distance=halo_distance,
         )
         self.settings = settings
         self.min_iou = settings.min_iou
@@ -254,6 +313,7 @@ class PairTracker:
         self.split_min_distance = settings.split_min_distance
         self.link = settings.link
         self.min_foreground_fraction = settings.min_foreground_fraction
+        self.halo_distance = settings.halo_distance
         self._pending: np.ndarray | None = None  # second frame of the last pair, in track ids
         self._reference: np.ndarray | None = None  # the last finalised frame (link "frame")
         self._history: deque[np.ndarray] = deque(maxlen=self.max_parent_gap)  # finalised, nearest first
@@ -321,7 +381,8 @@ class PairTracker:
                 earlier calls), one label per instance consistent across the two frames, ``<= 0`` =
                 background; ``(1, H, W)`` only as the single input of a one-frame video.
             foreground: bool, the frames' bright foreground, shaped as ``pair_labels``; needed when
-                ``min_foreground_fraction > 0`` (instances mostly outside it become background first).
+                ``min_foreground_fraction > 0`` (instances mostly outside it become background first) or
+                ``halo_distance > 0`` (dim instances near bright ones become background first).
 
         Returns:
             int32 ``(H, W)`` labels of frame ``t`` with raw track ids (``0`` = background).
@@ -332,10 +393,13 @@ class PairTracker:
         if pair.shape[0] == 1 and self._num_frames > 0:
             raise ValueError("pair_labels: (1, H, W) is only accepted as the whole video (one frame)")
         self._shape = pair.shape[1:]
+        if (self.min_foreground_fraction > 0 or self.halo_distance > 0) and foreground is None:
+            needs = "min_foreground_fraction > 0 or halo_distance > 0"
+            raise ValueError(f"foreground: needed with {needs} (the frames' bright foreground)")
         if self.min_foreground_fraction > 0:
-            if foreground is None:
-                raise ValueError("foreground: needed with min_foreground_fraction > 0 (the frames' bright foreground)")
             pair = drop_dim_instances(pair, foreground, self.min_foreground_fraction)
+        if self.halo_distance > 0:
+            pair = drop_halo_instances(pair, foreground, self.halo_distance)
         if pair.shape[0] == 2 and self.min_pair_iou > 0:
             pair = _split_jumps(pair, self.min_pair_iou)
         matched = {} if self._pending is None else self._match_pending(pair[0])
@@ -515,6 +579,7 @@ def track_pairs(
     split_min_distance: int = _DEFAULTS.split_min_distance,
     link: str = _DEFAULTS.link,
     min_foreground_fraction: float = _DEFAULTS.min_foreground_fraction,
+    halo_distance: float = _DEFAULTS.halo_distance,
     foregrounds: Iterable[Any] | None = None,
     **lineage_kwargs: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -524,10 +589,10 @@ def track_pairs(
         pair_labels: the ``(2, H, W)`` labels of the pairs ``(0, 1), (1, 2), ...`` in order (a list,
             generator or ``(T - 1, 2, H, W)`` array); a one-frame video is one ``(1, H, W)`` item.
         min_iou, max_parent_gap, parent_measure, min_parent_score, parent_dilation, min_size,
-            border_width, min_pair_iou, max_daughter_ratio, split_min_distance, link, min_foreground_fraction:
-            see :class:`PairTracker`.
+            border_width, min_pair_iou, max_daughter_ratio, split_min_distance, link, min_foreground_fraction,
+            halo_distance: see :class:`PairTracker`.
         foregrounds: the pairs' bright foreground (bool, one item per pair, shaped as it), needed with
-            ``min_foreground_fraction > 0``.
+            ``min_foreground_fraction > 0`` or ``halo_distance > 0``.
         **lineage_kwargs: for :func:`~cosinetrack.tracking.make_lineage_valid` (``max_gap``,
             ``min_track_length``, ``keep_border_fragments``, ``keep_fragments_at_video_ends``,
             ``min_cycle_length``, ``min_daughter_length``).
@@ -548,6 +613,7 @@ def track_pairs(
         split_min_distance=split_min_distance,
         link=link,
         min_foreground_fraction=min_foreground_fraction,
+        halo_distance=halo_distance,
     )
     if foregrounds is None:
         frames = [tracker.update(pair) for pair in pair_labels]

@@ -72,6 +72,12 @@ class TrackingSettings:
             than the frame's median by 4 robust standard deviations) becomes background before tracking
             (0 = off). For fluorescence, where cells are brighter than the background; not for
             transmitted light.
+        halo_distance: a *dim* instance (less than 2 % of its pixels in its frame's bright foreground, as above)
+            within this many typical nucleus diameters of a *bright* one (at least half of its pixels in it)
+            is taken for that nucleus' halo (out-of-focus light, cytoplasm) and becomes background before
+            tracking (0 = off). The typical diameter is the median equivalent diameter of the frame's bright
+            instances, so the setting does not depend on the pixel size. Dim instances away from bright ones
+            (dim nuclei) stay. For fluorescence, like ``min_foreground_fraction``.
     """
 
     min_iou: float = 0.25
@@ -86,6 +92,7 @@ class TrackingSettings:
     split_min_distance: int = 0
     link: str = "pair"
     min_foreground_fraction: float = 0.0
+    halo_distance: float = 0.0
 
     def __post_init__(self) -> None:
         split = self.split_min_distance
@@ -101,6 +108,8 @@ class TrackingSettings:
             raise ValueError(f"min_pair_iou: must be in [0, 1], got {self.min_pair_iou}")
         if not 0.0 <= _number("min_foreground_fraction", self.min_foreground_fraction) <= 1.0:
             raise ValueError(f"min_foreground_fraction: must be in [0, 1], got {self.min_foreground_fraction}")
+        if not 0.0 <= _number("halo_distance", self.halo_distance) < math.inf:
+            raise ValueError(f"halo_distance: must be a finite number >= 0, got {self.halo_distance}")
         if not 0.0 < _number("min_iou", self.min_iou) <= 1.0:
             raise ValueError(f"min_iou: must be in (0, 1], got {self.min_iou}")
         if int(self.max_parent_gap) < 0:
@@ -114,7 +123,8 @@ class TrackingSettings:
         for name, kind in (("min_iou", float), ("max_parent_gap", int), ("min_parent_score", float),
                            ("parent_dilation", int), ("min_size", int), ("border_width", int),
                            ("min_pair_iou", float), ("max_daughter_ratio", float),
-                           ("split_min_distance", int), ("min_foreground_fraction", float)):  # fmt: skip
+                           ("split_min_distance", int), ("min_foreground_fraction", float),
+                           ("halo_distance", float)):  # fmt: skip
             object.__setattr__(self, name, kind(getattr(self, name)))
 
     @classmethod

@@ -7,7 +7,14 @@ from cosinetrack.transforms.augment import (
     noise_strengths,
     robust_normalization,
 )
-from cosinetrack.transforms.intensity import SMOOTH_PADDINGS, RandImagingNoised, RandInstanceContrastd, SmoothFramesd
+from cosinetrack.transforms.intensity import (
+    SMOOTH_PADDINGS,
+    RandBackgroundTextured,
+    RandGlowd,
+    RandImagingNoised,
+    RandInstanceContrastd,
+    SmoothFramesd,
+)
 from cosinetrack.transforms.normalize import Normalization, RobustNormalized, bright_foreground, robust_scale
 from cosinetrack.transforms.spatial import (
     PAD_MODES,
@@ -22,6 +29,8 @@ from cosinetrack.transforms.spatial import (
 __all__ = [
     "SMOOTH_PADDINGS",
     "RandImagingNoised",
+    "RandBackgroundTextured",
+    "RandGlowd",
     "RandInstanceContrastd",
     "SmoothFramesd",
     "Normalization",

@@ -41,7 +41,13 @@ from monai.transforms import (
 
 from cosinetrack.errors import CosineTrackConfigError
 from cosinetrack.options import check_option_names
-from cosinetrack.transforms.intensity import RandImagingNoised, RandInstanceContrastd, SmoothFramesd
+from cosinetrack.transforms.intensity import (
+    RandBackgroundTextured,
+    RandGlowd,
+    RandImagingNoised,
+    RandInstanceContrastd,
+    SmoothFramesd,
+)
 from cosinetrack.transforms.normalize import RobustNormalized
 from cosinetrack.transforms.spatial import PAD_MODES, FitToSized
 
@@ -101,6 +107,12 @@ def clip_train_transforms(
     gamma: float = 0.0,
     instance_dim_prob: float = 0.0,
     instance_dim_min: float = 0.2,
+    glow_prob: float = 0.0,
+    glow_amount: float = 1.0,
+    glow_sigma: float = 12.0,
+    texture_prob: float = 0.0,
+    texture_amount: float = 0.05,
+    texture_sigma: float = 10.0,
 ) -> Compose:
     """The training pipeline for one clip dict ``{"image": (L, H, W), "label": (L, H, W)}``.
 
@@ -129,7 +141,13 @@ def clip_train_transforms(
     dims each labelled instance with that probability, its contrast to the background multiplied by
     ``U(instance_dim_min, 1)`` (:class:`~cosinetrack.transforms.intensity.RandInstanceContrastd`; after the gamma,
     before the noise): nuclei of one frame as unevenly bright as another video's. It needs labels that cover
-    whole cells (a marker-only label dims a disc inside its nucleus).
+    whole cells (a marker-only label dims a disc inside its nucleus). ``glow_prob`` > 0 gives a clip, with that
+    probability, a dim out-of-focus halo around its bright objects (:class:`~cosinetrack.transforms.RandGlowd`:
+    a Gaussian blur of about ``glow_sigma`` raw-frame px added with a weight up to ``glow_amount``; after the
+    dimming, before the noise); the halo stays background. ``texture_prob`` > 0 adds, with that probability, a
+    smooth random background texture to a clip (:class:`~cosinetrack.transforms.RandBackgroundTextured`: blobs of
+    about ``texture_sigma`` raw-frame px, up to ``texture_amount`` of the clip's contrast; after the glow, before
+    the noise); it stays background too.
     """
     if fit not in ("scale", "crop"):
         raise ValueError(f"fit must be 'scale' or 'crop', got {fit!r}")
@@ -141,7 +159,23 @@ def clip_train_transforms(
             raise ValueError(f"crop_size must be (h, w) within image_size {size} and fit 'scale', got {crop_size!r}")
     transforms = [
         EnsureTyped(keys=keys, track_meta=False),
-        *(_raw_intensity(gamma, noise_std, noise_prob, instance_dim_prob, instance_dim_min) if augment else []),
+        *(
+            _raw_intensity(
+                gamma,
+                noise_std,
+                noise_prob,
+                instance_dim_prob,
+                instance_dim_min,
+                glow_prob,
+                glow_amount,
+                glow_sigma,
+                texture_prob,
+                texture_amount,
+                texture_sigma,
+            )
+            if augment
+            else []
+        ),
         *_smoothing(smooth_sigma, smooth_padding),
         robust_normalization(i_min, i_max, upper=upper),
         ShiftIntensityd(keys="label", offset=1),  # label -1 (no loss) becomes 0, so padding means "no loss"
@@ -208,8 +242,14 @@ def _raw_intensity(
     noise_prob: float,
     instance_dim_prob: float = 0.0,
     instance_dim_min: float = 0.2,
+    glow_prob: float = 0.0,
+    glow_amount: float = 1.0,
+    glow_sigma: float = 12.0,
+    texture_prob: float = 0.0,
+    texture_amount: float = 0.05,
+    texture_sigma: float = 10.0,
 ) -> list:
-    """Random gamma, dimmed instances and imaging noise on the raw clip (nothing when all are off)."""
+    """Random gamma, dimmed instances, glow, texture and imaging noise on the raw clip (nothing when all are off)."""
     if isinstance(instance_dim_min, bool) or not 0.0 <= float(instance_dim_min) <= 1.0:
         raise ValueError(f"instance_dim_min: expected a contrast factor in [0, 1], got {instance_dim_min!r}")
     out = []
@@ -217,6 +257,12 @@ def _raw_intensity(
         out.append(RandAdjustContrastd(keys="image", prob=1.0, gamma=(math.exp(-gamma), math.exp(gamma))))
     if instance_dim_prob and instance_dim_prob > 0:
         out.append(RandInstanceContrastd(keys="image", prob=instance_dim_prob, min_factor=instance_dim_min))
+    if glow_prob and glow_prob > 0:
+        out.append(RandGlowd(keys="image", prob=glow_prob, max_amount=glow_amount, sigma=glow_sigma))
+    if texture_prob and texture_prob > 0:
+        out.append(
+            RandBackgroundTextured(keys="image", prob=texture_prob, max_amount=texture_amount, sigma=texture_sigma)
+        )
     per_data_set = noise_strengths(noise_std)
     if per_data_set is not None:  # each item must carry its data set's strength (0: no noise)
         if any(v > 0 for v in per_data_set.values()):

@@ -47,6 +47,7 @@ from cosinetrack.apps.cell.presets import (
     clustering_parameters,
     common_preset,
     ctc_preset,
+    is_fluorescence,
     preset_value,
 )
 from cosinetrack.apps.cell.reader import (
@@ -130,6 +131,7 @@ __all__ = [
     "clustering_parameters",
     "common_preset",
     "ctc_preset",
+    "is_fluorescence",
     "preset_value",
     "ctc_dataset_name",
     "find_ctc_datasets",

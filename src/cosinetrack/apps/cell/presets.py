@@ -23,6 +23,7 @@ __all__ = [
     "clustering_parameters",
     "common_preset",
     "ctc_preset",
+    "is_fluorescence",
     "preset_value",
 ]
 
@@ -153,3 +154,18 @@ def clustering_parameters(
         "coordinate_scale": float(preset["c"]) / k,
         **scale_size_options(extra, k),
     }
+
+
+#: the CTC name prefixes of transmitted-light data sets (cells not brighter than the background)
+TRANSMITTED_LIGHT_PREFIXES = ("DIC-", "PhC-", "BF-")
+
+
+def is_fluorescence(preset: Mapping[str, Any]) -> bool:
+    """Whether a preset's video is fluorescence (cells brighter than the background), by the CTC name prefix.
+
+    False for a transmitted-light data set (``DIC-``, ``PhC-``, ``BF-``), or for a joint preset ``A+B`` of which
+    any part is one; True otherwise, the default preset included (it stands for the synthetic default,
+    fluorescence-like). The brightness-based tracking filters (``tracking#halo_distance``) are on only for these.
+    """
+    name = str(preset.get("name") or "default")
+    return not any(part.startswith(TRANSMITTED_LIGHT_PREFIXES) for part in name.split("+") if part)
