@@ -262,7 +262,35 @@ class RandInstanceContrastd(RandomizableTransform, MapTransform):
         return d
 
 
-class RandGlowd(RandomizableTransform, MapTransform):
+class _RandAmountAndBlur(RandomizableTransform, MapTransform):
+    """Shared by :class:`RandGlowd` and :class:`RandBackgroundTextured`: applied to a clip with probability
+    ``prob``, one draw per clip of a strength ``a ~ U(0, max_amount)`` and a blur ``s ~ U(sigma / 2, 3 sigma / 2)``
+    raw-frame px (``_amount``, ``_blur``), the arguments checked here."""
+
+    backend = [np.ndarray.__name__]
+
+    def __init__(
+        self, keys: KeysCollection, prob: float, max_amount: float, sigma: float, allow_missing_keys: bool = False
+    ) -> None:
+        for name, value, low, high in (("prob", prob, 0.0, 1.0), ("max_amount", max_amount, 0.0, np.inf)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= float(value) <= high:
+                raise ValueError(f"{name}: expected a number in [{low}, {high}], got {value!r}")
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0.0 < float(sigma) < np.inf:
+            raise ValueError(f"sigma: expected a number of pixels > 0, got {sigma!r}")
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.max_amount = float(max_amount)
+        self.sigma = float(sigma)
+        self._amount = 0.0
+        self._blur = self.sigma
+
+    def randomize(self, data: object = None) -> None:
+        super().randomize(None)
+        self._amount = float(self.R.uniform(0.0, self.max_amount))
+        self._blur = float(self.R.uniform(0.5 * self.sigma, 1.5 * self.sigma))
+
+
+class RandGlowd(_RandAmountAndBlur):
     """Add out-of-focus glow to raw clips ``(L, H, W)``: a dim halo around every bright object.
 
     Real nuclei often sit in a dim halo (out-of-focus light, the labelled protein in the cytoplasm; GOWT1's
@@ -282,8 +310,6 @@ class RandGlowd(RandomizableTransform, MapTransform):
         sigma: the typical blur in raw-frame pixels (``> 0``).
     """
 
-    backend = [np.ndarray.__name__]
-
     def __init__(
         self,
         keys: KeysCollection,
@@ -292,22 +318,7 @@ class RandGlowd(RandomizableTransform, MapTransform):
         sigma: float = 12.0,
         allow_missing_keys: bool = False,
     ) -> None:
-        for name, value, low, high in (("prob", prob, 0.0, 1.0), ("max_amount", max_amount, 0.0, np.inf)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= float(value) <= high:
-                raise ValueError(f"{name}: expected a number in [{low}, {high}], got {value!r}")
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0.0 < float(sigma) < np.inf:
-            raise ValueError(f"sigma: expected a number of pixels > 0, got {sigma!r}")
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
-        self.max_amount = float(max_amount)
-        self.sigma = float(sigma)
-        self._amount = 0.0
-        self._blur = self.sigma
-
-    def randomize(self, data: object = None) -> None:
-        super().randomize(None)
-        self._amount = float(self.R.uniform(0.0, self.max_amount))
-        self._blur = float(self.R.uniform(0.5 * self.sigma, 1.5 * self.sigma))
+        super().__init__(keys, prob, max_amount, sigma, allow_missing_keys)
 
     def glow(self, x: np.ndarray, amount: float, sigma: float) -> np.ndarray:
         """``x`` ``(L, H, W)`` (or ``(H, W)``) with a glow of ``amount`` and blur ``sigma`` px, float32."""
@@ -328,7 +339,7 @@ class RandGlowd(RandomizableTransform, MapTransform):
         return d
 
 
-class RandBackgroundTextured(RandomizableTransform, MapTransform):
+class RandBackgroundTextured(_RandAmountAndBlur):
     """Add a smooth random texture to raw clips ``(L, H, W)``: faint blobs in the background, as real videos have.
 
     Real fluorescence backgrounds are not flat (cell bodies, debris, uneven illumination; GOWT1), and a model
@@ -347,8 +358,6 @@ class RandBackgroundTextured(RandomizableTransform, MapTransform):
         sigma: the typical blob size (Gaussian sigma) in raw-frame pixels (``> 0``).
     """
 
-    backend = [np.ndarray.__name__]
-
     def __init__(
         self,
         keys: KeysCollection,
@@ -357,22 +366,7 @@ class RandBackgroundTextured(RandomizableTransform, MapTransform):
         sigma: float = 10.0,
         allow_missing_keys: bool = False,
     ) -> None:
-        for name, value, low, high in (("prob", prob, 0.0, 1.0), ("max_amount", max_amount, 0.0, np.inf)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= float(value) <= high:
-                raise ValueError(f"{name}: expected a number in [{low}, {high}], got {value!r}")
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0.0 < float(sigma) < np.inf:
-            raise ValueError(f"sigma: expected a number of pixels > 0, got {sigma!r}")
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
-        self.max_amount = float(max_amount)
-        self.sigma = float(sigma)
-        self._amount = 0.0
-        self._blur = self.sigma
-
-    def randomize(self, data: object = None) -> None:
-        super().randomize(None)
-        self._amount = float(self.R.uniform(0.0, self.max_amount))
-        self._blur = float(self.R.uniform(0.5 * self.sigma, 1.5 * self.sigma))
+        super().__init__(keys, prob, max_amount, sigma, allow_missing_keys)
 
     def field(self, shape: tuple[int, ...], sigma: float) -> np.ndarray:
         """A smooth random field ``(H, W)`` float32 of unit standard deviation (a fresh draw)."""
