@@ -71,6 +71,7 @@ from cosinetrack.io.atomic import atomic_write_text
 from cosinetrack.workflows.checkpoint import load_weights
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_fast_clustering import bundle_tracking  # noqa: E402  (the bundle's tracking section, resolved)
 from bench_network import cpu_model  # noqa: E402  (the same machine description as the network benchmark)
 
 from cosinetrack.networks.stacked import RecurrentStackedHourglass
@@ -104,7 +105,7 @@ def bundle_settings(path: str) -> dict[str, Any]:
     with open(path) as f:
         cfg = json.load(f)
     settings = {
-        "tracking": cfg["tracking"],
+        "tracking": bundle_tracking(path),
         "lineage": cfg["lineage"],
         "clustering_options": cfg["clustering_options"],
         "smooth_sigma": cfg["normalization"]["smooth_sigma"],

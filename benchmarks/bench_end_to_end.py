@@ -140,11 +140,15 @@ class CachedEmbeddingSegmenter(ScaledPairSegmenter):
 
 
 class _Embedded:
-    """What the overlap schedule's worker receives per frame: the embedding, the frame's shape and, with a
-    process pool, the future ``(labels (2, h, w), seconds)`` of the pair ending at this frame."""
+    """What the overlap schedule's worker receives per frame: the embedding, the frame (its shape; ``float()``
+    gives the frame itself, from which the video loop takes the bright foreground of ``tracking#halo_distance``)
+    and, with a process pool, the future ``(labels (2, h, w), seconds)`` of the pair ending at this frame."""
 
-    def __init__(self, emb: torch.Tensor, shape: Sequence[int], future: Future | None = None) -> None:
-        self.emb, self.shape, self.future = emb, tuple(shape), future
+    def __init__(self, emb: torch.Tensor, frame: torch.Tensor, future: Future | None = None) -> None:
+        self.emb, self.frame, self.shape, self.future = emb, frame, tuple(frame.shape), future
+
+    def float(self) -> torch.Tensor:
+        return self.frame.float()
 
 
 class _ClusterOnly(ScaledPairSegmenter):
@@ -257,7 +261,7 @@ def run_overlapped(
             if pool is not None and previous is not None:
                 future = pool.submit(_cluster_pair, previous, emb, segmenter.cluster_kwargs)
             previous = emb
-            post_q.put((i, _Embedded(emb, x.shape, future)))
+            post_q.put((i, _Embedded(emb, x, future)))
     finally:
         post_q.put(None)
         for th in threads:

@@ -79,13 +79,25 @@ DATA = os.environ.get("COSINETRACK_SHARED_DATA", os.path.join(os.path.dirname(RE
 DEFAULT_SETS = ("Fluo-N2DH-SIM+:01:50:65", "Fluo-N2DH-GOWT1:01:0:30")
 
 
+def bundle_tracking(path: str, dataset_dir: str | None = None) -> dict[str, Any]:
+    """The cell bundle's ``tracking`` section with its expressions resolved (``halo_distance`` follows the preset of
+    ``dataset_dir``, or of the bundle's default data when ``None``), as the bundle's workflows see it."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(path)
+    if dataset_dir is not None:
+        parser["dataset_dir"] = dataset_dir
+    return dict(parser.get_parsed_content("tracking"))
+
+
 def bundle_settings(path: str) -> dict[str, Any]:
-    """``tracking``, ``lineage``, ``clustering_options``, the smoothing sigma, canvas padding and canvas margin of
-    the cell bundle."""
+    """``tracking`` (resolved: :func:`bundle_tracking`), ``lineage``, ``clustering_options``, the smoothing sigma,
+    canvas padding and canvas margin of the cell bundle."""
     with open(path) as f:
         cfg = json.load(f)
     return {
-        "tracking": dict(cfg["tracking"]),
+        "tracking": bundle_tracking(path),
         "lineage": dict(cfg["lineage"]),
         "clustering_options": dict(cfg["clustering_options"]),
         "smooth_sigma": float(cfg["normalization"]["smooth_sigma"]),

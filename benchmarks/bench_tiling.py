@@ -65,6 +65,7 @@ from cosinetrack.io.atomic import atomic_write_text
 from cosinetrack.workflows.checkpoint import load_weights, network_for_model
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_fast_clustering import bundle_tracking  # noqa: E402  (the bundle's tracking section, resolved)
 from bench_network import cpu_model  # noqa: E402  (the same machine description as the network benchmark)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,7 +85,7 @@ def bundle_settings(path: str) -> dict[str, Any]:
     with open(path) as f:
         cfg = json.load(f)
     return {
-        "tracking": dict(cfg["tracking"]),
+        "tracking": bundle_tracking(path),
         "lineage": dict(cfg["lineage"]),
         "clustering_options": dict(cfg["clustering_options"]),
         "smooth_sigma": float(cfg["normalization"]["smooth_sigma"]),
