@@ -191,6 +191,9 @@ def main(argv: list[str] | None = None) -> str:
     fast = _load("bench_fast_clustering")
     baseline = _load("bench_ctc_baseline")
     settings = fast.bundle_settings(args.bundle)
+    # the pairs here are labels without their frames: the brightness filters (halo_distance, min_foreground_fraction)
+    # need the frames' bright foreground, so they stay off (a variant may not turn them on)
+    settings["tracking"] = {**settings["tracking"], "halo_distance": 0.0, "min_foreground_fraction": 0.0}
     variants = [("old", {"tracking": {}, "lineage": {}})]
     if args.grid:
         variants += [(variant_name(v), {"tracking": {}, "lineage": {}, **v}) for v in GRID]
