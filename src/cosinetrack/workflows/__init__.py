@@ -1,5 +1,6 @@
 """Around training: model files and resume, reports, cross-validation."""
 
+from cosinetrack.workflows.averaging import WeightAveraging, first_averaged_iteration
 from cosinetrack.workflows.checkpoint import (
     NetworkSettings,
     RNGState,
@@ -34,6 +35,8 @@ __all__ = [
     "find_resume_checkpoint",
     "TrainingCheckpoint",
     "handlers_of_rank",
+    "WeightAveraging",
+    "first_averaged_iteration",
     "report_training",
     "report_evaluation",
     "format_table",

@@ -36,6 +36,7 @@ from cosinetrack.io.paths import require_file
 from cosinetrack.networks.stacked import RecurrentStackedHourglass
 from cosinetrack.options import as_flag
 from cosinetrack.transforms.normalize import UPPER_REFERENCES
+from cosinetrack.workflows.averaging import WeightAveraging
 
 __all__ = [
     "network_settings",
@@ -58,6 +59,7 @@ __all__ = [
 _SETTINGS = ("in_channels", "out_channels", "num_levels", "num_filters", "num_stacks", "recurrent")
 
 RESUME_PREFIX = "resume"
+LAST_ITERATE_FILENAME = "model_last_iterate.pt"
 
 
 def network_settings(network: torch.nn.Module) -> dict[str, Any]:
@@ -319,6 +321,10 @@ class TrainingCheckpoint:
         normalization: the run's ``normalization`` section; its ``upper`` (what maps to 1) is recorded in the
             final weights, so that inference normalizes frames the same way (:func:`stored_normalization`);
             ``None``: not recorded.
+        weight_averaging: the run's :class:`~cosinetrack.workflows.WeightAveraging` (attached to the trainer
+            before this handler): its running mean is saved and resumed with the training state, and when
+            the run ends with the mean, the last iterate is written too, as ``model_last_iterate.pt`` (same
+            format as ``model_final.pt``). ``None``: no averaging.
     """
 
     def __init__(
@@ -335,6 +341,7 @@ class TrainingCheckpoint:
         fit: str = "scale",
         clustering: Mapping[str, Any] | None = None,
         normalization: Mapping[str, Any] | None = None,
+        weight_averaging: WeightAveraging | None = None,
     ) -> None:
         if int(save_interval) < 0:
             raise ValueError(f"save_interval must be >= 0, got {save_interval}")
@@ -364,6 +371,11 @@ class TrainingCheckpoint:
         }  # fmt: skip
         if lr_scheduler is not None:
             self.to_save["lr_scheduler"] = lr_scheduler
+        if weight_averaging is not None and not isinstance(weight_averaging, WeightAveraging):
+            raise TypeError(f"weight_averaging: expected a WeightAveraging or None, got {type(weight_averaging)}")
+        self.weight_averaging = weight_averaging if weight_averaging is not None and weight_averaging.enabled else None
+        if self.weight_averaging is not None:
+            self.to_save["weight_averaging"] = self.weight_averaging
         self.resumed_from: str | None = None
 
     def attach(self, engine: Engine) -> None:
@@ -411,16 +423,21 @@ class TrainingCheckpoint:
             self.checkpoint(engine)  # Ignite's DiskSaver writes on rank 0 only
         if not is_rank0():  # under torchrun, rank 0 alone writes
             return
-        path = os.path.join(self.save_dir, self.final_filename)
-        with atomic_file(path, suffix=".pt") as tmp:
-            weights = {"model": self.network.state_dict(), "network": network_settings(self.network)}
+        self._save_weights(self.final_filename, self.network.state_dict())
+        if self.weight_averaging is not None and self.weight_averaging.last_iterate is not None:
+            self._save_weights(LAST_ITERATE_FILENAME, self.weight_averaging.last_iterate)
+
+    def _save_weights(self, filename: str, state: Mapping[str, torch.Tensor]) -> None:
+        with atomic_file(os.path.join(self.save_dir, filename), suffix=".pt") as tmp:
+            weights = {"model": dict(state), "network": network_settings(self.network)}
             torch.save({**weights, **self.canvas}, tmp)
 
 
 def handlers_of_rank(handlers: Sequence[Any]) -> list[Any]:
     """The trainer handlers this process attaches: all on rank 0 (or without ``torchrun``); on the other
-    ranks only the learning-rate schedule and :class:`TrainingCheckpoint` (which loads on ``--resume`` and
+    ranks only the learning-rate schedule, :class:`~cosinetrack.workflows.WeightAveraging` (so that every
+    rank ends with the same weights) and :class:`TrainingCheckpoint` (which loads on ``--resume`` and
     saves nothing there), since rank 0 alone validates, logs and writes."""
     if is_rank0():
         return list(handlers)
-    return [h for h in handlers if isinstance(h, (LrScheduleHandler, TrainingCheckpoint))]
+    return [h for h in handlers if isinstance(h, (LrScheduleHandler, WeightAveraging, TrainingCheckpoint))]
