@@ -3,6 +3,7 @@ the last iterate beside it."""
 
 from __future__ import annotations
 
+import mlflow
 import pytest
 import torch
 from conftest import train_tiny
@@ -113,10 +114,14 @@ def test_the_bundle_key_average_from_reaches_the_run(tmp_path, average_from, ave
     tiny += ["--synthetic#num_cases", "4", "--synthetic#image_size", "[40,48]", "--synthetic#num_frames", "6"]
     if average_from is not None:
         tiny += ["--average_from", average_from]
-    _, _, out, _ = train_tiny(tmp_path, ["bundles/lv_mri/train.json"], *tiny)
+    _, uri, out, _ = train_tiny(tmp_path, ["bundles/lv_mri/train.json"], *tiny)
     state = torch.load(out / "resume_4.pt", map_location="cpu", weights_only=True)
     assert int(state["weight_averaging"]["n_averaged"]) == averaged if averaged else "weight_averaging" not in state
     assert (out / LAST_ITERATE_FILENAME).exists() == bool(averaged)
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("test").experiment_id])
+    logged = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "model_final.pt" in logged and (LAST_ITERATE_FILENAME in logged) == bool(averaged)
     if averaged:  # iterates 2, 3, 4: the final weights are their mean, not the last one
         final = torch.load(out / "model_final.pt", map_location="cpu", weights_only=True)["model"]
         last = torch.load(out / LAST_ITERATE_FILENAME, map_location="cpu", weights_only=True)["model"]
