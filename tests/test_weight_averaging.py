@@ -51,6 +51,15 @@ def test_the_run_ends_with_the_mean_of_its_late_iterates(max_iterations, average
     assert averaging.last_iterate["weight"].item() == max_iterations
 
 
+def test_the_mean_is_loaded_after_the_trainers_last_iteration_when_it_runs_fewer_than_max_iterations():
+    net = _net()  # the bundles round max_iterations down to a multiple of val_interval: 10 -> 2 epochs of 4
+    averaging = WeightAveraging(net, max_iterations=10, average_from=0.5)
+    engine = _engine(net)
+    averaging.attach(engine)
+    engine.run(range(4), max_epochs=2)
+    assert net.weight.item() == pytest.approx(6.5) and averaging.num_averaged == 4  # 5..8
+
+
 def test_no_averaging_leaves_the_last_iterate():
     net = _net()
     averaging = WeightAveraging(net, max_iterations=10, average_from=None)

@@ -2,11 +2,12 @@
 
 :class:`WeightAveraging` is a trainer handler. From iteration ``int(average_from * max_iterations)`` on it
 adds the network's weights after every ``every``-th iteration to a running mean
-(:class:`torch.optim.swa_utils.AveragedModel`); after the last iteration it copies the mean into the network,
-so that the run's last validation, ``model_last.pt`` and ``model_final.pt`` all hold the averaged weights.
-With the bundles' step schedule (``lr_drop_at`` 0.5), ``average_from`` 0.5 averages the low learning-rate
-half of the run: runs of one recipe that differ only in the seed end closer together than their last
-iterates do.
+(:class:`torch.optim.swa_utils.AveragedModel`); after the trainer's last iteration (its ``max_epochs x
+epoch_length``, which the bundles round down to a multiple of ``val_interval``) it copies the mean into the
+network, so that the run's last validation, ``model_last.pt`` and ``model_final.pt`` all hold the averaged
+weights. With the bundles' step schedule (``lr_drop_at`` 0.5), ``average_from`` 0.5 averages the low
+learning-rate half of the run. (Measured for the cell CPU recipe in docs/results_cell.md, session 22: the mean
+moved each of two seeds further in the direction its last iterate already had; runs did not agree more.)
 
 The running mean is part of the training state (:class:`~cosinetrack.workflows.TrainingCheckpoint` saves
 and resumes it; list this handler before it, so that an iteration's weights are in the mean before that
@@ -38,7 +39,8 @@ class WeightAveraging:
     Args:
         network: the trained network (a ``DistributedDataParallel`` wrapper is unwrapped); its parameters and
             buffers are averaged.
-        max_iterations: the run's iterations (the bundles' ``max_iterations``).
+        max_iterations: the bundles' ``max_iterations``, of which ``average_from`` is a fraction (as the LR
+            schedule's ``lr_drop_at``); the mean is loaded after the trainer's own last iteration.
         average_from: the fraction of ``max_iterations`` after which averaging starts, in [0, 1); ``None``:
             no averaging (the handler does nothing, the run ends with its last iterate).
         every: average the weights after every ``every``-th iteration from the first averaged one.
@@ -78,7 +80,7 @@ class WeightAveraging:
         it = engine.state.iteration
         if it >= self.start and (it - self.start) % self.every == 0:
             self.averaged.update_parameters(self.network)
-        if it >= self.max_iterations:
+        if it >= engine.state.max_epochs * engine.state.epoch_length:
             self.load_average()
 
     @property
