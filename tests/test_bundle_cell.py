@@ -101,3 +101,23 @@ def test_evaluation_and_inference_normalize_as_the_model_file_records(trained, t
         parser.read_config([os.path.join(root, "bundles", "cell", f) for f in ("train.json", overlay)])
         parser.update({"project_root": root, "ckpt_path": str(model), "input_dir": str(tmp_path)})
         assert parser.get_parsed_content("tracker").normalization.upper == expected, overlay
+
+
+def test_inference_runs_an_ensemble_of_two_model_files(trained):
+    """``python -m cosinetrack.workflows.combine`` of two model files (here one run's final model twice: the files
+    must record the same canvas, which only model_final.pt does), then the user's inference command on it."""
+    import subprocess
+    import sys
+
+    tmp, _, out, _ = trained
+    ensemble = tmp / "ensemble" / "model.pt"
+    final = str(out / "model_final.pt")
+    cmd = [sys.executable, "-m", "cosinetrack.workflows.combine", final, final]
+    subprocess.run([*cmd, "--output", str(ensemble)], check=True, capture_output=True)
+    videos = next((tmp / "cache").iterdir())
+    res = tmp / "results-ensemble"
+    args = [*TINY, "--ckpt_path", str(ensemble), "--input_dir", str(videos), "--output_dir", str(res)]
+    run_bundle("inference", TRAIN + ["bundles/cell/inference.json"], *args, tmp=tmp)
+    for folder in res.iterdir():
+        assert validate_ctc_result(str(folder)), folder
+        assert len(list(folder.glob("mask*.tif"))) == 10

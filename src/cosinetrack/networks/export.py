@@ -227,10 +227,17 @@ class StackedHourglassExport(nn.Module):
 
         Raises:
             CosineTrackDataError: the stored network settings differ from this network's (each mismatch
-                named, with the config keys to set).
+                named, with the config keys to set), or the file is an ensemble
+                (:class:`~cosinetrack.networks.EmbeddingEnsemble`), which has no TorchScript twin.
         """
         if isinstance(state_dict, Mapping) and isinstance(state_dict.get("model"), Mapping):
             stored = state_dict.get("network")
+            if isinstance(stored, Mapping) and stored.get("members", 1) != 1:
+                raise CosineTrackDataError(
+                    None,
+                    f"the model file is an ensemble of {stored['members']} networks; the TorchScript export takes "
+                    "one network: export a member's model file (the ensemble file names them under 'ensemble')",
+                )
             if isinstance(stored, Mapping):
                 diff = {k: (v, getattr(self, k)) for k, v in stored.items() if k in _SETTINGS and getattr(self, k) != v}
                 if diff:

@@ -33,6 +33,7 @@ from cosinetrack.distributed import is_rank0
 from cosinetrack.errors import CosineTrackConfigError, CosineTrackDataError
 from cosinetrack.io.atomic import atomic_file
 from cosinetrack.io.paths import require_file
+from cosinetrack.networks.ensemble import EmbeddingEnsemble
 from cosinetrack.networks.stacked import RecurrentStackedHourglass
 from cosinetrack.options import as_flag
 from cosinetrack.transforms.normalize import UPPER_REFERENCES
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 
-_SETTINGS = ("in_channels", "out_channels", "num_levels", "num_filters", "num_stacks", "recurrent")
+_SETTINGS = ("members", "in_channels", "out_channels", "num_levels", "num_filters", "num_stacks", "recurrent")
 
 RESUME_PREFIX = "resume"
 LAST_ITERATE_FILENAME = "model_last_iterate.pt"
@@ -105,6 +106,13 @@ def load_weights(network: torch.nn.Module, path: str, map_location: str | torch.
     stored = state.get("network") if isinstance(state.get("network"), dict) else None
     if stored is not None:
         own = network_settings(network)
+        members, own_members = stored.get("members", 1), own.get("members", 1)
+        if members != own_members:
+            raise CosineTrackDataError(
+                path,
+                f"this model file is {_members_text(members)}, the network to load it into "
+                f"{_members_text(own_members)}; build the network with cosinetrack.workflows.network_for_model",
+            )
         diff = {k: (v, own[k]) for k, v in stored.items() if k in own and own[k] != v}
         if diff:
             what = ", ".join(f"{k}={a} (this network: {b})" for k, (a, b) in diff.items())
@@ -234,15 +242,30 @@ def resolve_model(ckpt_path: str | None, bundle_root: str, preset: Mapping[str, 
     )
 
 
-def network_for_model(path: str, **defaults: Any) -> torch.nn.Module:
-    """A :class:`~cosinetrack.networks.RecurrentStackedHourglass` shaped like the model file ``path``.
+def _members_text(members: int) -> str:
+    return "one network" if members == 1 else f"an ensemble of {members} networks"
+
+
+def network_for_model(path: str, allow_ensemble: bool = True, **defaults: Any) -> torch.nn.Module:
+    """A :class:`~cosinetrack.networks.RecurrentStackedHourglass` shaped like the model file ``path``, or an
+    :class:`~cosinetrack.networks.EmbeddingEnsemble` of them when the file records ``members``
+    (:func:`~cosinetrack.workflows.combine_model_files`).
 
     ``defaults`` are the bundle's constructor arguments (``in_channels``, ``out_channels``, ``num_levels``,
     ``num_filters``, ``num_stacks``, ``recurrent``); the settings recorded in the file replace them, so
     inference needs no ``--num_levels``/``--num_filters`` to match a model. The weights are loaded
-    by :func:`load_weights` afterwards.
+    by :func:`load_weights` afterwards. ``allow_ensemble=False`` (a bundle whose outputs are class scores,
+    which an ensemble cannot merge) refuses an ensemble file with an error naming it.
     """
-    return RecurrentStackedHourglass(**{**defaults, **(stored_network_settings(path) or {})})
+    settings = {**defaults, **(stored_network_settings(path) or {})}
+    members = settings.pop("members", 1)
+    if members == 1:
+        return RecurrentStackedHourglass(**settings)
+    if not as_flag(allow_ensemble, "allow_ensemble"):
+        raise CosineTrackDataError(
+            path, f"this model file is {_members_text(members)} (embeddings); this bundle runs one network"
+        )
+    return EmbeddingEnsemble(members=members, **settings)
 
 
 class RNGState:
