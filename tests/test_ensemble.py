@@ -184,6 +184,7 @@ def test_command_line_writes_the_ensemble_and_ends_a_bad_member_with_one_error_l
     done = subprocess.run([*cmd, "--output", str(tmp_path / "e.pt")], capture_output=True, text=True, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr
     assert "an ensemble of 2 networks" in done.stdout and (tmp_path / "e.pt").is_file()
+    assert "Warning" not in done.stderr, done.stderr  # e.g. runpy's, were the package to import the module itself
     (tmp_path / "bad.pt").write_text("no")
     bad = [*cmd[:-1], str(tmp_path / "bad.pt"), "--output", str(tmp_path / "f.pt")]
     done = subprocess.run(bad, capture_output=True, text=True, cwd=REPO_ROOT)

@@ -15,7 +15,7 @@ The recurrent state is the members' states one after the other: a list of ``memb
 lists of per-level tensors (the layout of :mod:`cosinetrack.inference.stepping`, so it is cast, joined
 and split along the batch like a single network's).
 
-Members are trained separately; :func:`cosinetrack.workflows.combine_model_files` writes their model files
+Members are trained separately; :func:`cosinetrack.workflows.combine.combine_model_files` writes their model files
 as one ensemble file (``python -m cosinetrack.workflows.combine``).
 """
 

@@ -1,4 +1,4 @@
-"""Around training: model files and resume, ensembles of model files, reports, cross-validation."""
+"""Around training: model files and resume, reports, cross-validation."""
 
 from cosinetrack.workflows.averaging import WeightAveraging, first_averaged_iteration
 from cosinetrack.workflows.checkpoint import (
@@ -17,7 +17,6 @@ from cosinetrack.workflows.checkpoint import (
     stored_network_settings,
     stored_normalization,
 )
-from cosinetrack.workflows.combine import combine_model_files
 from cosinetrack.workflows.crossval import TABLE_NAME, cross_validate, fold_dir_name, run_training, summarize_folds
 from cosinetrack.workflows.report import format_table, report_evaluation, report_training
 
@@ -32,7 +31,6 @@ __all__ = [
     "stored_normalization",
     "resolve_model",
     "network_for_model",
-    "combine_model_files",
     "RNGState",
     "find_resume_checkpoint",
     "TrainingCheckpoint",

@@ -249,7 +249,7 @@ def _members_text(members: int) -> str:
 def network_for_model(path: str, allow_ensemble: bool = True, **defaults: Any) -> torch.nn.Module:
     """A :class:`~cosinetrack.networks.RecurrentStackedHourglass` shaped like the model file ``path``, or an
     :class:`~cosinetrack.networks.EmbeddingEnsemble` of them when the file records ``members``
-    (:func:`~cosinetrack.workflows.combine_model_files`).
+    (:func:`~cosinetrack.workflows.combine.combine_model_files`).
 
     ``defaults`` are the bundle's constructor arguments (``in_channels``, ``out_channels``, ``num_levels``,
     ``num_filters``, ``num_stacks``, ``recurrent``); the settings recorded in the file replace them, so
