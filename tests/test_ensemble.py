@@ -91,7 +91,11 @@ def test_the_ensemble_file_records_members_their_hashes_and_the_shared_entries(t
     out = tmp_path / "models" / "model.pt"
     combine_model_files([str(tmp_path / "m0.pt"), str(tmp_path / "m1.pt")], str(out))
     state = torch.load(out, weights_only=True)
-    assert state["network"] == {"members": 2, **network_settings(RecurrentStackedHourglass(**NET))}
+    assert state["network"] == {
+        "members": 2,
+        **network_settings(RecurrentStackedHourglass(**NET)),
+        "background": "mean",
+    }
     assert {k: state[k] for k in extra} == extra
     assert state["ensemble"]["files"] == ["m0.pt", "m1.pt"] and all(len(h) == 64 for h in state["ensemble"]["sha256"])
     assert sorted(p.name for p in out.parent.iterdir()) == ["model.pt"]  # no temporary left
@@ -171,10 +175,58 @@ def test_the_torchscript_export_refuses_an_ensemble_file(tmp_path):
         StackedHourglassExport(**NET).load_state_dict(torch.load(out, weights_only=True))
 
 
+@pytest.mark.parametrize(
+    "background, flips, views", [("mean", False, None), ("mean", True, 4), ("votes", False, 2), ("votes", True, 8)]
+)
+def test_members_that_vote_become_views_of_the_clustering(tmp_path, background, flips, views):
+    from cosinetrack.inference.segmenter import ScaledPairSegmenter
+
+    for k in range(2):
+        _member(tmp_path / f"m{k}.pt", k)
+    out = tmp_path / "e.pt"
+    combine_model_files([str(tmp_path / "m0.pt"), str(tmp_path / "m1.pt")], str(out), background=background)
+    assert torch.load(out, weights_only=True)["network"]["background"] == background
+    ensemble = load_weights(network_for_model(str(out)), str(out)).eval()
+    assert ensemble.background == background
+    segmenter = ScaledPairSegmenter(ensemble, (16, 16), {"min_samples": 5}, test_time_flips=flips)
+    assert segmenter.cluster_kwargs.get("views") == views
+    segmenter.push(torch.rand(1, 20, 18))
+    labels = segmenter.push(torch.rand(1, 20, 18))  # 2 members x (flips) views of 4 channels split evenly
+    assert labels.shape == (2, 20, 18)
+
+
+def test_a_sure_member_outvotes_one_that_sees_a_cell_in_the_background():
+    """Votes: a pixel is background where at least half of the members' views say so; the mean of a member
+    that finds it background (similarity 1) and one that does not (similarity -0.2) is above the threshold of
+    0.5 for neither rule on its own, so the two rules part exactly there."""
+    from cosinetrack.clustering import cluster_embeddings
+
+    d, h, w = 4, 12, 12
+    bg0, bg1 = torch.eye(d)[0], torch.eye(d)[1]
+    a = bg0[:, None, None].expand(d, h, w).clone()  # member A: all background
+    b = bg1[:, None, None].expand(d, h, w).clone()  # member B: background, but a "cell" in the middle
+    b[:, 4:8, 4:8] = (torch.eye(d)[2] - 0.2 * bg1)[:, None, None]
+    merged = torch.cat([a, b]) / 2**0.5
+    emb = torch.stack([merged, merged])  # the pair (2, 2 d, h, w)
+    options = {"min_samples": 4, "background": "dominant", "background_threshold": 0.5, "min_size": 1}
+    mean = cluster_embeddings(emb, **options)
+    votes = cluster_embeddings(emb, **options, views=2)
+    assert (mean[:, 4:8, 4:8] > 0).all() and (mean[:, :4] == 0).all()  # mean similarity 0.4: a cell
+    assert (votes == 0).all()  # member A's vote is half of the views: background
+
+
 @pytest.mark.parametrize("members", [1, 0, True, 2.0])
 def test_an_ensemble_needs_two_or_more_members(members):
     with pytest.raises(ValueError, match="members must be an int >= 2"):
         EmbeddingEnsemble(members=members, **NET)
+
+
+def test_an_unknown_background_rule_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="background must be one of"):
+        EmbeddingEnsemble(members=2, background="max", **NET)
+    _member(tmp_path / "m0.pt", 0)
+    with pytest.raises(CosineTrackDataError, match="background: expected one of"):
+        combine_model_files([str(tmp_path / "m0.pt")] * 2, str(tmp_path / "e.pt"), background="max")
 
 
 def test_command_line_writes_the_ensemble_and_ends_a_bad_member_with_one_error_line(tmp_path):

@@ -30,6 +30,7 @@ from cosinetrack.clustering.options import check_cluster_kwargs
 from cosinetrack.inference.amp import Amp, resolve_amp
 from cosinetrack.inference.inferer import FLIP_VIEWS, flip_views_batch, merge_flip_views
 from cosinetrack.inference.stepping import State, check_stack, step_network
+from cosinetrack.networks.ensemble import embedding_views
 from cosinetrack.transforms.augment import clip_eval_transforms
 from cosinetrack.transforms.spatial import fit_to_size, restore_label_size
 
@@ -161,7 +162,9 @@ class ScaledPairSegmenter(PairSegmenter):
             four times the network's work. The clustering then decides the background per view, a pixel
             being background where at least half of the views find it so (``views=4`` of
             :class:`~cosinetrack.clustering.options.ClusteringOptions`, set here; a ``views`` in
-            ``cluster_kwargs`` is refused).
+            ``cluster_kwargs`` is refused). An :class:`~cosinetrack.networks.EmbeddingEnsemble` whose members
+            vote on the background multiplies ``views`` by its members
+            (:func:`~cosinetrack.networks.embedding_views`).
 
     ``push(frame)`` takes a normalized frame ``(C, H, W)`` and returns ``None`` for the first frame,
     then the labels ``(2, H, W)`` int32 of the pair (previous frame, this frame), 0 = background.
@@ -185,8 +188,9 @@ class ScaledPairSegmenter(PairSegmenter):
         self.test_time_flips = test_time_flips
         if "views" in self.cluster_kwargs:
             raise ValueError("cluster_kwargs: 'views' is set by the segmenter from test_time_flips, not by hand")
-        if test_time_flips:
-            self.cluster_kwargs = check_cluster_kwargs({**self.cluster_kwargs, "views": len(FLIP_VIEWS)})
+        views = (len(FLIP_VIEWS) if test_time_flips else 1) * embedding_views(network)
+        if views > 1:
+            self.cluster_kwargs = check_cluster_kwargs({**self.cluster_kwargs, "views": views})
         self.padding_mode = padding_mode
         self.image_size = tuple(int(s) for s in image_size)
         if isinstance(margin, bool) or not isinstance(margin, int) or not 0 <= margin < min(self.image_size):

@@ -85,9 +85,11 @@ import torch
 import torch.nn.functional as F
 
 from cosinetrack.clustering.embedding_clustering import cluster_embeddings, relabel_consecutive
+from cosinetrack.clustering.options import check_cluster_kwargs
 from cosinetrack.inference.amp import Amp
 from cosinetrack.inference.segmenter import PairSegmenter
 from cosinetrack.inference.stepping import State, cast_state, concat_states, state_nbytes
+from cosinetrack.networks.ensemble import embedding_views
 from cosinetrack.tracking.matching import instance_overlaps
 
 __all__ = [
@@ -478,6 +480,8 @@ class TiledPairSegmenter(PairSegmenter):
         storage: str = "auto",
     ) -> None:
         super().__init__(network, cluster_kwargs, device=device, stack=stack, amp=amp)
+        if embedding_views(network) > 1:  # an ensemble whose members vote on the background
+            self.cluster_kwargs = check_cluster_kwargs({**self.cluster_kwargs, "views": embedding_views(network)})
         self.tile_size = _pair(tile_size, "tile_size")
         self.overlap = None if overlap is None else _pair(overlap, "overlap")
         tile_grid(self.tile_size, self.tile_size, self.overlap)  # validates sizes and overlap

@@ -4,7 +4,7 @@ wrapper for baselines."""
 from __future__ import annotations
 
 from cosinetrack.networks.convgru import ConvGRUCell
-from cosinetrack.networks.ensemble import EmbeddingEnsemble
+from cosinetrack.networks.ensemble import EmbeddingEnsemble, embedding_views
 from cosinetrack.networks.export import StackedHourglassExport
 from cosinetrack.networks.framewise import FrameWiseNetwork
 from cosinetrack.networks.hourglass import Hourglass
@@ -17,4 +17,5 @@ __all__ = [
     "Hourglass",
     "RecurrentStackedHourglass",
     "StackedHourglassExport",
+    "embedding_views",
 ]

@@ -11,6 +11,13 @@ clustering, the background rules and the test-time flips then work on the longer
 
 Embeddings only: class scores (the LV bundle) cannot be merged this way.
 
+The background (``background``): ``"mean"`` leaves it to the clustering's rule on the merged vectors, so the
+members' mean similarity to the background decides; ``"votes"`` makes every member a view of its own
+(:attr:`EmbeddingEnsemble.embedding_views`, read by :func:`embedding_views`): the segmenters multiply the
+clustering's ``views`` by it, and a pixel or a cluster is background where at least half of the members' views
+find it so (:class:`~cosinetrack.clustering.options.ClusteringOptions`, ``views``), so one member that is
+sure of the background outvotes a member that sees a false cell in it.
+
 The recurrent state is the members' states one after the other: a list of ``members * num_stacks`` per-stack
 lists of per-level tensors (the layout of :mod:`cosinetrack.inference.stepping`, so it is cast, joined
 and split along the batch like a single network's).
@@ -29,7 +36,16 @@ from torch import Tensor, nn
 
 from cosinetrack.networks.stacked import RecurrentStackedHourglass, State
 
-__all__ = ["EmbeddingEnsemble"]
+__all__ = ["BACKGROUND_RULES", "EmbeddingEnsemble", "embedding_views"]
+
+#: How an ensemble decides the background: the members' mean similarity, or every member's vote.
+BACKGROUND_RULES = ("mean", "votes")
+
+
+def embedding_views(network: nn.Module) -> int:
+    """How many equal views a network's output channels are made of for the background rule (1 for one network;
+    an :class:`EmbeddingEnsemble` with ``background="votes"``: its members)."""
+    return int(getattr(network, "embedding_views", 1))
 
 
 class EmbeddingEnsemble(nn.Module):
@@ -40,6 +56,8 @@ class EmbeddingEnsemble(nn.Module):
         in_channels, out_channels, num_levels, num_filters, num_stacks, recurrent, normalize_eps: every
             member's :class:`~cosinetrack.networks.RecurrentStackedHourglass` arguments; ``out_channels`` is
             one member's embedding size ``D``, the ensemble returns ``members * D`` channels.
+        background: ``"mean"`` (the members' mean similarity to the background decides) or ``"votes"``
+            (every member's view votes; see the module docstring).
 
     Outputs (:meth:`forward`, :meth:`step`): per stack ``(B, [T,] members * D, H, W)``, unit length over the
     channels wherever every member's output is non-zero.
@@ -55,11 +73,16 @@ class EmbeddingEnsemble(nn.Module):
         num_stacks: int = 2,
         recurrent: bool = True,
         normalize_eps: float = 1e-8,
+        background: str = "mean",
     ) -> None:
         super().__init__()
         if isinstance(members, bool) or not isinstance(members, int) or members < 2:
             raise ValueError(f"EmbeddingEnsemble: members must be an int >= 2, got {members!r}")
+        if background not in BACKGROUND_RULES:
+            raise ValueError(f"EmbeddingEnsemble: background must be one of {BACKGROUND_RULES}, got {background!r}")
         self.members = members
+        self.background = background
+        self.embedding_views = members if background == "votes" else 1
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.num_levels = num_levels

@@ -8,10 +8,10 @@ Command line (from the repository root)::
 The members must be model files of one network shape (``{"model": weights, "network": settings}``, as
 training writes them) trained for the same input: the same canvas (``image_size``, ``fit``) and
 normalization. The output holds the members' weights under ``networks.<i>.``, their shared settings with
-``members`` added (:func:`~cosinetrack.workflows.network_for_model` then builds an
-:class:`~cosinetrack.networks.EmbeddingEnsemble`), every other entry of the members (canvas, normalization,
-clustering), and ``ensemble``: each member's file name and SHA-256. It is written atomically; the
-members are only read.
+``members`` and ``background`` (``--background mean|votes``) added (:func:`~cosinetrack.workflows.network_for_model`
+then builds an :class:`~cosinetrack.networks.EmbeddingEnsemble`), every other entry of the members (canvas,
+normalization, clustering), and ``ensemble``: each member's file name and SHA-256. It is written atomically;
+the members are only read.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import torch
 from cosinetrack.errors import CosineTrackDataError, install_excepthook
 from cosinetrack.io.atomic import atomic_file
 from cosinetrack.io.paths import require_file
+from cosinetrack.networks.ensemble import BACKGROUND_RULES
 from cosinetrack.workflows.checkpoint import _read_checkpoint
 
 __all__ = ["combine_model_files", "main"]
@@ -59,8 +60,11 @@ def _read_member(path: str) -> dict[str, Any]:
     return state
 
 
-def combine_model_files(paths: Sequence[str], output: str) -> dict[str, Any]:
+def combine_model_files(paths: Sequence[str], output: str, background: str = "mean") -> dict[str, Any]:
     """Write the model files ``paths`` (two or more) as one ensemble model file ``output``; returns what was written.
+
+    ``background`` (recorded in the file's network settings): ``"mean"``, the members' mean similarity to the
+    background decides, or ``"votes"``, every member votes (:class:`~cosinetrack.networks.EmbeddingEnsemble`).
 
     Raises:
         CosineTrackDataError: naming the file, when fewer than two files are given, a file is not a model
@@ -68,6 +72,8 @@ def combine_model_files(paths: Sequence[str], output: str) -> dict[str, Any]:
             from the first member's (each difference listed).
     """
     paths = [os.fspath(p) for p in paths]
+    if background not in BACKGROUND_RULES:
+        raise CosineTrackDataError(None, f"background: expected one of {BACKGROUND_RULES}, got {background!r}")
     if len(paths) < 2:
         raise CosineTrackDataError(paths[0] if paths else None, "an ensemble needs at least two model files")
     members = [_read_member(p) for p in paths]
@@ -83,7 +89,7 @@ def combine_model_files(paths: Sequence[str], output: str) -> dict[str, Any]:
     weights = {f"networks.{i}.{k}": v for i, state in enumerate(members) for k, v in state["model"].items()}
     result: dict[str, Any] = {
         "model": weights,
-        "network": {"members": len(members), **first["network"]},
+        "network": {"members": len(members), **first["network"], "background": background},
         **{k: first[k] for k in _SHARED_ENTRIES if k in first},
         "ensemble": {"files": [os.path.basename(p) for p in paths], "sha256": [_sha256(p) for p in paths]},
     }
@@ -101,8 +107,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("members", nargs="+", help="model files (model_final.pt of runs of one recipe)")
     parser.add_argument("--output", required=True, help="the ensemble model file to write")
+    parser.add_argument(
+        "--background",
+        choices=BACKGROUND_RULES,
+        default="mean",
+        help="how the members decide the background: their mean similarity (default) or every member's vote",
+    )
     args = parser.parse_args(argv)
-    result = combine_model_files(args.members, args.output)
+    result = combine_model_files(args.members, args.output, args.background)
     print(f"{args.output}: an ensemble of {result['network']['members']} networks ({', '.join(args.members)})")
     return 0
 

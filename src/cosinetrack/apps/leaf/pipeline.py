@@ -27,6 +27,7 @@ from cosinetrack.inference.inferer import FLIP_VIEWS, resolve_amp, stream_frames
 from cosinetrack.inference.progress import FrameProgress
 from cosinetrack.io.atomic import refuse_output_over_inputs, shared_atomic_directory
 from cosinetrack.io.png import InstancePNGWriter
+from cosinetrack.networks.ensemble import embedding_views
 from cosinetrack.options import as_flag
 from cosinetrack.transforms.augment import clip_eval_transforms
 from cosinetrack.transforms.spatial import restore_label_size
@@ -72,8 +73,9 @@ def segment_image_instances(
     emb = stream_frames(network, x, image_size, restore_size=False, amp=amp, test_time_flips=test_time_flips)
     emb = emb[0, 0]  # (D, h, w) float32; (4 * D, h, w) with test-time flips
     kwargs = dict(cluster_kwargs)
-    if test_time_flips:
-        kwargs["views"] = len(FLIP_VIEWS)
+    views = (len(FLIP_VIEWS) if test_time_flips else 1) * embedding_views(network)
+    if views > 1:
+        kwargs["views"] = views
     labels = cluster_embeddings(emb.float().cpu(), **kwargs)
     return restore_label_size(labels, image.shape[-2:]).numpy()
 
