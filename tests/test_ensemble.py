@@ -242,3 +242,24 @@ def test_command_line_writes_the_ensemble_and_ends_a_bad_member_with_one_error_l
     done = subprocess.run(bad, capture_output=True, text=True, cwd=REPO_ROOT)
     assert done.returncode != 0
     assert done.stderr.strip().splitlines()[-1].startswith(f"Error: {tmp_path / 'bad.pt'}: cannot read")
+
+
+@pytest.mark.parametrize("background, flips, views", [("votes", True, 8), ("votes", False, 2), ("mean", True, 4)])
+def test_leaf_segmentation_of_an_ensemble_clusters_with_its_views(tmp_path, monkeypatch, background, flips, views):
+    import numpy as np
+
+    import cosinetrack.apps.leaf.pipeline as leaf
+
+    seen = []
+
+    def spy(emb, **kwargs):
+        seen.append((emb.shape[0], kwargs.get("views")))
+        return torch.zeros(emb.shape[-2:], dtype=torch.int32)
+
+    monkeypatch.setattr(leaf, "cluster_embeddings", spy)
+    ensemble = EmbeddingEnsemble(members=2, background=background, **NET).eval()
+    image = np.random.default_rng(0).normal(size=(1, 20, 22)).astype(np.float32)
+    with torch.inference_mode():
+        labels = leaf.segment_image_instances(ensemble, image, (16, 16), {"min_samples": 5}, test_time_flips=flips)
+    assert labels.shape == (20, 22)
+    assert seen == [((4 if flips else 1) * 2 * 4, views)]
