@@ -10,6 +10,7 @@ from cosinetrack.workflows.checkpoint import (
     load_weights,
     network_for_model,
     network_settings,
+    read_checkpoint,
     resolve_model,
     stored_clustering,
     stored_image_size,
@@ -23,6 +24,7 @@ from cosinetrack.workflows.report import format_table, report_evaluation, report
 __all__ = [
     "network_settings",
     "NetworkSettings",
+    "read_checkpoint",
     "load_weights",
     "stored_network_settings",
     "stored_image_size",

@@ -42,6 +42,7 @@ from cosinetrack.workflows.averaging import WeightAveraging
 __all__ = [
     "network_settings",
     "NetworkSettings",
+    "read_checkpoint",
     "load_weights",
     "stored_network_settings",
     "stored_image_size",
@@ -81,7 +82,13 @@ class NetworkSettings:
         pass
 
 
-def _read_checkpoint(path: str, map_location: str | torch.device = "cpu") -> Any:
+def read_checkpoint(path: str, map_location: str | torch.device = "cpu") -> Any:
+    """The contents of the model or checkpoint file ``path``, loaded with ``weights_only=True``.
+
+    Raises:
+        CosineTrackDataError: naming ``path``, when it cannot be read (truncated, not a torch file, or a
+            pickle that would run code).
+    """
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, a pickle with code in it, not a torch file at all, ...
@@ -100,7 +107,7 @@ def load_weights(network: torch.nn.Module, path: str, map_location: str | torch.
             settings differ from ``network``'s (each mismatch listed, with the overrides that fit it), or
             when its weights do not fit ``network`` (the first mismatching tensors listed).
     """
-    state = _read_checkpoint(require_file(path, "ckpt_path"), map_location)
+    state = read_checkpoint(require_file(path, "ckpt_path"), map_location)
     if not isinstance(state, dict):
         raise CosineTrackDataError(path, f"expected a dict of weights, found a {type(state).__name__}")
     stored = state.get("network") if isinstance(state.get("network"), dict) else None
@@ -135,7 +142,7 @@ def load_weights(network: torch.nn.Module, path: str, map_location: str | torch.
 
 def stored_network_settings(path: str) -> dict[str, Any] | None:
     """The network settings a model file records (``None`` for a bare state dict of an older version)."""
-    state = _read_checkpoint(require_file(path, "ckpt_path"))
+    state = read_checkpoint(require_file(path, "ckpt_path"))
     settings = state.get("network") if isinstance(state, dict) else None
     return dict(settings) if isinstance(settings, dict) else None
 
@@ -146,7 +153,7 @@ def stored_image_size(path: str, default: Sequence[int]) -> list[int]:
     Shipped models record it, so that inference feeds them frames at the scale they learnt: a model
     trained on a 96 x 96 canvas sees objects 2.7 times smaller than on the bundle's default 256 x 256.
     """
-    state = _read_checkpoint(require_file(path, "ckpt_path"))
+    state = read_checkpoint(require_file(path, "ckpt_path"))
     size = state.get("image_size") if isinstance(state, dict) else None
     if size is None:
         return [int(v) for v in default]
@@ -163,7 +170,7 @@ def stored_inference_size(path: str, image_size: Sequence[int], fit: str = "scal
     canvas gets them scaled to that canvas (:func:`stored_image_size`). ``image_size`` and ``fit`` are the
     bundle's, used when the file records neither.
     """
-    state = _read_checkpoint(require_file(path, "ckpt_path"))
+    state = read_checkpoint(require_file(path, "ckpt_path"))
     stored = state.get("fit") if isinstance(state, dict) else None
     fit = stored if stored is not None else fit
     if fit not in ("scale", "crop"):
@@ -185,7 +192,7 @@ def stored_clustering(
     Raises:
         CosineTrackDataError: the recorded entry is not a mapping of valid clustering options.
     """
-    state = _read_checkpoint(require_file(path, "ckpt_path"))
+    state = read_checkpoint(require_file(path, "ckpt_path"))
     stored = state.get("clustering") if isinstance(state, dict) else None
     options = clustering_for_canvas(default, options_size, canvas)
     if stored is None:
@@ -208,7 +215,7 @@ def stored_normalization(path: str, default: Mapping[str, Any]) -> dict[str, Any
     Raises:
         CosineTrackDataError: the recorded entry is not a mapping with a valid ``upper``.
     """
-    state = _read_checkpoint(require_file(path, "ckpt_path"))
+    state = read_checkpoint(require_file(path, "ckpt_path"))
     stored = state.get("normalization") if isinstance(state, dict) else None
     out = dict(default)
     if stored is None:

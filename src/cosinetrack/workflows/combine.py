@@ -28,7 +28,7 @@ from cosinetrack.errors import CosineTrackDataError, install_excepthook
 from cosinetrack.io.atomic import atomic_file
 from cosinetrack.io.paths import require_file
 from cosinetrack.networks.ensemble import BACKGROUND_RULES
-from cosinetrack.workflows.checkpoint import _read_checkpoint
+from cosinetrack.workflows.checkpoint import read_checkpoint
 
 __all__ = ["combine_model_files", "main"]
 
@@ -45,7 +45,7 @@ def _sha256(path: str) -> str:
 
 
 def _read_member(path: str) -> dict[str, Any]:
-    state = _read_checkpoint(require_file(path, "member"))
+    state = read_checkpoint(require_file(path, "member"))
     if not (
         isinstance(state, dict) and isinstance(state.get("model"), dict) and isinstance(state.get("network"), dict)
     ):
