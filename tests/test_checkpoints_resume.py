@@ -17,7 +17,7 @@ from conftest import REPO_ROOT, run_bundle
 
 from cosinetrack.errors import CosineTrackDataError
 from cosinetrack.networks.stacked import RecurrentStackedHourglass
-from cosinetrack.workflows.checkpoint import RNGState, load_weights, network_settings
+from cosinetrack.workflows.checkpoint import RNGState, load_weights, network_settings, read_checkpoint
 
 NET = dict(in_channels=1, out_channels=4, num_levels=2, num_filters=4)
 
@@ -61,6 +61,20 @@ def test_unreadable_or_foreign_checkpoints_are_clear_errors(tmp_path, make, frag
     with pytest.raises(CosineTrackDataError, match=fragment) as err:
         load_weights(RecurrentStackedHourglass(**NET), str(path))
     assert str(err.value).startswith(str(path))
+
+
+class _NotWeights:
+    """An object a plain pickle would rebuild by running this module's code: ``weights_only`` refuses it."""
+
+
+def test_read_checkpoint_reads_weights_only_and_names_the_file_it_refuses(tmp_path):
+    good = _save(tmp_path / "model.pt", RecurrentStackedHourglass(**NET))
+    assert set(read_checkpoint(str(good))) == {"model", "network"}
+    bad = tmp_path / "code.pt"
+    torch.save({"model": _NotWeights()}, bad)
+    with pytest.raises(CosineTrackDataError, match="cannot read this checkpoint") as err:
+        read_checkpoint(str(bad))
+    assert str(err.value).startswith(str(bad))
 
 
 def test_weights_round_trip_with_and_without_settings(tmp_path):
